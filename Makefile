@@ -1,0 +1,62 @@
+# fleetrun: the commands the README names. Every target installs what it needs, idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install fleetrun with its dev tools (pip, pinned versions)
+
+stack-up: setup  ## start Kafka, PostgreSQL and the sshd test hosts (installs them if missing)
+	$(PY) -m stack up
+
+stack-down: setup  ## stop what stack-up started (data kept)
+	$(PY) -m stack down
+
+stack-status: setup  ## what runs, where, and its log file
+	$(PY) -m stack status
+
+stack-reset: setup  ## stop the stack and delete its data, keys and logs
+	$(PY) -m stack reset
+
+lint: setup  ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-unit: setup  ## the fast tier: no services needed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup  ## the real-services tier (needs `make stack-up`)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# lint and unit tests first (no services), then the stack, the integration tier, and the stack
+# is stopped whatever happened (KEEP_STACK=1 leaves it running for another round).
+test: setup  ## lint + unit + integration against a real stack it starts and stops
+	$(MAKE) --no-print-directory lint test-unit
+	@rc=0; $(PY) -m stack up || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory test-integration || rc=$$?; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	exit $$rc
+
+demo: setup  ## bring the local stack up and run a command on the demo hosts end to end
+	$(PY) -m stack up
+	$(PY) -m fleetrun.demo
+
+format: setup  ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: help setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo format

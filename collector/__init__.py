@@ -1,0 +1,1 @@
+"""The collector: consume command requests, run them over SSH on many hosts, publish results."""

@@ -1,0 +1,1 @@
+"""fleetrun: run shell commands across a fleet over SSH, driven by Kafka events."""

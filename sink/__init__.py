@@ -1,0 +1,1 @@
+"""The sink: batch results from Kafka into PostgreSQL, idempotently, committing after the DB."""

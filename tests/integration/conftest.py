@@ -1,0 +1,69 @@
+"""Fixtures that attach to the running local stack (`make stack-up`); nothing here starts it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from stack.proc import port_open
+from tests.support.kafka import create_topics, delete_topics, unique_prefix
+from tests.support.stackenv import StackEnv
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> StackEnv:
+    """The stack's settings; fails (never skips) with what to run when the stack is not up."""
+    try:
+        env = StackEnv.load()
+    except FileNotFoundError as exc:
+        pytest.fail(f"the local stack has not run here ({exc.filename}); run `make stack-up`")
+    host, _, port = env.kafka_bootstrap.rpartition(":")
+    down = [] if port_open(host, int(port)) else [f"kafka {env.kafka_bootstrap}"]
+    pg_port = int(env.pg_dsn.rsplit(":", 1)[1].split("/", 1)[0])
+    if not port_open("127.0.0.1", pg_port):
+        down.append(f"postgres 127.0.0.1:{pg_port}")
+    down += [f"sshd {h.name}" for h in env.ssh_hosts if not port_open(h.address, h.port)]
+    if down:
+        pytest.fail(f"stack services not reachable: {', '.join(down)}; run `make stack-up`")
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """A private set of fleetrun topics for one test."""
+
+    prefix: str
+    bootstrap: str
+
+    def __getitem__(self, kind: str) -> str:
+        return self.prefix + kind
+
+
+@pytest.fixture
+async def topics(stack_env: StackEnv) -> AsyncIterator[Topics]:
+    """requests/results/status/dlq under a prefix no other test uses; deleted afterwards."""
+    prefix = unique_prefix()
+    names = await create_topics(stack_env.kafka_bootstrap, prefix)
+    yield Topics(prefix, stack_env.kafka_bootstrap)
+    await delete_topics(stack_env.kafka_bootstrap, names)
+
+
+@pytest.fixture
+async def pg_dsn(stack_env: StackEnv) -> AsyncIterator[str]:
+    """DSN of a fresh database for this test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(stack_env.pg_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"', timeout=30)
+    finally:
+        await admin.close(timeout=10)
+    yield stack_env.pg_dsn.rsplit("/", 1)[0] + "/" + name
+    admin = await asyncpg.connect(stack_env.pg_dsn, timeout=10)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
+    finally:
+        await admin.close(timeout=10)

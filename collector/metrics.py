@@ -1,0 +1,73 @@
+"""The collector's Prometheus metrics, in one registry per collector instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Connect and command latencies on a fleet span milliseconds (pooled, loopback) to minutes.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class CollectorMetrics:
+    """Every metric the collector exports; one instance per collector (tests make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "fleetrun_collector_requests",
+            "Requests handled, by outcome (completed, rejected, dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
+        self.results = Counter(
+            "fleetrun_collector_results", "Results published, by status.", ["status"], registry=r
+        )
+        self.inflight_requests = Gauge(
+            "fleetrun_collector_inflight_requests", "Requests executing now.", registry=r
+        )
+        self.inflight_sessions = Gauge(
+            "fleetrun_collector_inflight_sessions",
+            "SSH sessions (commands) running now.",
+            registry=r,
+        )
+        self.open_connections = Gauge(
+            "fleetrun_collector_open_connections", "Pooled SSH connections open now.", registry=r
+        )
+        self.connections = Counter(
+            "fleetrun_collector_connections",
+            "SSH connections used for a command: new (opened for it) or reused (from the pool).",
+            ["kind"],
+            registry=r,
+        )
+        self.connection_replaced = Counter(
+            "fleetrun_collector_connections_replaced",
+            "Pooled connections found dead and replaced transparently.",
+            registry=r,
+        )
+        self.connect_seconds = Histogram(
+            "fleetrun_collector_connect_seconds",
+            "Time to open and authenticate a new SSH connection.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.command_seconds = Histogram(
+            "fleetrun_collector_command_seconds",
+            "Time from session open to the command's exit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "fleetrun_collector_consumer_lag",
+            "Requests waiting in the topic, per partition (high watermark - position).",
+            ["partition"],
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "fleetrun_collector_paused_partitions",
+            "Partitions paused because in-flight requests reached their cap.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "fleetrun_collector_dead_letters", "Records sent to the dead-letter topic.", registry=r
+        )

@@ -33,6 +33,11 @@ class CollectorSettings:
         300_000, "Kafka max.poll.interval.ms: the loop keeps polling while partitions are paused."
     )
     session_timeout_ms: int = setting(30_000, "Kafka consumer session timeout.")
+    rebalance_drain_s: float = setting(
+        20.0,
+        "On partition revocation: how long in-flight requests of the revoked partitions may "
+        "finish (then they are cancelled and redelivered); keep below max_poll_interval_ms.",
+    )
     publish_timeout_s: float = setting(
         60.0, "Deadline for Kafka to acknowledge a published record (acks=all)."
     )

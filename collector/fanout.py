@@ -1,0 +1,272 @@
+"""Fan-out: which hosts a request runs on, and running them as a sliding window.
+
+The planning and the per-host gate (expired? budget spent?) are pure functions; `run_fanout` is
+the small async runner around an `Executor` (the SSH executor, or a fake in unit tests). Per-host
+failures are results, never exceptions: one bad host never cancels its siblings. The runner only
+raises when the caller's `on_result` does (the results cannot be published) or when cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Generic, Literal, Protocol, TypeVar
+
+from schemas import (
+    ErrorInfo,
+    Request,
+    Result,
+    ResultStatus,
+    StatusCounts,
+    Target,
+    expand_targets,
+    limits,
+)
+
+log = logging.getLogger("fleetrun.collector.fanout")
+
+DEFAULT_PORT: Final = 22
+
+# The statuses that spend the error budget: the host was tried and did not succeed. `skipped`
+# and `expired` are decisions of the collector, not outcomes on the host, so they never count
+# (a skipped host spending budget would not change anything, an expired one would turn later
+# `expired` results into `skipped` ones and hide why they did not run).
+ERROR_STATUSES: Final[frozenset[ResultStatus]] = frozenset(
+    {"failed", "timeout", "unreachable", "auth_failed", "host_key_mismatch", "error"}
+)
+
+Gate = Literal["run", "expired", "skipped"]
+
+
+class HostLike(Protocol):
+    """What the fan-out needs from a resolved host (collector.inventory.HostSpec has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+
+
+H = TypeVar("H", bound=HostLike)
+H_co = TypeVar("H_co", bound=HostLike, covariant=True)
+H_contra = TypeVar("H_contra", bound=HostLike, contravariant=True)
+OnStart = Callable[[], Awaitable[None]]
+
+
+class Resolver(Protocol[H_co]):
+    """The inventory as the fan-out sees it: groups for expansion, and target → host."""
+
+    @property
+    def groups(self) -> Mapping[str, Sequence[str]]: ...
+    def resolve(self, target: Target) -> H_co: ...
+
+
+class Executor(Protocol[H_contra]):
+    """Runs one request on one host and returns its final result (never raises per host)."""
+
+    async def run(
+        self, host: H_contra, request: Request, *, collector: str, on_start: OnStart | None = None
+    ) -> Result: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedHost(Generic[H]):
+    """One expanded target: its resolved host, or why it could not be resolved."""
+
+    target: Target
+    host: H | None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan(Generic[H]):
+    """A request's hosts in target order and its error budget."""
+
+    request: Request
+    hosts: tuple[PlannedHost[H], ...]
+    budget: int | None
+
+    @property
+    def total(self) -> int:
+        return len(self.hosts)
+
+
+# --- pure rules --------------------------------------------------------------------------------
+
+
+def plan_request(
+    request: Request, resolver: Resolver[H], *, max_targets: int = limits.MAX_TARGETS
+) -> Plan[H]:
+    """Expand the request's targets and resolve each; raises TargetError on bad targets."""
+    targets = expand_targets(request.targets, resolver.groups, max_targets=max_targets)
+    hosts: list[PlannedHost[H]] = []
+    for target in targets:
+        try:
+            hosts.append(PlannedHost(target, resolver.resolve(target)))
+        except Exception as exc:  # a per-host configuration problem is that host's result
+            hosts.append(PlannedHost(target, None, ErrorInfo.from_exception(exc)))
+    return Plan(request, tuple(hosts), request.error_budget(len(hosts)))
+
+
+def counts_as_error(status: ResultStatus) -> bool:
+    """Whether a final status spends the request's error budget."""
+    return status in ERROR_STATUSES
+
+
+def budget_exhausted(errors: int, budget: int | None) -> bool:
+    """Past the budget (more errors than allowed), hosts not yet started are skipped."""
+    return budget is not None and errors > budget
+
+
+def is_expired(expires_at: datetime | None, now: datetime) -> bool:
+    """A request reached at or after its expires_at is expired."""
+    return expires_at is not None and now >= expires_at
+
+
+def gate(*, now: datetime, expires_at: datetime | None, errors: int, budget: int | None) -> Gate:
+    """What happens to a host whose turn has come: run it, or give it a final status now."""
+    # Expiry first: an expired request should not run at all, whatever its budget says.
+    if is_expired(expires_at, now):
+        return "expired"
+    if budget_exhausted(errors, budget):
+        return "skipped"
+    return "run"
+
+
+def host_identity(planned: PlannedHost[H], default_user: str) -> tuple[str, int, str]:
+    """(host, port, user) for a result, also when the target could not be resolved."""
+    if planned.host is not None:
+        return planned.host.name, planned.host.port, planned.host.user
+    t = planned.target
+    return t.name, t.port or DEFAULT_PORT, t.user or default_user
+
+
+def synthetic_result(
+    request: Request,
+    planned: PlannedHost[H],
+    status: ResultStatus,
+    *,
+    collector: str,
+    now: datetime,
+    default_user: str,
+    error: ErrorInfo | None = None,
+) -> Result:
+    """The final result of a host the collector decided about without running anything."""
+    host, port, user = host_identity(planned, default_user)
+    return Result(
+        request_id=request.request_id,
+        host=host,
+        port=port,
+        user=user,
+        status=status,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0,
+        error=error,
+        collector=collector,
+        labels=request.labels,
+    )
+
+
+# --- the runner --------------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class FanOut(Generic[H]):
+    """Runs a plan's hosts through an executor, `concurrency` at a time (a sliding window)."""
+
+    executor: Executor[H]
+    collector: str
+    default_user: str = "root"
+    # The explicit "about to start" step (the planned at-most-once ledger records `started`
+    # here). The executor calls it right before the command starts on the host.
+    about_to_start: Callable[[Request, H], Awaitable[None]] | None = None
+    clock: Callable[[], datetime] = _utcnow
+
+    async def run(
+        self, plan: Plan[H], on_result: Callable[[Result], Awaitable[None]]
+    ) -> StatusCounts:
+        """Give every planned host exactly one final result, passed to `on_result` in order."""
+        hosts: Iterator[PlannedHost[H]] = iter(plan.hosts)
+        statuses: list[ResultStatus] = []
+        errors = 0
+
+        async def worker() -> None:
+            nonlocal errors
+            # All workers pull from one iterator: as one host finishes, its worker takes the
+            # next, so `concurrency` hosts run at any time (no waves).
+            for planned in hosts:
+                result = await self._one(plan, planned, errors)
+                statuses.append(result.status)
+                if counts_as_error(result.status):
+                    errors += 1
+                await on_result(result)
+
+        width = max(1, min(plan.request.concurrency, plan.total))
+        # Workers only raise when on_result does (results cannot be published): then the whole
+        # request stops and is redelivered, which is what the TaskGroup's cancellation gives.
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(width):
+                tg.create_task(worker())
+        return StatusCounts.of(statuses)
+
+    async def _one(self, plan: Plan[H], planned: PlannedHost[H], errors: int) -> Result:
+        request = plan.request
+        now = self.clock()
+        decision = gate(now=now, expires_at=request.expires_at, errors=errors, budget=plan.budget)
+        if decision != "run":
+            return self._synthetic(request, planned, decision, now)
+        if planned.host is None:
+            return self._synthetic(request, planned, "error", now, planned.error)
+        host = planned.host
+        on_start = self._on_start(request, host)
+        try:
+            return await self.executor.run(
+                host, request, collector=self.collector, on_start=on_start
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the executor's contract says it never raises; be safe anyway
+            log.exception(
+                "executor raised instead of returning a result",
+                extra={"request_id": request.request_id, "host": host.name},
+            )
+            error = ErrorInfo.from_exception(exc)
+            return self._synthetic(request, planned, "error", self.clock(), error)
+
+    def _on_start(self, request: Request, host: H) -> OnStart | None:
+        hook = self.about_to_start
+        if hook is None:
+            return None
+
+        async def on_start() -> None:
+            await hook(request, host)
+
+        return on_start
+
+    def _synthetic(
+        self,
+        request: Request,
+        planned: PlannedHost[H],
+        status: ResultStatus,
+        now: datetime,
+        error: ErrorInfo | None = None,
+    ) -> Result:
+        return synthetic_result(
+            request,
+            planned,
+            status,
+            collector=self.collector,
+            now=now,
+            default_user=self.default_user,
+            error=error,
+        )

@@ -1,0 +1,109 @@
+"""Make a result fit in one Kafka record by capturing less output (pure).
+
+A result is never dropped for being large: its captured stdout/stderr are cut further, keeping
+the head and the tail of each stream, until the encoded record fits. The byte counts and SHA-256
+digests of the full streams are left exactly as the executor measured them; the truncated flags
+follow from captured < total.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Final
+
+from schemas import Result, encode
+
+# Each pass measures how much the JSON encoding actually costs (escapes, base64) and aims a
+# little under the limit; a few passes always converge, and the last resort is no output at all.
+_MAX_PASSES: Final = 8
+_AIM: Final = 0.97
+
+
+def cut_middle(data: bytes, keep: int) -> bytes:
+    """The first and last bytes of `data`, `keep` in all; UTF-8 text stays valid UTF-8."""
+    if keep >= len(data):
+        return data
+    if keep <= 0:
+        return b""
+    head_n = keep // 2
+    tail_start = len(data) - (keep - head_n)
+    if _is_text(data):
+        # Move both cuts onto character boundaries so the stream stays text on the wire
+        # (a broken character would switch it to base64, a third larger).
+        while head_n > 0 and _is_continuation(data[head_n]):
+            head_n -= 1
+        while tail_start < len(data) and _is_continuation(data[tail_start]):
+            tail_start += 1
+    return data[:head_n] + data[tail_start:]
+
+
+def share(sizes: tuple[int, int], budget: int) -> tuple[int, int]:
+    """Split `budget` bytes between two streams fairly: a small stream keeps all it has."""
+    a, b = sizes
+    budget = max(0, budget)
+    if a + b <= budget:
+        return a, b
+    half = budget // 2
+    if a <= half:
+        return a, budget - a
+    if b <= half:
+        return budget - b, b
+    return half, budget - half
+
+
+def fit_result(
+    result: Result, max_bytes: int, *, encoder: Callable[[Result], bytes] = encode
+) -> tuple[Result, bytes]:
+    """`result` (or a copy with less captured output) and its encoding, at most `max_bytes`."""
+    data = encoder(result)
+    if len(data) <= max_bytes:
+        return result, data
+    bare = _with_output(result, b"", b"")
+    base = len(encoder(bare))
+    sizes = (len(result.stdout), len(result.stderr))
+    budget = int((max_bytes - base) * _AIM)
+    for _ in range(_MAX_PASSES):
+        if budget <= 0:
+            break
+        keep_out, keep_err = share(sizes, budget)
+        candidate = _with_output(
+            result, cut_middle(result.stdout, keep_out), cut_middle(result.stderr, keep_err)
+        )
+        data = encoder(candidate)
+        if len(data) <= max_bytes:
+            return candidate, data
+        # Scale the raw budget by how far over the wire size was; always shrink a little.
+        kept = len(candidate.stdout) + len(candidate.stderr)
+        wire = len(data) - base
+        budget = min(budget - 1, int(kept * (max_bytes - base) / wire * _AIM))
+    data = encoder(bare)
+    if len(data) > max_bytes:
+        raise ValueError(
+            f"a result without output is {len(data):,} bytes, over the {max_bytes:,} byte limit"
+        )
+    return bare, data
+
+
+def _with_output(result: Result, stdout: bytes, stderr: bytes) -> Result:
+    return dataclasses.replace(
+        result,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_truncated=len(stdout) < result.stdout_bytes,
+        stderr_truncated=len(stderr) < result.stderr_bytes,
+    )
+
+
+def _is_text(data: bytes) -> bool:
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_continuation(byte: int) -> bool:
+    return 0x80 <= byte <= 0xBF

@@ -1,0 +1,327 @@
+"""Fan-out: planning, the per-host gate (expiry, error budget) and the sliding-window runner.
+
+The executor here is a fake (pure logic under test); the real SSH executor is exercised by the
+integration tests against real sshd hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import schemas
+from collector.fanout import (
+    ERROR_STATUSES,
+    FanOut,
+    OnStart,
+    gate,
+    plan_request,
+)
+from schemas import RESULT_STATUSES, Request, Result, ResultStatus, Target, TargetError
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FakeHost:
+    name: str
+    port: int = 22
+    user: str = "deploy"
+
+
+@dataclass
+class FakeInventory:
+    groups: Mapping[str, Sequence[str]] = field(
+        default_factory=lambda: {"web": ["web[1-4]"], "bad": ["broken1"]}
+    )
+
+    def resolve(self, target: Target) -> FakeHost:
+        if target.name.startswith("broken"):
+            raise LookupError(f"{target.name}: no address in the inventory")
+        return FakeHost(target.name, target.port or 22, target.user or "deploy")
+
+
+@dataclass
+class FakeExecutor:
+    """Returns scripted statuses; optional per-host gates let a test hold a host mid-run."""
+
+    statuses: Mapping[str, ResultStatus] = field(default_factory=dict)
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
+    raise_for: set[str] = field(default_factory=set)
+    started: list[str] = field(default_factory=list)
+    running: int = 0
+    peak: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_started(self, n: int) -> None:
+        """Until `n` hosts have started (the caller puts a deadline around it)."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: len(self.started) >= n)
+
+    async def run(
+        self, host: FakeHost, request: Request, *, collector: str, on_start: OnStart | None = None
+    ) -> Result:
+        if on_start is not None:
+            await on_start()
+        async with self.changed:
+            self.started.append(host.name)
+            self.changed.notify_all()
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if host.name in self.hold:
+                await self.hold[host.name].wait()
+            await asyncio.sleep(0)
+            if host.name in self.raise_for:
+                raise RuntimeError("executor bug")
+            status = self.statuses.get(host.name, "ok")
+            return Result(
+                request_id=request.request_id,
+                host=host.name,
+                port=host.port,
+                user=host.user,
+                status=status,
+                exit_status=0 if status == "ok" else 1,
+                started_at=T0,
+                finished_at=T0,
+                duration_ms=0,
+                collector=collector,
+            )
+        finally:
+            self.running -= 1
+
+
+def _request(targets: Sequence[str] = ("web[1-4]",), **options: object) -> Request:
+    base = Request(
+        request_id="0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10",
+        submitted_at=T0,
+        principal="alice",
+        command="uname -r",
+        targets=tuple(targets),
+    )
+    return replace(base, **options)  # type: ignore[arg-type]
+
+
+async def _run(
+    request: Request, executor: FakeExecutor, *, now: datetime = T0, **kw: object
+) -> tuple[list[Result], schemas.StatusCounts]:
+    results: list[Result] = []
+
+    async def collect(result: Result) -> None:
+        results.append(result)
+
+    plan = plan_request(request, FakeInventory())
+    fan = FanOut(executor, collector="c1", clock=lambda: now, **kw)  # type: ignore[arg-type]
+    counts = await asyncio.wait_for(fan.run(plan, collect), timeout=5)
+    return results, counts
+
+
+# --- the pure rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("errors", "budget", "expires_at", "expected"),
+    [
+        (0, None, None, "run"),
+        (10**6, None, None, "run"),  # no budget: never skip
+        (0, 0, None, "run"),
+        (1, 0, None, "skipped"),  # max_errors=0: the first failure stops the rest
+        (2, 2, None, "run"),  # at the budget: still running
+        (3, 2, None, "skipped"),  # past it
+        (0, None, T0, "expired"),  # expires_at == now counts as expired
+        (0, None, T0 - timedelta(seconds=1), "expired"),
+        (0, None, T0 + timedelta(seconds=1), "run"),
+        (5, 0, T0, "expired"),  # expiry wins over the budget
+    ],
+)
+def test_gate(errors: int, budget: int | None, expires_at: datetime | None, expected: str) -> None:
+    assert gate(now=T0, expires_at=expires_at, errors=errors, budget=budget) == expected
+
+
+@pytest.mark.parametrize("status", RESULT_STATUSES)
+def test_what_spends_the_error_budget(status: ResultStatus) -> None:
+    # Everything that was tried and did not succeed; the collector's own decisions do not.
+    assert (status in ERROR_STATUSES) == (status not in ("ok", "skipped", "expired"))
+
+
+def test_plan_expands_groups_and_resolves_each_target() -> None:
+    plan = plan_request(_request(["@web", "!web2", "root@other:2200"]), FakeInventory())
+    assert [p.target.name for p in plan.hosts] == ["web1", "web3", "web4", "other"]
+    assert plan.hosts[-1].host == FakeHost("other", 2200, "root")
+    assert plan.total == 4
+    assert plan.budget is None
+
+
+def test_plan_budget_follows_the_request() -> None:
+    assert plan_request(_request(max_errors="50%"), FakeInventory()).budget == 2
+    assert plan_request(_request(max_errors=1), FakeInventory()).budget == 1
+
+
+@pytest.mark.parametrize("targets", [["@nosuch"], ["h[1-20001]"], ["web1", "!web1"]])
+def test_plan_refuses_bad_targets(targets: list[str]) -> None:
+    with pytest.raises(TargetError):
+        plan_request(_request(targets), FakeInventory())
+
+
+def test_plan_keeps_unresolvable_hosts_as_data() -> None:
+    plan = plan_request(_request(["web1", "@bad"]), FakeInventory())
+    assert plan.hosts[1].host is None
+    assert plan.hosts[1].error is not None
+    assert "no address" in plan.hosts[1].error.message
+
+
+# --- the runner ----------------------------------------------------------------------------------
+
+
+async def test_every_host_gets_one_result() -> None:
+    ex = FakeExecutor(statuses={"web2": "failed"})
+    results, counts = await _run(_request(), ex)
+    assert sorted(r.host for r in results) == ["web1", "web2", "web3", "web4"]
+    assert counts == schemas.StatusCounts(ok=3, failed=1)
+
+
+async def test_sliding_window_starts_the_next_host_when_any_finishes() -> None:
+    # web1 is held; with concurrency 2, web2 finishes and web3 must start while web1 still runs
+    # (waves would wait for web1 first).
+    hold = asyncio.Event()
+    ex = FakeExecutor(hold={"web1": hold})
+    task = asyncio.create_task(_run(_request(concurrency=2), ex))
+    async with asyncio.timeout(5):
+        await ex.wait_started(4)
+    assert ex.peak == 2
+    hold.set()
+    results, _ = await task
+    assert [r.host for r in results][-1] == "web1"
+
+
+async def test_concurrency_bounds_the_window() -> None:
+    holds = {f"web{i}": asyncio.Event() for i in range(1, 5)}
+    ex = FakeExecutor(hold=holds)
+    task = asyncio.create_task(_run(_request(concurrency=3), ex))
+    async with asyncio.timeout(5):
+        await ex.wait_started(3)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert ex.started == ["web1", "web2", "web3"]
+    for event in holds.values():
+        event.set()
+    await task
+    assert ex.peak == 3
+
+
+async def test_error_budget_skips_hosts_not_yet_started() -> None:
+    ex = FakeExecutor(statuses={"web1": "failed"})
+    results, counts = await _run(_request(max_errors=0, concurrency=1), ex)
+    assert ex.started == ["web1"]
+    assert [(r.host, r.status) for r in results] == [
+        ("web1", "failed"),
+        ("web2", "skipped"),
+        ("web3", "skipped"),
+        ("web4", "skipped"),
+    ]
+    assert counts.total == 4
+    assert counts.skipped == 3
+    assert all(r.error is None and r.exit_status is None for r in results[1:])
+
+
+async def test_hosts_already_running_finish_when_the_budget_runs_out() -> None:
+    ex = FakeExecutor(statuses={"web1": "failed", "web2": "timeout"})
+    results, counts = await _run(_request(max_errors=0, concurrency=2), ex)
+    assert counts == schemas.StatusCounts(failed=1, timeout=1, skipped=2)
+    assert set(ex.started) == {"web1", "web2"}
+    assert len(results) == 4
+
+
+async def test_expired_request_runs_nothing() -> None:
+    ex = FakeExecutor()
+    results, counts = await _run(_request(expires_at=T0), ex, now=T0 + timedelta(seconds=1))
+    assert ex.started == []
+    assert counts == schemas.StatusCounts(expired=4)
+    assert {r.status for r in results} == {"expired"}
+
+
+async def test_hosts_whose_turn_comes_after_expiry_are_expired() -> None:
+    clock = iter([T0, T0 + timedelta(seconds=5), *[T0 + timedelta(seconds=60)] * 10])
+    ex = FakeExecutor()
+    results: list[Result] = []
+
+    async def collect(result: Result) -> None:
+        results.append(result)
+
+    request = _request(concurrency=1, expires_at=T0 + timedelta(seconds=30))
+    fan = FanOut(ex, collector="c1", clock=lambda: next(clock))
+    await fan.run(plan_request(request, FakeInventory()), collect)
+    assert [r.status for r in results] == ["ok", "ok", "expired", "expired"]
+    assert ex.started == ["web1", "web2"]
+
+
+async def test_one_bad_host_never_cancels_its_siblings() -> None:
+    ex = FakeExecutor(raise_for={"web2"})
+    results, counts = await _run(_request(["web[1-3]", "@bad"]), ex)
+    by_host = {r.host: r for r in results}
+    assert by_host["web2"].status == "error"
+    assert by_host["web2"].error is not None
+    assert "executor bug" in by_host["web2"].error.message
+    assert by_host["broken1"].status == "error"  # could not be resolved: data, not a crash
+    assert by_host["web1"].status == by_host["web3"].status == "ok"
+    assert counts.total == 4
+    for r in results:
+        schemas.encode(r)  # every synthetic result is valid on the wire
+
+
+async def test_a_publish_failure_stops_the_request() -> None:
+    hold = asyncio.Event()
+    ex = FakeExecutor(hold={"web2": hold})
+
+    async def broken(result: Result) -> None:
+        raise OSError("kafka is gone")
+
+    fan = FanOut(ex, collector="c1")
+    with pytest.raises(ExceptionGroup) as info:
+        await asyncio.wait_for(fan.run(plan_request(_request(), FakeInventory()), broken), 5)
+    assert info.group_contains(OSError)
+    assert ex.running == 0  # the held host was cancelled, not left behind
+
+
+async def test_about_to_start_is_called_for_each_host_that_runs() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def about_to_start(request: Request, host: FakeHost) -> None:
+        seen.append((request.request_id, host.name))
+
+    ex = FakeExecutor(statuses={"web1": "failed"})
+    await _run(_request(max_errors=0, concurrency=1), ex, about_to_start=about_to_start)
+    assert [h for _, h in seen] == ["web1"]  # skipped hosts never get to start
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    statuses=st.lists(st.sampled_from((*RESULT_STATUSES[:6], "error")), min_size=1, max_size=12),
+    concurrency=st.integers(1, 5),
+    max_errors=st.none() | st.integers(0, 4),
+)
+def test_property_one_final_result_per_target(
+    statuses: list[ResultStatus], concurrency: int, max_errors: int | None
+) -> None:
+    names = [f"h{i}" for i in range(len(statuses))]
+    ex = FakeExecutor(statuses=dict(zip(names, statuses, strict=True)))
+    request = _request(names, concurrency=concurrency, max_errors=max_errors)
+    results, counts = asyncio.run(_run(request, ex))
+    assert sorted(r.host for r in results) == sorted(names)
+    assert counts.total == len(names)
+    assert ex.peak <= concurrency
+    errors = sum(1 for r in results if r.status in ERROR_STATUSES)
+    if max_errors is None:
+        assert counts.skipped == 0
+    else:
+        # Hosts already running when the budget ran out still finish: at most concurrency-1
+        # errors beyond the first one past the budget.
+        assert errors <= max_errors + concurrency
+        if counts.skipped:
+            assert errors > max_errors

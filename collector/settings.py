@@ -79,6 +79,11 @@ class CollectorSettings:
         8, "Channels opened at once on one connection (keep below the hosts' sshd MaxSessions)."
     )
     pool_idle_ttl_s: float = setting(300.0, "Close a pooled connection idle for this long.")
+    ssh_kill_grace_s: float = setting(
+        2.0,
+        "A command past timeout_s gets TERM (its process group), then KILL after this long, "
+        "then its channel is closed after this long again.",
+    )
     retry_backoff_s: float = setting(
         1.0, "First delay before re-trying an unreachable host; doubles, with jitter."
     )

@@ -1,0 +1,409 @@
+"""The SSH executor: from "this host, this request" to that host's Result, over pooled asyncssh.
+
+`SshExecutor.run` never raises for a per-host problem: every outcome is a Result whose status
+follows collector.outcome's table. It retries only the connection phase of unreachable hosts
+(request.retries, backoff from settings), never a command that may have started. A pooled
+connection found dead when opening the session is replaced once, transparently (a metric, not a
+failure). The global session cap (settings.max_sessions) is a semaphore around each command.
+Cancellation propagates after killing the remote command (SSH signal) and closing its channel.
+
+Every network wait has a deadline: connect + login (request.connect_timeout_s, with
+settings.ssh_login_timeout_s inside it), waiting for a pooled slot (the same deadline), session
+open (connect_timeout_s again), the command (timeout_s, then ssh_kill_grace_s per kill step),
+and closing (close()'s timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncssh
+
+from collector.backoff import backoff_delay
+from collector.capture import Captured, StreamCapture
+from collector.command import CommandSession, Finished, open_session, wait_command
+from collector.inventory import HostSpec, Inventory
+from collector.metrics import CollectorMetrics
+from collector.outcome import (
+    classify_connect_error,
+    classify_exit,
+    error_info,
+)
+from collector.pool import ConnectionPool, PoolClosed, PooledConnection
+from collector.settings import CollectorSettings
+from collector.sshfiles import KeyCache, KnownHostsCache
+from schemas import ErrorInfo, Request, Result, ResultStatus
+
+log = logging.getLogger("fleetrun.collector.ssh")
+
+OnStart = Callable[[HostSpec, int], Awaitable[None]]
+_EMPTY = StreamCapture(0).result()
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: ResultStatus
+    error: ErrorInfo | None = None
+    finished: Finished | None = None
+    retry: bool = False  # unreachable before anything started: another attempt may help
+
+
+class _DeadConnection(Exception):
+    """The pooled connection could not open a session: it died while idle."""
+
+
+class SshExecutor:
+    """Runs commands on hosts over a shared connection pool; see the module docstring."""
+
+    def __init__(
+        self, settings: CollectorSettings, metrics: CollectorMetrics, inventory: Inventory
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._inventory = inventory
+        self._keys = KeyCache()
+        self._known_hosts = KnownHostsCache(settings.ssh_known_hosts)
+        self._sessions = asyncio.Semaphore(max(1, settings.max_sessions))
+        # The one options object; each connection derives its own (host, user, keys, ...).
+        # config=[] everywhere: only settings.ssh_config applies, never ~/.ssh/config by surprise.
+        self._options = asyncssh.SSHClientConnectionOptions(
+            config=[],
+            login_timeout=settings.ssh_login_timeout_s,
+            keepalive_interval=settings.ssh_keepalive_interval_s,
+            keepalive_count_max=settings.ssh_keepalive_count_max,
+            agent_path=settings.ssh_agent_path,  # None: no agent (not even $SSH_AUTH_SOCK)
+            password_auth=False,
+            kbdint_auth=False,
+            host_based_auth=False,
+            gss_auth=False,
+            gss_kex=False,
+            x509_trusted_certs=None,
+            x509_trusted_cert_paths=[],
+            agent_forwarding=False,
+            x11_forwarding=False,
+            request_pty=False,
+            send_env=None,
+            encoding=None,
+        )
+        self._pool = ConnectionPool(
+            self._connect,
+            max_connections=settings.max_connections,
+            max_channels=settings.max_sessions_per_connection,
+            idle_ttl_s=settings.pool_idle_ttl_s,
+            metrics=metrics,
+        )
+        if not settings.ssh_verify_host_keys:
+            log.warning(
+                "SSH HOST KEY VERIFICATION IS OFF (ssh_verify_host_keys=false): any machine "
+                "answering at a host's address gets the commands; use this in labs only"
+            )
+
+    # -- public -------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        host: HostSpec,
+        request: Request,
+        *,
+        collector: str,
+        on_start: OnStart | None = None,
+    ) -> Result:
+        """Run `request` on `host` and return its final Result (never raises per host).
+
+        `on_start(host, attempt)` is awaited right before the command is launched, once the
+        connection is ready and a session slot is held; if it raises, nothing is launched and
+        the exception propagates (it is the caller's failure, not the host's).
+        """
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                outcome = await self._attempt(host, request, attempt, on_start)
+            except asyncio.CancelledError:
+                raise
+            except _HookFailed as exc:
+                raise exc.cause from None
+            except Exception as exc:  # a bug here must still give this host its result
+                log.exception(
+                    "ssh executor failed unexpectedly",
+                    extra={"request_id": request.request_id, "host": host.name},
+                )
+                outcome = _Outcome("error", error_info(exc))
+            if outcome.retry and attempt <= request.retries:
+                delay = backoff_delay(
+                    attempt,
+                    self._settings.retry_backoff_s,
+                    self._settings.retry_backoff_max_s,
+                    random.random(),
+                )
+                log.info(
+                    "host unreachable, will retry",
+                    extra={
+                        "request_id": request.request_id,
+                        "host": host.name,
+                        "attempt": attempt,
+                        "delay_s": round(delay, 3),
+                        "error": outcome.error.message if outcome.error else "",
+                    },
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            return self._result(host, request, collector, attempt, outcome, started_at, t0)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Close every pooled connection, waiting at most `timeout_s`."""
+        await self._pool.close(timeout_s)
+
+    def pool_stats(self) -> dict[str, int]:
+        """open, idle, channels, connecting, new_total, reused_total, replaced_total."""
+        return self._pool.stats()
+
+    # -- one attempt --------------------------------------------------------------------------
+
+    async def _attempt(
+        self, host: HostSpec, request: Request, attempt: int, on_start: OnStart | None
+    ) -> _Outcome:
+        deadline = time.monotonic() + request.connect_timeout_s
+        try:
+            entry, new = await self._pool.acquire(host, deadline)
+        except PoolClosed as exc:
+            return _Outcome("error", error_info(exc))
+        except Exception as exc:
+            status = classify_connect_error(exc)
+            return _Outcome(status, error_info(exc), retry=status == "unreachable")
+        self._metrics.connections.labels(kind="new" if new else "reused").inc()
+        holder = _Holder(self._pool, entry)
+        try:
+            async with self._sessions:
+                self._metrics.inflight_sessions.inc()
+                try:
+                    if on_start is not None:
+                        try:
+                            await on_start(host, attempt)
+                        except Exception as exc:
+                            raise _HookFailed(exc) from exc
+                    return await self._command(holder, host, request, new)
+                finally:
+                    self._metrics.inflight_sessions.dec()
+        finally:
+            holder.release()
+
+    async def _command(
+        self, holder: _Holder, host: HostSpec, request: Request, new: bool
+    ) -> _Outcome:
+        env = dict(request.env)
+        session = CommandSession(request.max_output_bytes)
+        try:
+            await open_session(holder.entry.conn, session, request.command, env, _open_s(request))
+        except asyncio.CancelledError:
+            session.abort()
+            raise
+        except Exception as exc:
+            if new or session.opened or not _looks_dead(holder.entry, exc):
+                return self._open_failed(holder, session, exc)
+            # A pooled connection that died while idle: replace it once, transparently.
+            log.info(
+                "pooled ssh connection was dead; replacing it",
+                extra={"host": host.name, "request_id": request.request_id, "error": str(exc)},
+            )
+            holder.discard(replaced=True)
+            try:
+                entry, _ = await self._pool.acquire(
+                    host, time.monotonic() + request.connect_timeout_s, fresh=True
+                )
+            except PoolClosed as exc2:
+                return _Outcome("error", error_info(exc2))
+            except Exception as exc2:
+                return _Outcome(classify_connect_error(exc2), error_info(exc2))
+            self._metrics.connections.labels(kind="new").inc()
+            holder.switch(entry)
+            session = CommandSession(request.max_output_bytes)
+            try:
+                await open_session(entry.conn, session, request.command, env, _open_s(request))
+            except asyncio.CancelledError:
+                session.abort()
+                raise
+            except Exception as exc2:
+                return self._open_failed(holder, session, exc2)
+        t0 = time.monotonic()
+        try:
+            finished = await wait_command(
+                session, request.timeout_s, self._settings.ssh_kill_grace_s
+            )
+        except asyncio.CancelledError:
+            session.abort()
+            raise
+        self._metrics.command_seconds.observe(time.monotonic() - t0)
+        if finished.wedged or finished.lost is not None:
+            holder.discard()  # never hand out a connection that lost or could not close a channel
+        return _finished_outcome(finished, request)
+
+    def _open_failed(self, holder: _Holder, session: CommandSession, exc: Exception) -> _Outcome:
+        if session.opened:  # the exec request got no answer: the command may be running
+            session.abort()
+            holder.discard()
+        message = "opening the session failed"
+        if isinstance(exc, TimeoutError):
+            message = "no answer to the session request in time"
+        return _Outcome("error", error_info(exc, context=message))
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    async def _connect(
+        self,
+        host: HostSpec,
+        tunnel: asyncssh.SSHClientConnection | None,
+        timeout_s: float,
+        client: asyncssh.SSHClient,
+    ) -> asyncssh.SSHClientConnection:
+        """Open one authenticated connection to `host` (the pool's connector)."""
+        keys = self._keys.get(host.client_keys or self._settings.ssh_client_keys)
+        known_hosts: asyncssh.SSHKnownHosts | None = None
+        if self._settings.ssh_verify_host_keys:
+            known_hosts = self._known_hosts.get(host.known_hosts)
+        else:
+            log.warning(
+                "connecting WITHOUT host key verification (ssh_verify_host_keys=false)",
+                extra={"host": host.name, "address": host.address, "port": host.port},
+            )
+        config = self._settings.ssh_config
+        t0 = time.monotonic()
+        # asyncssh applies connect_timeout to TCP + handshake + login; the outer timeout also
+        # covers building the options (a thread) and is the backstop if anything ignores it.
+        async with asyncio.timeout(timeout_s + 1.0):
+            conn = await asyncssh.connect(
+                host.config_host or host.address,
+                host.port,
+                options=self._options,
+                config=[config] if (config is not None and host.config_host) else [],
+                tunnel=tunnel,
+                username=host.user,
+                client_keys=keys,
+                known_hosts=known_hosts,
+                connect_timeout=timeout_s,
+                client_factory=lambda: client,
+            )
+        self._metrics.connect_seconds.observe(time.monotonic() - t0)
+        return conn
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _result(
+        self,
+        host: HostSpec,
+        request: Request,
+        collector: str,
+        attempt: int,
+        outcome: _Outcome,
+        started_at: datetime,
+        t0: float,
+    ) -> Result:
+        f = outcome.finished
+        out: Captured = f.stdout if f else _EMPTY
+        err: Captured = f.stderr if f else _EMPTY
+        exit_status = f.exit_status if f and outcome.status in ("ok", "failed") else None
+        result = Result(
+            request_id=request.request_id,
+            host=host.name,
+            port=host.port,
+            user=host.user,
+            attempt=attempt,
+            status=outcome.status,
+            exit_status=exit_status,
+            exit_signal=f.exit_signal if f else None,
+            stdout=out.data,
+            stderr=err.data,
+            stdout_bytes=out.total_bytes,
+            stderr_bytes=err.total_bytes,
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            stdout_sha256=out.sha256,
+            stderr_sha256=err.sha256,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            duration_ms=int((time.monotonic() - t0) * 1000),
+            error=outcome.error,
+            collector=collector,
+            labels=request.labels,
+        )
+        log.debug(
+            "host finished",
+            extra={
+                "request_id": request.request_id,
+                "host": host.name,
+                "status": result.status,
+                "attempt": attempt,
+                "duration_ms": result.duration_ms,
+            },
+        )
+        return result
+
+
+class _HookFailed(Exception):
+    """on_start raised: not the host's failure, so run() re-raises the original."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _Holder:
+    """The channel a command holds on a pooled connection; released or discarded exactly once."""
+
+    def __init__(self, pool: ConnectionPool, entry: PooledConnection) -> None:
+        self.pool = pool
+        self.entry = entry
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.pool.release(self.entry)
+
+    def discard(self, *, replaced: bool = False) -> None:
+        if self.held:
+            self.held = False
+            self.pool.discard(self.entry, replaced=replaced)
+
+    def switch(self, entry: PooledConnection) -> None:
+        """Hold a channel on `entry` instead (a replacement connection)."""
+        self.release()
+        self.entry = entry
+        self.held = True
+
+
+def _open_s(request: Request) -> float:
+    """Deadline for opening a session: as long as a connection may take."""
+    return request.connect_timeout_s
+
+
+def _looks_dead(entry: PooledConnection, exc: Exception) -> bool:
+    """Whether a session-open failure means the pooled connection itself is gone."""
+    if entry.conn.is_closed():
+        return True
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return exc.code == asyncssh.OPEN_CONNECT_FAILED  # "SSH connection closed"
+    return isinstance(exc, asyncssh.ConnectionLost | ConnectionError | TimeoutError)
+
+
+def _finished_outcome(finished: Finished, request: Request) -> _Outcome:
+    if finished.timed_out:
+        message = f"still running after timeout_s={request.timeout_s:g}; {finished.kill_note}"
+        return _Outcome("timeout", ErrorInfo(type="CommandTimeout", message=message), finished)
+    status = classify_exit(finished.exit_status, finished.exit_signal)
+    error = None
+    if status == "error":
+        cause = finished.lost or asyncssh.ConnectionLost("channel closed without an exit status")
+        error = error_info(cause, context="the command's connection ended before it exited")
+    return _Outcome(status, error, finished)
+
+
+__all__ = ["HostSpec", "OnStart", "SshExecutor"]

@@ -54,8 +54,9 @@ class HostLike(Protocol):
 
 H = TypeVar("H", bound=HostLike)
 H_co = TypeVar("H_co", bound=HostLike, covariant=True)
-H_contra = TypeVar("H_contra", bound=HostLike, contravariant=True)
-OnStart = Callable[[], Awaitable[None]]
+# Awaited by the executor right before the command is launched on `host` (attempt number).
+OnStart = Callable[[H, int], Awaitable[None]]
+AboutToStart = Callable[[Request, H, int], Awaitable[None]]
 
 
 class Resolver(Protocol[H_co]):
@@ -66,11 +67,11 @@ class Resolver(Protocol[H_co]):
     def resolve(self, target: Target) -> H_co: ...
 
 
-class Executor(Protocol[H_contra]):
+class Executor(Protocol[H]):
     """Runs one request on one host and returns its final result (never raises per host)."""
 
     async def run(
-        self, host: H_contra, request: Request, *, collector: str, on_start: OnStart | None = None
+        self, host: H, request: Request, *, collector: str, on_start: OnStart[H] | None = None
     ) -> Result: ...
 
 
@@ -188,8 +189,9 @@ class FanOut(Generic[H]):
     collector: str
     default_user: str = "root"
     # The explicit "about to start" step (the planned at-most-once ledger records `started`
-    # here). The executor calls it right before the command starts on the host.
-    about_to_start: Callable[[Request, H], Awaitable[None]] | None = None
+    # here). The executor awaits it right before the command is launched on the host, once
+    # connected; if it raises, nothing is launched and the request fails (not the host).
+    about_to_start: AboutToStart[H] | None = None
     clock: Callable[[], datetime] = _utcnow
 
     async def run(
@@ -228,10 +230,9 @@ class FanOut(Generic[H]):
         if planned.host is None:
             return self._synthetic(request, planned, "error", now, planned.error)
         host = planned.host
-        on_start = self._on_start(request, host)
         try:
             return await self.executor.run(
-                host, request, collector=self.collector, on_start=on_start
+                host, request, collector=self.collector, on_start=self._on_start(request)
             )
         except asyncio.CancelledError:
             raise
@@ -243,13 +244,13 @@ class FanOut(Generic[H]):
             error = ErrorInfo.from_exception(exc)
             return self._synthetic(request, planned, "error", self.clock(), error)
 
-    def _on_start(self, request: Request, host: H) -> OnStart | None:
+    def _on_start(self, request: Request) -> OnStart[H] | None:
         hook = self.about_to_start
         if hook is None:
             return None
 
-        async def on_start() -> None:
-            await hook(request, host)
+        async def on_start(host: H, attempt: int) -> None:
+            await hook(request, host, attempt)
 
         return on_start
 

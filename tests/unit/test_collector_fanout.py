@@ -65,10 +65,15 @@ class FakeExecutor:
             await self.changed.wait_for(lambda: len(self.started) >= n)
 
     async def run(
-        self, host: FakeHost, request: Request, *, collector: str, on_start: OnStart | None = None
+        self,
+        host: FakeHost,
+        request: Request,
+        *,
+        collector: str,
+        on_start: OnStart[FakeHost] | None = None,
     ) -> Result:
         if on_start is not None:
-            await on_start()
+            await on_start(host, 1)
         async with self.changed:
             self.started.append(host.name)
             self.changed.notify_all()
@@ -290,14 +295,14 @@ async def test_a_publish_failure_stops_the_request() -> None:
 
 
 async def test_about_to_start_is_called_for_each_host_that_runs() -> None:
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, str, int]] = []
 
-    async def about_to_start(request: Request, host: FakeHost) -> None:
-        seen.append((request.request_id, host.name))
+    async def about_to_start(request: Request, host: FakeHost, attempt: int) -> None:
+        seen.append((request.request_id, host.name, attempt))
 
     ex = FakeExecutor(statuses={"web1": "failed"})
     await _run(_request(max_errors=0, concurrency=1), ex, about_to_start=about_to_start)
-    assert [h for _, h in seen] == ["web1"]  # skipped hosts never get to start
+    assert [(h, a) for _, h, a in seen] == [("web1", 1)]  # skipped hosts never get to start
 
 
 @settings(max_examples=80, deadline=None)

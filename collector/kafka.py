@@ -1,0 +1,128 @@
+"""The collector's Kafka edges: topic names, client construction, and publishing with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from collector.errors import CollectorError, classify
+from collector.settings import CollectorSettings
+
+log = logging.getLogger("fleetrun.collector.kafka")
+
+# Producer records carry a little framing around the value (batch header, key, headers).
+_RECORD_OVERHEAD: Final = 16_384
+_BACKOFF_MAX_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The four fleetrun topics under one prefix."""
+
+    requests: str
+    results: str
+    status: str
+    dlq: str
+
+    @classmethod
+    def from_prefix(cls, prefix: str) -> Topics:
+        """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`."""
+        return cls(prefix + "requests", prefix + "results", prefix + "status", prefix + "dlq")
+
+
+def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
+    """The request consumer: manual commits, group membership kept alive while paused."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        client_id=f"fleetrun-collector-{settings.name}",
+        enable_auto_commit=False,
+        # A new group starts at the oldest request still kept: queued requests submitted before
+        # the first collector ran must not be skipped (stale ones are caught by expires_at).
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        # The revocation callback drains in-flight work for up to rebalance_drain_s: the group
+        # must wait for it rather than evict this member mid-drain.
+        rebalance_timeout_ms=max(
+            settings.session_timeout_ms, int((settings.rebalance_drain_s + 15) * 1000)
+        ),
+        isolation_level="read_committed",
+    )
+
+
+def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
+    """The producer for results, statuses and dead letters: acks=all, idempotent."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"fleetrun-collector-{settings.name}",
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=settings.max_message_bytes + _RECORD_OVERHEAD,
+        linger_ms=1,  # results of one request finishing together share a batch
+    )
+
+
+class Publisher:
+    """Sends records and waits for Kafka's acknowledgement, each wait under a deadline."""
+
+    def __init__(self, producer: AIOKafkaProducer, timeout_s: float) -> None:
+        self.producer = producer
+        self.timeout_s = timeout_s
+        self._failing_since: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def failing_for_s(self) -> float:
+        """How long publishing has been failing (0 when the last attempt succeeded)."""
+        since = self._failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """One send, acknowledged by every in-sync replica within the deadline, or raise."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                ack = await self.producer.send(topic, value, key=key)
+                await ack
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = classify(exc, f"publishing to {topic}")
+            self._note_failure(error)
+            raise error from exc
+        self._failing_since = None
+
+    async def publish(self, topic: str, key: bytes | None, value: bytes, **log_extra: Any) -> None:
+        """Send until acknowledged: retriable failures are retried with backoff, forever.
+
+        Kafka being away is not a reason to lose a result: the request simply stays in flight
+        (uncommitted) until the broker is back or the collector stops. A record re-sent after a
+        deadline may land twice; consumers de-duplicate on their idempotency keys.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await self.send(topic, key, value)
+            except CollectorError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning(
+                    "publish failed, retrying",
+                    extra={"topic": topic, "error": str(exc), "retry_in_s": round(delay, 2)}
+                    | log_extra,
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+            else:
+                return
+
+    def _note_failure(self, error: CollectorError) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self.last_error = str(error)

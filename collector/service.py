@@ -1,0 +1,424 @@
+"""The collector service loop: getmany → fan out → publish → commit, and its shutdown sequence.
+
+Each request record becomes one task (RequestHandler.handle). The loop caps requests in flight
+by pausing every partition (it keeps polling, so the group membership stays alive), commits the
+highest contiguous finished offset per partition (OffsetTracker), and on SIGTERM stops fetching,
+lets in-flight work finish within the grace period, commits, and closes everything in order.
+
+Rebalance rule: when partitions are revoked, their in-flight requests get `rebalance_drain_s`
+to finish and their offsets are committed; requests still running then are cancelled (the
+executor kills their remote commands) and left uncommitted, so the new owner runs them again.
+Hosts of such a request that had already finished run twice in that abnormal case; the planned
+started/done ledger turns those into `outcome_unknown` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from collector.errors import CollectorError, classify
+from collector.fanout import Executor, H, Resolver
+from collector.handler import Outcome, RequestHandler, RequestRecord
+from collector.kafka import Publisher, Topics, make_consumer, make_producer
+from collector.metrics import CollectorMetrics
+from collector.offsets import OffsetTracker
+from collector.settings import CollectorSettings
+
+log = logging.getLogger("fleetrun.collector")
+
+_POLL_MS: Final = 200  # how long one getmany waits for records when partitions are fetching
+_IDLE_WAKE_S: Final = 1.0  # while paused: poll at least this often to stay in the group
+_HOUSEKEEPING_S: Final = 2.0  # lag and pool gauges
+_COMMIT_TIMEOUT_S: Final = 15.0
+_CANCEL_TIMEOUT_S: Final = 15.0  # cancelled hosts: time for the executor to kill remote commands
+_CLOSE_TIMEOUT_S: Final = 15.0
+
+
+@dataclass(slots=True)
+class Summary:
+    """What one run of the collector did, for the one summary line at exit."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    abandoned: int = 0  # requests in flight when the grace period ran out (redelivered later)
+    revoked: int = 0  # requests cancelled by a rebalance (redelivered to the new owner)
+    fatal: str | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    tp: TopicPartition
+    offset: int
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drains or hands back in-flight work of revoked partitions (see the module docstring)."""
+
+    def __init__(self, service: Collector[Any]) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.service.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": _names(assigned)})
+
+
+class Collector(Generic[H]):
+    """One collector: consumes requests, runs them through the executor, publishes, commits."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        *,
+        executor: Executor[H],
+        inventory: Resolver[H],
+        metrics: CollectorMetrics,
+        close_executor: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = executor
+        self.topics = Topics.from_prefix(settings.topic_prefix)
+        self.name = settings.name
+        self.consumer: AIOKafkaConsumer = make_consumer(settings)
+        self.producer: AIOKafkaProducer = make_producer(settings)
+        self.publisher = Publisher(self.producer, settings.publish_timeout_s)
+        self.handler: RequestHandler[H] = RequestHandler(
+            collector=self.name,
+            topics=self.topics,
+            publisher=self.publisher,
+            executor=executor,
+            inventory=inventory,
+            metrics=metrics,
+            max_message_bytes=settings.max_message_bytes,
+            default_user=settings.ssh_user,
+        )
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.summary = Summary()
+        self._close_executor = close_executor
+        self._tasks: dict[asyncio.Task[Outcome], _InFlight] = {}
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._running = False
+        self._last_poll = 0.0
+        self._last_housekeeping = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the collector to stop (signal handlers call this); `run` then shuts down."""
+        if not self._stop.is_set():
+            log.info("stop requested", extra={"inflight_requests": len(self._tasks)})
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> Summary:
+        """Consume until stopped, then shut down in order; returns what was done."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_clients()
+            raise
+        try:
+            await self._consume()
+            await self._drain(self.settings.shutdown_grace_s)
+        finally:
+            await self._shutdown()
+        return self.summary
+
+    async def _start(self) -> None:
+        deadline = max(30.0, self.settings.publish_timeout_s)
+        try:
+            async with asyncio.timeout(deadline):
+                await self.producer.start()
+                await self.consumer.start()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise classify(exc, f"connecting to Kafka at {self.settings.kafka_bootstrap}") from exc
+        self.consumer.subscribe([self.topics.requests], listener=_Listener(self))
+        self._running = True
+        log.info(
+            "collector started",
+            extra={
+                "collector": self.name,
+                "topic": self.topics.requests,
+                "group": self.settings.group_id,
+                "max_inflight_requests": self.settings.max_inflight_requests,
+            },
+        )
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while not self.stopping:
+            room = self.settings.max_inflight_requests - len(self._tasks)
+            self._set_paused(room <= 0)
+            if room <= 0:
+                # Full: every partition is paused; this poll returns nothing but counts as
+                # activity for max.poll.interval. Then wait for a request to finish.
+                await self._poll(0, 1)
+                await self._wait_wake(_IDLE_WAKE_S)
+            else:
+                batch = await self._poll(_POLL_MS, room)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._begin(tp, record)
+            await self._commit()
+            await self._housekeeping()
+
+    async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        try:
+            batch: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
+                timeout_ms=timeout_ms, max_records=max_records
+            )
+        except KafkaError as exc:
+            # Coordinator errors surface here; aiokafka recovers by itself, so keep polling.
+            log.warning("poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            await self._wait_wake(_IDLE_WAKE_S)
+            batch = {}
+        self._last_poll = time.monotonic()
+        return batch
+
+    def _begin(self, tp: TopicPartition, record: RequestRecord) -> None:
+        if not self.tracker.start(tp, record.offset):
+            return  # already handled in this assignment (a re-fetch after a seek)
+        task = asyncio.create_task(
+            self.handler.handle(record), name=f"request {tp}@{record.offset}"
+        )
+        self._tasks[task] = _InFlight(tp, record.offset)
+        task.add_done_callback(self._finished)
+        self.metrics.inflight_requests.set(len(self._tasks))
+
+    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        item = self._tasks.pop(task, None)
+        self.metrics.inflight_requests.set(len(self._tasks))
+        self._wake.set()
+        if item is None or task.cancelled():
+            return  # revoked or abandoned: left uncommitted for redelivery
+        exc = task.exception()
+        if exc is None:
+            self.summary.outcomes[task.result()] += 1
+            self.tracker.finish(item.tp, item.offset)
+            return
+        # Kafka refused our records for good (not retriable): stop rather than go on losing
+        # output; the request stays uncommitted and another collector gets it.
+        self.summary.fatal = str(exc)
+        log.error(
+            "request could not be published; stopping",
+            extra={"partition": item.tp.partition, "offset": item.offset, "error": str(exc)},
+            exc_info=exc if not isinstance(exc, CollectorError) else None,
+        )
+        self.stop()
+
+    async def _wait_wake(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def _set_paused(self, full: bool) -> None:
+        assigned = self.consumer.assignment()
+        paused = self.consumer.paused()
+        try:
+            if full:
+                todo = assigned - paused
+                if todo:
+                    self.consumer.pause(*todo)
+            elif paused:
+                self.consumer.resume(*(paused & assigned))
+        except IllegalStateError:
+            pass  # the assignment changed under us (rebalance); the next round fixes it
+        self.metrics.paused_partitions.set(len(self.consumer.paused()))
+
+    async def _commit(self, only: Iterable[TopicPartition] | None = None) -> None:
+        async with self._commit_lock:
+            offsets = self.tracker.pending()
+            if only is not None:
+                keep = set(only)
+                offsets = {tp: o for tp, o in offsets.items() if tp in keep}
+            else:
+                assigned = self.consumer.assignment()
+                offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+            if not offsets:
+                return
+            try:
+                async with asyncio.timeout(_COMMIT_TIMEOUT_S):
+                    await self.consumer.commit(offsets)
+            except (KafkaError, TimeoutError) as exc:
+                # Not fatal: the same offsets (or later ones) are committed next round; a
+                # request redelivered meanwhile is the documented at-least-once case.
+                log.warning("offset commit failed", extra={"error": str(classify(exc, "commit"))})
+                return
+            self.tracker.mark_committed(offsets)
+            log.debug("offsets committed", extra={"offsets": _offsets(offsets)})
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_housekeeping < _HOUSEKEEPING_S:
+            return
+        self._last_housekeeping = now
+        for tp in self.consumer.assignment():
+            try:
+                high = self.consumer.highwater(tp)
+                if high is None:
+                    continue  # nothing fetched yet: position may not be known either
+                async with asyncio.timeout(0.2):
+                    position = await self.consumer.position(tp)
+            except (KafkaError, TimeoutError, AssertionError):
+                continue
+            self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - position))
+        stats = getattr(self.executor, "pool_stats", None)
+        if callable(stats):
+            self.metrics.open_connections.set(stats().get("open", 0))
+
+    # --- rebalance ---------------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Give revoked partitions' requests rebalance_drain_s, commit, hand back the rest."""
+        mine = [t for t, item in self._tasks.items() if item.tp in revoked]
+        if mine:
+            log.info(
+                "partitions revoked: draining in-flight requests",
+                extra={"partitions": _names(revoked), "inflight_requests": len(mine)},
+            )
+            done, pending = await asyncio.wait(mine, timeout=self.settings.rebalance_drain_s)
+            for task in done:
+                self._finished(task)  # now, not in a later callback: their offsets commit below
+            if pending:
+                self.summary.revoked += len(pending)
+                await _cancel(pending)
+        await self._commit(only=revoked)
+        abandoned = self.tracker.revoke(revoked)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(tp.partition))
+        if abandoned:
+            log.warning(
+                "requests handed back to the group unfinished (they will run again)",
+                extra={"offsets": _offsets({tp: o[0] for tp, o in abandoned.items()})},
+            )
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def _drain(self, grace_s: float) -> None:
+        """Stop fetching; keep polling (paused) while in-flight requests finish, up to grace_s."""
+        if self._tasks:
+            log.info(
+                "draining in-flight requests",
+                extra={"inflight_requests": len(self._tasks), "grace_s": grace_s},
+            )
+        deadline = time.monotonic() + grace_s
+        while self._tasks and time.monotonic() < deadline:
+            self._set_paused(True)
+            await self._poll(0, 1)
+            await self._wait_wake(min(_IDLE_WAKE_S, max(0.0, deadline - time.monotonic())))
+            await self._commit()
+
+    async def _shutdown(self) -> None:
+        if self._tasks:
+            pending = set(self._tasks)
+            self.summary.abandoned += len(pending)
+            log.warning(
+                "grace period over: cancelling unfinished requests (they will be redelivered)",
+                extra={"inflight_requests": len(pending)},
+            )
+            await _cancel(pending)
+        if self._running:
+            await self._commit()
+        await self._close_clients()
+        log.info("collector stopped", extra=self._summary_fields())
+
+    async def _close_clients(self) -> None:
+        self._running = False
+        for what, close in (
+            ("producer", self.producer.stop),  # flushes what is still queued
+            ("consumer", self.consumer.stop),  # leaves the group: partitions move at once
+        ):
+            try:
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await close()
+            except Exception as exc:
+                log.warning(f"{what} did not close cleanly", extra={"error": repr(exc)})
+        if self._close_executor:
+            close_executor = getattr(self.executor, "close", None)
+            if callable(close_executor):
+                try:
+                    await close_executor(timeout_s=_CLOSE_TIMEOUT_S)
+                except Exception as exc:
+                    log.warning("SSH pool did not close cleanly", extra={"error": repr(exc)})
+
+    def _summary_fields(self) -> dict[str, Any]:
+        results = {
+            f"results_{status}": int(sample.value)
+            for metric in self.metrics.results.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.value
+            for status in [sample.labels["status"]]
+        }
+        return {
+            "requests_done": self.summary.done,
+            **{f"requests_{k}": v for k, v in sorted(self.summary.outcomes.items())},
+            **results,
+            "abandoned": self.summary.abandoned,
+            "revoked": self.summary.revoked,
+            **({"fatal": self.summary.fatal} if self.summary.fatal else {}),
+        }
+
+    # --- operations --------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when the loop runs and polls, and Kafka acknowledges what we publish."""
+        poll_age = time.monotonic() - self._last_poll if self._last_poll else None
+        polling = poll_age is not None and poll_age * 1000 < self.settings.max_poll_interval_ms
+        publishing = self.publisher.failing_for_s < self.settings.publish_timeout_s
+        ok = self._running and not self.stopping and polling and publishing
+        details: dict[str, Any] = {
+            "collector": self.name,
+            "consumer_running": self._running and polling,
+            "producer_ok": publishing,
+            "stopping": self.stopping,
+            "inflight_requests": len(self._tasks),
+            "assigned_partitions": sorted(tp.partition for tp in self.consumer.assignment())
+            if self._running
+            else [],
+            "paused_partitions": len(self.consumer.paused()) if self._running else 0,
+        }
+        if not publishing:
+            details["publish_error"] = self.publisher.last_error
+        return ok, details
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        _done, still = await asyncio.wait(pending, timeout=_CANCEL_TIMEOUT_S)
+        if still:
+            log.error("requests did not stop after cancellation", extra={"count": len(still)})
+
+
+def _names(tps: Iterable[TopicPartition]) -> str:
+    return ",".join(str(tp.partition) for tp in sorted(tps))
+
+
+def _offsets(offsets: dict[TopicPartition, int]) -> str:
+    return ",".join(f"{tp.partition}:{o}" for tp, o in sorted(offsets.items()))

@@ -1,0 +1,1 @@
+"""The `fleetrun` command line: a thin front end over the contract, Kafka and PostgreSQL."""

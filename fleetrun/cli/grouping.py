@@ -1,0 +1,129 @@
+"""Hosts grouped by identical output, like ClusterShell's clubak: one block per distinct answer.
+
+Pure: takes results, returns groups and text. Failures come first, each with its reason, so the
+line an operator needs is at the top of the screen, not under a thousand identical `ok` blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from schemas import RESULT_STATUSES, Result, ResultStatus, fold
+
+# Order of blocks: what needs attention first, plain success last.
+_SEVERITY: dict[ResultStatus, int] = {
+    "error": 0,
+    "host_key_mismatch": 1,
+    "auth_failed": 2,
+    "unreachable": 3,
+    "timeout": 4,
+    "failed": 5,
+    "expired": 6,
+    "skipped": 7,
+    "ok": 8,
+}
+assert set(_SEVERITY) == set(RESULT_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Hosts whose results are the same in every way a person reads them."""
+
+    hosts: tuple[str, ...]
+    status: ResultStatus
+    exit_status: int | None
+    exit_signal: str | None
+    reason: str | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+    @property
+    def folded(self) -> str:
+        """`web[01-03,07]`."""
+        return fold(self.hosts)
+
+
+def reason_of(result: Result) -> str | None:
+    """One line saying why a host is not `ok` (None when it is)."""
+    if result.status == "ok":
+        return None
+    if result.error is not None:
+        return f"{result.error.type}: {result.error.message}"
+    if result.exit_signal:
+        return f"killed by signal {result.exit_signal}"
+    if result.exit_status is not None:
+        return f"exit status {result.exit_status}"
+    return result.status
+
+
+def group_results(results: Iterable[Result]) -> list[Group]:
+    """Group by (status, exit, reason, full output digests); failures first, then bigger groups."""
+    buckets: dict[tuple[object, ...], list[Result]] = {}
+    for r in results:
+        key = (
+            r.status,
+            r.exit_status,
+            r.exit_signal,
+            reason_of(r),
+            r.stdout_sha256,
+            r.stderr_sha256,
+            r.stdout_bytes,
+            r.stderr_bytes,
+        )
+        buckets.setdefault(key, []).append(r)
+    groups = []
+    for members in buckets.values():
+        first = members[0]
+        groups.append(
+            Group(
+                hosts=tuple(sorted({m.host for m in members})),
+                status=first.status,
+                exit_status=first.exit_status,
+                exit_signal=first.exit_signal,
+                reason=reason_of(first),
+                stdout=first.stdout,
+                stderr=first.stderr,
+                stdout_truncated=first.stdout_truncated,
+                stderr_truncated=first.stderr_truncated,
+            )
+        )
+    groups.sort(key=lambda g: (_SEVERITY[g.status], -len(g.hosts), g.hosts))
+    return groups
+
+
+def _text(data: bytes) -> str:
+    # Shown, not stored: undecodable bytes become U+FFFD; the stored result keeps them exactly.
+    return data.decode("utf-8", errors="replace").rstrip("\n")
+
+
+def render_groups(groups: Sequence[Group]) -> str:
+    """The grouped report as plain text (rich adds colour on a terminal)."""
+    blocks = []
+    for g in groups:
+        header = f"{g.folded} ({len(g.hosts)}) {g.status}"
+        if g.reason and g.status != "ok":
+            header += f": {g.reason}"
+        rule = "-" * min(max(len(header), 15), 100)
+        lines = [rule, header, rule]
+        if g.stdout:
+            lines.append(_text(g.stdout))
+        if g.stdout_truncated:
+            lines.append("[stdout truncated: head and tail shown]")
+        if g.stderr:
+            lines.append("stderr: " + _text(g.stderr).replace("\n", "\nstderr: "))
+        if g.stderr_truncated:
+            lines.append("[stderr truncated: head and tail shown]")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def summary_line(results: Sequence[Result]) -> str:
+    """`3 hosts: 2 ok, 1 failed`."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    parts = [f"{counts[s]} {s}" for s in RESULT_STATUSES if counts.get(s)]
+    return f"{len(results)} host{'s' if len(results) != 1 else ''}: {', '.join(parts) or 'none'}"

@@ -1,0 +1,194 @@
+"""`fleetrun`: run commands on a fleet, follow them, query their results, run the services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fleetrun.cli.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from fleetrun.cli.settings import CliSettings
+from fleetrun.settings import SettingsError, load_with_sources, render
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run shell commands across a fleet over SSH, driven by Kafka; keep every result.",
+)
+stderr = Console(stderr=True)
+_state = {"debug": False}
+
+
+def settings() -> CliSettings:
+    """The CLI settings from env + TOML (FLEETRUN_CONFIG), or a one-line error."""
+    try:
+        return load_with_sources(CliSettings, section="cli")[0]
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    # Client libraries log connection failures themselves; the CLI reports them once, itself.
+    logging.basicConfig(level=logging.DEBUG if debug else logging.CRITICAL, format="%(message)s")
+
+
+@app.command()
+def run(
+    command: Annotated[
+        str, typer.Argument(help="One shell command line, run with the login shell.")
+    ],
+    target: Annotated[
+        list[str],
+        typer.Option("-t", "--target", help="Hosts: web[01-20].dc1, @group, user@host:port, !excl"),
+    ],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow until done.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines.")] = False,
+    timeout: Annotated[str, typer.Option(help="Command deadline per host (30s, 5m).")] = "60s",
+    connect_timeout: Annotated[str, typer.Option(help="TCP + SSH login deadline.")] = "10s",
+    concurrency: Annotated[int | None, typer.Option(help="Hosts at once for this request.")] = None,
+    max_errors: Annotated[
+        str | None, typer.Option(help="Failed hosts (3) or share (10%) before skipping the rest.")
+    ] = None,
+    max_output: Annotated[
+        int | None, typer.Option("--max-output", help="Bytes kept per stream per host.")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Connection retries (unreachable only).")
+    ] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=value.")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value.")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Skip hosts not started within this time (10m).")
+    ] = None,
+    wait_timeout: Annotated[
+        str | None, typer.Option(help="Stop waiting after this long (the request continues).")
+    ] = None,
+) -> None:
+    """Submit COMMAND for the targets; with --wait show progress, then hosts grouped by output."""
+    from fleetrun.cli.run import RunOptions, build_request, parse_duration_s, run_and_wait
+
+    cfg = settings()
+    opts = RunOptions(
+        command=command,
+        targets=target,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        concurrency=concurrency,
+        max_errors=max_errors,
+        max_output_bytes=max_output,
+        retries=retries,
+        env=tuple(env or ()),
+        labels=tuple(label or ()),
+        expires_in=expires_in,
+    )
+    request = build_request(opts, cfg.who)
+    wait_s = parse_duration_s(wait_timeout, "--wait-timeout") if wait_timeout else None
+    code = asyncio.run(
+        run_and_wait(
+            cfg, request, wait=wait, wait_timeout_s=wait_s, as_json=as_json, console=stderr
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def hosts(
+    expressions: Annotated[list[str], typer.Argument(help="Target expressions to preview.")],
+) -> None:
+    """Preview how target expressions expand against the collector's inventory."""
+    from fleetrun.cli.preview import preview
+
+    print(preview(settings(), expressions))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def collector(ctx: typer.Context) -> None:
+    """Run the collector service (options: --show-config)."""
+    from collector import main as collector_main
+
+    raise typer.Exit(collector_main(list(ctx.args)))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sink(ctx: typer.Context) -> None:
+    """Run the sink service (options: --show-config)."""
+    from sink import main as sink_main
+
+    raise typer.Exit(sink_main(list(ctx.args)))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def migrate(ctx: typer.Context) -> None:
+    """Apply the PostgreSQL migrations (safe to run twice, or from two places at once)."""
+    from sink import main as sink_main
+
+    raise typer.Exit(sink_main(["--migrate-only", *ctx.args]))
+
+
+@app.command()
+def stack(
+    action: Annotated[str, typer.Argument(help="up, down, status or reset")],
+) -> None:
+    """Start, stop or inspect the local stack (Kafka, PostgreSQL, sshd test hosts)."""
+    from stack.__main__ import main as stack_main
+
+    if action not in ("up", "down", "status", "reset"):
+        raise CliError(f"stack {action!r}: choose up, down, status or reset")
+    raise typer.Exit(stack_main([action]))
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the CLI's settings with where each value came from (secrets masked)."""
+    try:
+        cfg, sources = load_with_sources(CliSettings, section="cli")
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    print(render(cfg, sources))
+
+
+def main() -> None:
+    """Console-script entry: one clear line for every user error, a traceback only with --debug."""
+    try:
+        # Without standalone mode the parser returns exit codes and raises usage errors to us,
+        # so every error gets the same treatment.
+        code = app(standalone_mode=False)
+    except typer.Exit as done:
+        code = done.exit_code
+    except CliError as exc:
+        _fail(str(exc), exc.code, exc)
+    except typer.Abort as exc:
+        _fail("aborted", EXIT_INTERRUPTED, exc)
+    except typer.TyperException as exc:  # usage errors: show the usage line, then the error
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        sys.exit(int(getattr(exc, "exit_code", EXIT_USAGE)))
+    except OSError as exc:
+        _fail(f"{exc}", EXIT_UNAVAILABLE, exc)
+    except Exception as exc:
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", 1, exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int, exc: BaseException) -> None:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    stderr.print(f"fleetrun: {message}", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""`fleetrun run`: build a request, submit it, and with --wait follow it to a grouped report."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fleetrun.cli.errors import (
+    EXIT_HOSTS_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    EXIT_WAIT_TIMEOUT,
+    CliError,
+)
+from fleetrun.cli.follow import Follower
+from fleetrun.cli.follow import Progress as RequestProgress
+from fleetrun.cli.grouping import group_results, render_groups, summary_line
+from fleetrun.cli.settings import CliSettings
+from schemas import RESULT_STATUSES, Request, Result, SchemaError, check_targets, encode
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(text: str, option: str) -> float:
+    """`90`, `90s`, `15m`, `2h`, `1d` → seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise CliError(f"{option} {text!r}: expected a duration like 30s, 15m or 2h")
+    return float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
+
+
+def parse_pairs(items: list[str], option: str) -> dict[str, str]:
+    """`NAME=value` options into a mapping; the value may contain '='."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"{option} {item!r}: expected NAME=value")
+        out[name] = value
+    return out
+
+
+def parse_max_errors(text: str | None) -> int | str | None:
+    """`3` (hosts) or `10%` (of the targets); None means no error budget."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.endswith("%"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise CliError(
+            f"--max-errors {text!r}: expected a host count like 3 or a percent like 10%"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What `fleetrun run` was asked, before it becomes a request."""
+
+    command: str
+    targets: list[str]
+    timeout: str = "60s"
+    connect_timeout: str = "10s"
+    concurrency: int | None = None
+    max_errors: str | None = None
+    max_output_bytes: int | None = None
+    retries: int | None = None
+    env: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    expires_in: str | None = None
+
+
+def build_request(opts: RunOptions, principal: str) -> Request:
+    """A validated request, or a CliError naming the option or field that is wrong."""
+    if not opts.targets:
+        raise CliError("no targets: pass -t/--target, e.g. -t 'web[01-20]' or -t @group")
+    try:
+        check_targets(opts.targets)
+    except SchemaError as exc:
+        raise CliError(f"-t {exc}") from None
+    extra: dict[str, object] = {
+        "timeout_s": parse_duration_s(opts.timeout, "--timeout"),
+        "connect_timeout_s": parse_duration_s(opts.connect_timeout, "--connect-timeout"),
+        "env": parse_pairs(list(opts.env), "--env"),
+        "labels": parse_pairs(list(opts.labels), "--label"),
+        "max_errors": parse_max_errors(opts.max_errors),
+    }
+    for name in ("concurrency", "max_output_bytes", "retries"):
+        value = getattr(opts, name)
+        if value is not None:
+            extra[name] = value
+    request = Request.new(principal=principal, command=opts.command, targets=opts.targets, **extra)
+    if opts.expires_in is not None:
+        ttl = parse_duration_s(opts.expires_in, "--expires-in")
+        request = _replace_expiry(request, request.submitted_at + timedelta(seconds=ttl))
+    try:
+        encode(request)  # the contract's own checks: limits, env names, bounds
+    except SchemaError as exc:
+        raise CliError(f"request is not valid: {exc}") from None
+    return request
+
+
+def _replace_expiry(request: Request, expires_at: datetime) -> Request:
+    from dataclasses import replace
+
+    return replace(request, expires_at=expires_at.astimezone(UTC))
+
+
+def exit_code_for(progress: RequestProgress) -> int:
+    """0 only if every host is ok; 3 when rejected; 4 when waiting gave up first."""
+    if progress.rejected is not None:
+        return EXIT_REJECTED
+    if not progress.done:
+        return EXIT_WAIT_TIMEOUT
+    return (
+        EXIT_OK if all(r.status == "ok" for r in progress.results.values()) else EXIT_HOSTS_FAILED
+    )
+
+
+class ProgressView:
+    """A live bar on stderr: done/total and counts per status (quiet when not a terminal)."""
+
+    def __init__(self, console: Console, request_id: str) -> None:
+        self.console = console
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[by_status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.task = self.bar.add_task(
+            request_id[:8], total=None, by_status="waiting for a collector"
+        )
+
+    def __enter__(self) -> ProgressView:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, progress: RequestProgress, _result: Result | None) -> None:
+        counts = dict.fromkeys(RESULT_STATUSES, 0)
+        for r in progress.results.values():
+            counts[r.status] += 1
+        by_status = " ".join(f"{s}={n}" for s, n in counts.items() if n) or "accepted"
+        self.bar.update(
+            self.task, total=progress.total, completed=len(progress.results), by_status=by_status
+        )
+
+
+async def run_and_wait(
+    settings: CliSettings,
+    request: Request,
+    *,
+    wait: bool,
+    wait_timeout_s: float | None,
+    as_json: bool,
+    console: Console,
+) -> int:
+    """Submit; with `wait`, follow to completion and print the report. Returns the exit code."""
+    from fleetrun.cli.follow import submit
+
+    if not wait:
+        await submit(settings, request)
+        print(request.request_id)
+        return EXIT_OK
+    follower = Follower(settings)
+    await follower.start()  # before submitting: nothing the collector publishes is missed
+    try:
+        await submit(settings, request)
+        console.print(f"request {request.request_id} submitted", style="dim")
+        progress = RequestProgress(request.request_id)
+        deadline = None if wait_timeout_s is None else time.monotonic() + wait_timeout_s
+        if as_json:
+
+            def emit(_p: RequestProgress, result: Result | None) -> None:
+                if result is not None:
+                    sys.stdout.buffer.write(encode(result) + b"\n")
+                    sys.stdout.flush()
+
+            await follower.follow(progress, emit, deadline=deadline)
+        else:
+            with ProgressView(console, request.request_id) as view:
+                await follower.follow(progress, view.update, deadline=deadline)
+    finally:
+        await follower.stop()
+    code = exit_code_for(progress)
+    if not as_json:
+        _report(console, request, progress, code)
+    elif progress.rejected is not None:
+        console.print(f"rejected: {progress.rejected.reason}", style="red")
+    return code
+
+
+def _report(console: Console, request: Request, progress: RequestProgress, code: int) -> None:
+    if progress.rejected is not None:
+        console.print(f"request {request.request_id} rejected: {progress.rejected.reason}")
+        return
+    results = list(progress.results.values())
+    if results:
+        print(render_groups(group_results(results)))
+    line = summary_line(results)
+    if code == EXIT_WAIT_TIMEOUT:
+        line += (
+            f" so far; stopped waiting, the request continues: fleetrun status {request.request_id}"
+        )
+    console.print(line, style="bold green" if code == EXIT_OK else "bold red", highlight=False)
+
+
+__all__ = ["EXIT_USAGE", "RunOptions", "build_request", "exit_code_for", "run_and_wait"]

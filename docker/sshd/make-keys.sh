@@ -28,4 +28,6 @@ mv "$KEYS/known_hosts.new" "$KEYS/known_hosts"
 group=$(printf '"%s", ' $HOSTS | sed 's/, $//')
 printf '%s\n[groups]\ndemo = [%s]\n' "$inventory" "$group" > "$KEYS/inventory.toml"
 chmod 0644 "$KEYS"/*.pub "$KEYS/known_hosts" "$KEYS/inventory.toml"
+# The collector container runs as uid 10001 (see Dockerfile) and must read its private key.
+chown 10001 "$KEYS/id_ed25519"
 echo "keys ready in $KEYS"

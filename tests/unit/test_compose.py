@@ -97,3 +97,23 @@ def test_demo_hosts_use_the_stack_sshd_config() -> None:
     placeholders = set(re.findall(r"\{(\w+)\}", (ROOT / "stack/templates/sshd_config").read_text()))
     entrypoint = (ROOT / "docker" / "sshd" / "entrypoint.sh").read_text()
     assert {p for p in placeholders if "{" + p + "}" not in entrypoint} == set()
+
+
+def test_fleetrun_services_share_the_local_stack_settings(project: dict[str, Any]) -> None:
+    env_keys = {
+        "FLEETRUN_KAFKA_BOOTSTRAP",
+        "FLEETRUN_TOPIC_PREFIX",
+        "FLEETRUN_PG_DSN",
+        "FLEETRUN_SSH_USER",
+        "FLEETRUN_SSH_CLIENT_KEYS",
+        "FLEETRUN_SSH_KNOWN_HOSTS",
+        "FLEETRUN_INVENTORY",
+    }
+    for name in ("collector", "sink", "migrate", "cli"):
+        service = project["services"][name]
+        assert env_keys <= set(service["environment"]), name
+        assert service["image"] == "fleetrun/fleetrun:local"
+    assert project["services"]["collector"]["command"] == ["collector"]
+    assert project["services"]["sink"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )

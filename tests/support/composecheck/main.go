@@ -16,7 +16,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: composecheck docker-compose.yml")
 		os.Exit(2)
 	}
-	opts, err := cli.NewProjectOptions(os.Args[1:], cli.WithName("fleetrun"))
+	// "*" activates every profile, so services behind one (the CLI) are checked too.
+	opts, err := cli.NewProjectOptions(os.Args[1:], cli.WithName("fleetrun"), cli.WithProfiles([]string{"*"}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -102,6 +102,45 @@ def run(
 
 
 @app.command()
+def results(
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One contract JSON result per line.")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV, one row per host.")] = False,
+    host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
+) -> None:
+    """Stored results of a request, hosts grouped by identical output (from PostgreSQL)."""
+    from fleetrun.cli.query import parse_request_id, show_results
+
+    if as_json and as_csv:
+        raise CliError("choose one of --json and --csv")
+    fmt = "json" if as_json else "csv" if as_csv else "text"
+    rid = parse_request_id(request_id)
+    text, code = asyncio.run(show_results(settings(), rid, fmt=fmt, host=host))
+    print(text)
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID")]) -> None:
+    """A request's state and its counts per status (from PostgreSQL)."""
+    from fleetrun.cli.query import parse_request_id, show_status
+
+    print(asyncio.run(show_status(settings(), parse_request_id(request_id))))
+
+
+@app.command()
+def requests(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """Recent requests with their host counts (from PostgreSQL)."""
+    from fleetrun.cli.query import show_requests
+
+    print(asyncio.run(show_requests(settings(), limit)))
+
+
+@app.command()
 def hosts(
     expressions: Annotated[list[str], typer.Argument(help="Target expressions to preview.")],
 ) -> None:

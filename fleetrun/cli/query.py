@@ -1,0 +1,226 @@
+"""`fleetrun results | status | requests`: what the sink stored in PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from fleetrun.cli.errors import (
+    EXIT_HOSTS_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CliError,
+)
+from fleetrun.cli.grouping import group_results, render_groups, summary_line
+from fleetrun.cli.settings import CliSettings
+from fleetrun.settings import mask
+from schemas import RESULT_STATUSES, ErrorInfo, Result, decode_output, encode
+
+CSV_COLUMNS = (
+    "request_id",
+    "host",
+    "port",
+    "user",
+    "attempt",
+    "status",
+    "exit_status",
+    "exit_signal",
+    "stdout",
+    "stderr",
+    "stdout_bytes",
+    "stderr_bytes",
+    "stdout_truncated",
+    "stderr_truncated",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "error",
+)
+
+
+def parse_request_id(text: str) -> str:
+    """A canonical lowercase UUID, or a CliError saying what a request id looks like."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise CliError(f"{text!r} is not a request id (a UUID printed by `fleetrun run`)") from None
+
+
+async def _connect(settings: CliSettings) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        dsn = mask(settings.pg_dsn, secret=True)
+        raise CliError(
+            f"cannot reach PostgreSQL at {dsn} ({exc or type(exc).__name__}); is it running? "
+            "(`make stack-up`, or set FLEETRUN_PG_DSN)",
+            EXIT_UNAVAILABLE,
+        ) from None
+
+
+async def _fetch(settings: CliSettings, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await _connect(settings)
+    try:
+        return await conn.fetch(sql, *args, timeout=settings.pg_timeout_s)
+    except asyncpg.UndefinedTableError:
+        raise CliError(
+            "the fleetrun tables do not exist in this database yet; run `fleetrun migrate`",
+            EXIT_UNAVAILABLE,
+        ) from None
+    finally:
+        await conn.close(timeout=settings.pg_timeout_s)
+
+
+def result_from_row(row: asyncpg.Record | Mapping[str, Any]) -> Result:
+    """A stored row back into the contract's record (output bytes decoded exactly)."""
+    error = None
+    if row["error_type"] is not None:
+        error = ErrorInfo(type=row["error_type"], message=row["error_message"] or "")
+    labels = row["labels"]
+    return Result(
+        request_id=str(row["request_id"]),
+        host=row["host"],
+        port=row["port"],
+        user=row["ssh_user"],
+        attempt=row["attempt"],
+        status=row["status"],
+        exit_status=row["exit_status"],
+        exit_signal=row["exit_signal"],
+        stdout=decode_output(row["stdout"], row["stdout_encoding"]),
+        stderr=decode_output(row["stderr"], row["stderr_encoding"]),
+        stdout_bytes=row["stdout_bytes"],
+        stderr_bytes=row["stderr_bytes"],
+        stdout_truncated=row["stdout_truncated"],
+        stderr_truncated=row["stderr_truncated"],
+        stdout_sha256=row["stdout_sha256"],
+        stderr_sha256=row["stderr_sha256"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        error=error,
+        collector=row["collector"],
+        labels=orjson.loads(labels) if isinstance(labels, str) else dict(labels or {}),
+    )
+
+
+async def fetch_results(settings: CliSettings, request_id: str, host: str | None) -> list[Result]:
+    """The final result of every host of a request (optionally one host), by host name."""
+    sql = "SELECT * FROM final_results WHERE request_id = $1"
+    args: list[object] = [uuid.UUID(request_id)]
+    if host is not None:
+        sql += " AND host = $2"
+        args.append(host)
+    rows = await _fetch(settings, sql + " ORDER BY host", *args)
+    return [result_from_row(r) for r in rows]
+
+
+def render_csv(results: Sequence[Result]) -> str:
+    """One CSV row per host; output columns hold text (undecodable bytes replaced)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        writer.writerow(
+            [
+                r.request_id,
+                r.host,
+                r.port,
+                r.user,
+                r.attempt,
+                r.status,
+                "" if r.exit_status is None else r.exit_status,
+                r.exit_signal or "",
+                r.stdout.decode("utf-8", "replace"),
+                r.stderr.decode("utf-8", "replace"),
+                r.stdout_bytes,
+                r.stderr_bytes,
+                r.stdout_truncated,
+                r.stderr_truncated,
+                r.started_at.isoformat(),
+                r.finished_at.isoformat(),
+                r.duration_ms,
+                f"{r.error.type}: {r.error.message}" if r.error else "",
+            ]
+        )
+    return out.getvalue()
+
+
+async def show_results(
+    settings: CliSettings, request_id: str, *, fmt: str, host: str | None
+) -> tuple[str, int]:
+    """The stored results of a request in `fmt` (text, json or csv), and the exit code."""
+    results = await fetch_results(settings, request_id, host)
+    if not results:
+        where = f" for host {host}" if host else ""
+        raise CliError(
+            f"no results stored for request {request_id}{where} (yet); "
+            f"`fleetrun status {request_id}` shows whether it ran",
+            EXIT_NOT_FOUND,
+        )
+    code = EXIT_OK if all(r.status == "ok" for r in results) else EXIT_HOSTS_FAILED
+    if fmt == "json":
+        return "\n".join(encode(r).decode() for r in results), code
+    if fmt == "csv":
+        return render_csv(results).rstrip("\n"), code
+    return render_groups(group_results(results)) + "\n" + summary_line(results), code
+
+
+async def show_status(settings: CliSettings, request_id: str) -> str:
+    """The request's state, who asked what, and its counts per status."""
+    rows = await _fetch(
+        settings, "SELECT * FROM request_summary WHERE request_id = $1", uuid.UUID(request_id)
+    )
+    if not rows:
+        raise CliError(
+            f"request {request_id} is not in PostgreSQL (yet): the sink stores it once a "
+            "collector accepts it",
+            EXIT_NOT_FOUND,
+        )
+    row = rows[0]
+    counts = ", ".join(f"{row[s]} {s}" for s in RESULT_STATUSES if row[s])
+    lines = [
+        f"request   {request_id}",
+        f"state     {row['state'] or 'unknown (results only)'}",
+        f"command   {row['command']}",
+        f"targets   {' '.join(row['targets'] or [])}",
+        f"principal {row['principal']}",
+        f"submitted {row['submitted_at']}",
+        f"hosts     {row['hosts_reported']}/{row['targets_total']} reported"
+        + (f": {counts}" if counts else ""),
+    ]
+    if row["reject_reason"]:
+        lines.append(f"rejected  {row['reject_reason']}")
+    if row["duration"] is not None:
+        lines.append(f"duration  {row['duration'].total_seconds():.3f} s")
+    return "\n".join(lines)
+
+
+async def show_requests(settings: CliSettings, limit: int) -> str:
+    """The most recent requests with their counts, newest first."""
+    rows = await _fetch(
+        settings,
+        "SELECT * FROM request_summary ORDER BY submitted_at DESC NULLS LAST LIMIT $1",
+        limit,
+    )
+    if not rows:
+        return "no requests stored yet"
+    lines = [f"{'request_id':36}  {'submitted':19}  {'state':9}  {'hosts':>7}  not-ok  command"]
+    for r in rows:
+        submitted = r["submitted_at"].strftime("%Y-%m-%d %H:%M:%S") if r["submitted_at"] else "?"
+        not_ok = sum(r[s] for s in RESULT_STATUSES if s != "ok")
+        hosts = (
+            f"{r['hosts_reported']}/{r['targets_total'] if r['targets_total'] is not None else '?'}"
+        )
+        command = (r["command"] or "").replace("\n", " ")[:60]
+        lines.append(
+            f"{r['request_id']!s:36}  {submitted:19}  {r['state'] or '?':9}  {hosts:>7}  "
+            f"{not_ok:6}  {command}"
+        )
+    return "\n".join(lines)

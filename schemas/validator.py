@@ -1,0 +1,415 @@
+"""Compile the contract's JSON Schema files into fast Python validators.
+
+Why not fastjsonschema alone: on a typical 1 KiB result it spends ~8 µs per document (key-set
+bookkeeping for every property, ~13 generic regex calls, and if/then implemented by raising and
+catching exceptions), which with orjson and record building leaves decode at ~80k records/s on
+this hardware; the contract asks for 100k/s. This compiler implements exactly the keywords the
+schema files use (listed below; anything else is refused when the module is imported, never
+silently ignored) and emits straight-line Python: one dict lookup per property, NUL checks with
+`in` instead of a regex, discriminator if/then without exceptions. Tests check that it agrees with
+fastjsonschema and with the reference `jsonschema` implementation on generated documents.
+
+`format` is an annotation here, as in JSON Schema 2020-12 by default: every enforceable rule is
+also a `pattern`, so validators in other languages apply it whether or not they check formats.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from schemas.errors import SchemaDefinitionError, SchemaError
+from schemas.messages import format_path, json_equal, json_type, problem
+
+Validator = Callable[[Any], None]
+
+VALIDATION_KEYWORDS = frozenset(
+    {
+        "$ref", "type", "enum", "const", "required", "properties", "additionalProperties",
+        "propertyNames", "maxProperties", "items", "minItems", "maxItems", "minLength",
+        "maxLength", "pattern", "minimum", "maximum", "allOf", "if", "then", "else", "not",
+    }
+)  # fmt: skip
+ANNOTATION_KEYWORDS = frozenset(
+    {
+        "$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples",
+        "format", "errorMessage",
+    }
+)  # fmt: skip
+# Python's \d \w \s \b match non-ASCII characters, ECMA-262's do not: refuse them so every
+# language reads each pattern the same way.
+_NON_PORTABLE = re.compile(r"\\[dDwWsSbB]")
+# Patterns the contract uses on long strings, each with an exactly equivalent check that scans
+# in C instead of running the regex engine (equivalence is property-tested). Base64: n alphabet
+# characters then p <= 2 '=' with (n + p) % 4 == 0 is the same language as the padded grammar.
+_NO_NUL_PATTERN = "^[^\\u0000]*$"
+_BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_BASE64_SHAPE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
+_SHA256_PATTERN = "^[0-9a-f]{64}$"  # 64 characters, each a lowercase hex digit
+_MISSING: Any = object()
+
+_TYPE_TESTS = {
+    "string": "isinstance({v}, str)",
+    "integer": "(type({v}) is int or _is_integer({v}))",
+    "number": "(type({v}) is int or (type({v}) is float and {v} - {v} == 0.0) or _is_number({v}))",
+    "boolean": "({v} is True or {v} is False)",
+    "null": "{v} is None",
+    "object": "isinstance({v}, dict)",
+    "array": "isinstance({v}, list)",
+}
+
+
+def _is_integer(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class _Compiler:
+    """Emits the source of one validate(d) function for one schema document."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.lines: list[str] = []
+        self.nodes: list[Mapping[str, Any]] = []
+        self.consts: list[Any] = []
+        self.names = 0
+        # Variables proven to hold a dict for the whole function (the root, when its type is
+        # object): their isinstance guards are dropped.
+        self.known_dicts: set[str] = set()
+
+    def fresh(self, prefix: str) -> str:
+        self.names += 1
+        return f"{prefix}{self.names}"
+
+    def const(self, value: Any) -> str:
+        self.consts.append(value)
+        return f"_c{len(self.consts) - 1}"
+
+    def emit(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def resolve(self, node: Any) -> Mapping[str, Any]:
+        while isinstance(node, Mapping) and "$ref" in node:
+            siblings = set(node) - {"$ref"} - ANNOTATION_KEYWORDS
+            if siblings:
+                raise SchemaDefinitionError(
+                    f"keywords beside $ref are ignored by some drafts: {siblings}"
+                )
+            ref = node["$ref"]
+            if not ref.startswith("#/"):
+                raise SchemaDefinitionError(f"only local references are supported: {ref}")
+            target: Any = self.root
+            for part in ref[2:].split("/"):
+                target = target[part.replace("~1", "/").replace("~0", "~")]
+            node = target
+        if not isinstance(node, Mapping):
+            raise SchemaDefinitionError(
+                f"boolean or non-object schemas are not supported: {node!r}"
+            )
+        unknown = set(node) - VALIDATION_KEYWORDS - ANNOTATION_KEYWORDS
+        if unknown:
+            raise SchemaDefinitionError(f"unsupported keywords {sorted(unknown)}")
+        return node
+
+    def fail(self, indent: int, path: list[str], node_id: int, rule: str, value: str) -> None:
+        parts = "".join(f"{part}, " for part in path)
+        self.emit(indent, f"raise _fail(({parts}), {node_id}, {rule!r}, {value})")
+
+    def node(self, schema: Any, v: str, path: list[str], indent: int) -> None:
+        """Emit checks of value variable `v` against `schema`; `path` holds code fragments."""
+        node = self.resolve(schema)
+        nid = len(self.nodes)
+        self.nodes.append(node)
+        types = node.get("type")
+        if isinstance(types, str):
+            types = [types]
+        if types is not None:
+            test = " or ".join(_TYPE_TESTS[t].format(v=v) for t in types)
+            self.emit(indent, f"if not ({test}):")
+            self.fail(indent + 1, path, nid, "type", v)
+        if "const" in node:
+            c = node["const"]
+            if c is None:
+                test = f"{v} is None"
+            elif isinstance(c, str):
+                test = f"{v} == {c!r}"  # only a str equals a str: exact and fast
+            elif isinstance(c, int | float) and not isinstance(c, bool):
+                test = f"({v} == {c!r} and type({v}) is not bool)"  # False == 0 in Python only
+            else:
+                test = f"_json_equal({v}, {self.const(c)})"
+            self.emit(indent, f"if not ({test}):")
+            self.fail(indent + 1, path, nid, "const", v)
+        if "enum" in node:
+            values = node["enum"]
+            if all(isinstance(x, str) for x in values):
+                test = f"isinstance({v}, str) and {v} in {self.const(frozenset(values))}"
+            else:
+                test = f"any(_json_equal({v}, x) for x in {self.const(list(values))})"
+            self.emit(indent, f"if not ({test}):")
+            self.fail(indent + 1, path, nid, "enum", v)
+        self.strings(node, nid, v, path, indent, types)
+        self.numbers(node, nid, v, path, indent, types)
+        self.objects(node, nid, v, path, indent, types)
+        self.arrays(node, nid, v, path, indent, types)
+        for sub in node.get("allOf", ()):
+            self.node(sub, v, path, indent)
+        if "if" in node:
+            self.conditional(node, v, path, indent)
+        if "not" in node:
+            self.emit(indent, f"if {self.predicate(node['not'], v)}:")
+            self.fail(indent + 1, path, nid, "not", v)
+
+    def guard(self, indent: int, v: str, types: list[str] | None, want: str, test: str) -> int:
+        if types == [want] or (want == "object" and v in self.known_dicts):
+            return indent  # the type check above already returned for anything else
+        self.emit(indent, f"if {test}:")
+        return indent + 1
+
+    def strings(
+        self,
+        node: Mapping[str, Any],
+        nid: int,
+        v: str,
+        path: list[str],
+        indent: int,
+        types: list[str] | None,
+    ) -> None:
+        if not {"minLength", "maxLength", "pattern"} & node.keys():
+            return
+        ind = self.guard(indent, v, types, "string", f"isinstance({v}, str)")
+        if "minLength" in node or "maxLength" in node:
+            n = self.fresh("n")
+            self.emit(ind, f"{n} = len({v})")
+            if "minLength" in node:
+                self.emit(ind, f"if {n} < {node['minLength']}:")
+                self.fail(ind + 1, path, nid, "minLength", v)
+            if "maxLength" in node:
+                self.emit(ind, f"if {n} > {node['maxLength']}:")
+                self.fail(ind + 1, path, nid, "maxLength", v)
+        if "pattern" in node:
+            pattern = node["pattern"]
+            if pattern == _NO_NUL_PATTERN:
+                self.emit(ind, f"if '\\x00' in {v}:")
+            elif pattern == _SHA256_PATTERN:
+                self.emit(ind, f"if len({v}) != 64 or {v}.strip('0123456789abcdef'):")
+            elif pattern == _BASE64_PATTERN:
+                self.emit(
+                    ind, f"if len({v}) % 4 or {self.const(_BASE64_SHAPE.match)}({v}) is None:"
+                )
+            else:
+                self.emit(ind, f"if {self.const(compile_pattern(pattern).search)}({v}) is None:")
+            self.fail(ind + 1, path, nid, "pattern", v)
+
+    def numbers(
+        self,
+        node: Mapping[str, Any],
+        nid: int,
+        v: str,
+        path: list[str],
+        indent: int,
+        types: list[str] | None,
+    ) -> None:
+        if not {"minimum", "maximum"} & node.keys():
+            return
+        numeric = types is not None and set(types) <= {"integer", "number"}
+        ind = indent if numeric else indent + 1
+        if not numeric:
+            self.emit(indent, f"if _is_number({v}):")
+        for rule, op in (("minimum", "<"), ("maximum", ">")):
+            if rule in node:
+                self.emit(ind, f"if {v} {op} {node[rule]!r}:")
+                self.fail(ind + 1, path, nid, rule, v)
+
+    def objects(
+        self,
+        node: Mapping[str, Any],
+        nid: int,
+        v: str,
+        path: list[str],
+        indent: int,
+        types: list[str] | None,
+    ) -> None:
+        keys = {"required", "properties", "additionalProperties", "propertyNames", "maxProperties"}
+        if not keys & node.keys():
+            return
+        ind = self.guard(indent, v, types, "object", f"isinstance({v}, dict)")
+        props: Mapping[str, Any] = node.get("properties", {})
+        required = list(node.get("required", ()))
+        for key in required:
+            if key not in props:
+                self.emit(ind, f"if {key!r} not in {v}:")
+                self.fail(ind + 1, [*path, repr(key)], nid, "required", "None")
+        if "maxProperties" in node:
+            self.emit(ind, f"if len({v}) > {node['maxProperties']}:")
+            self.fail(ind + 1, path, nid, "maxProperties", v)
+        for key, sub in props.items():
+            x = self.fresh("x")
+            if key in required:
+                # try/except is free in 3.11 when nothing is raised; cheaper than .get + compare
+                self.emit(ind, "try:")
+                self.emit(ind + 1, f"{x} = {v}[{key!r}]")
+                self.emit(ind, "except KeyError:")
+                self.fail(ind + 1, [*path, repr(key)], nid, "required", "None")
+                self.node(sub, x, [*path, repr(key)], ind)
+            else:
+                self.emit(ind, f"{x} = {v}.get({key!r}, _MISSING)")
+                self.emit(ind, f"if {x} is not _MISSING:")
+                self.emit(ind + 1, "pass")  # the sub-schema may check nothing (`{}`)
+                self.node(sub, x, [*path, repr(key)], ind + 1)
+        extra = node.get("additionalProperties", True)
+        if "propertyNames" in node or extra is not True:
+            # One pass over the entries checks both names and values.
+            k, x = self.fresh("k"), self.fresh("x")
+            self.emit(ind, f"for {k}, {x} in {v}.items():")
+            self.emit(ind + 1, "pass")
+            if "propertyNames" in node:
+                self.node(node["propertyNames"], k, [*path, k], ind + 1)
+            if extra is not True:
+                inner = ind + 1
+                if props:
+                    self.emit(ind + 1, f"if {k} not in {self.const(frozenset(props))}:")
+                    self.emit(ind + 2, "pass")
+                    inner += 1
+                if extra is False:
+                    self.fail(inner, [*path, k], nid, "additionalProperties", x)
+                else:
+                    self.node(extra, x, [*path, k], inner)
+
+    def arrays(
+        self,
+        node: Mapping[str, Any],
+        nid: int,
+        v: str,
+        path: list[str],
+        indent: int,
+        types: list[str] | None,
+    ) -> None:
+        if not {"items", "minItems", "maxItems"} & node.keys():
+            return
+        ind = self.guard(indent, v, types, "array", f"isinstance({v}, list)")
+        for rule, op in (("minItems", "<"), ("maxItems", ">")):
+            if rule in node:
+                self.emit(ind, f"if len({v}) {op} {node[rule]}:")
+                self.fail(ind + 1, path, nid, rule, v)
+        if "items" in node:
+            i, x = self.fresh("i"), self.fresh("x")
+            self.emit(ind, f"for {i}, {x} in enumerate({v}):")
+            self.emit(ind + 1, "pass")
+            self.node(node["items"], x, [*path, i], ind + 1)
+
+    def conditional(self, node: Mapping[str, Any], v: str, path: list[str], indent: int) -> None:
+        self.emit(indent, f"if {self.predicate(node['if'], v)}:")
+        self.emit(indent + 1, "pass")
+        if "then" in node:
+            self.node(node["then"], v, path, indent + 1)
+        if "else" in node:
+            self.emit(indent, "else:")
+            self.emit(indent + 1, "pass")
+            self.node(node["else"], v, path, indent + 1)
+
+    def predicate(self, schema: Any, v: str) -> str:
+        """A boolean expression for "v is valid against schema", without raising if possible."""
+        node = self.resolve(schema)
+        simple = self.simple_predicate(node, v)
+        if simple is not None:
+            return simple
+        check = compile_schema(dict(node, **{"$defs": self.root.get("$defs", {})}))
+        return f"_holds({self.const(check)}, {v})"
+
+    def simple_predicate(self, node: Mapping[str, Any], v: str) -> str | None:
+        # The discriminator shape `{"properties": {"state": {"const": "x"}}, "required": ["state"]}`
+        # and `{"type": "null"}` cover every if/not in the contract; evaluate them inline.
+        meaningful = set(node) - ANNOTATION_KEYWORDS
+        if meaningful == {"type"} and node["type"] in _TYPE_TESTS:
+            return _TYPE_TESTS[node["type"]].format(v=v)
+        if meaningful - {"properties", "required"} or not meaningful:
+            return None
+        tests = [] if v in self.known_dicts else [f"isinstance({v}, dict)"]
+        props = node.get("properties", {})
+        # `"k" in v` is implied when v.get("k") equals a string constant: skip it then.
+        tests += [f"{key!r} in {v}" for key in node.get("required", ()) if key not in props]
+        for key, sub in props.items():
+            sub = self.resolve(sub)
+            if set(sub) - ANNOTATION_KEYWORDS != {"const"} or not isinstance(sub["const"], str):
+                return None
+            tests.append(f"{v}.get({key!r}) == {sub['const']!r}")
+        if not tests:
+            return None
+        return "(" + " and ".join(tests) + ")"
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile an ECMA-262 pattern the way JSON Schema reads it (unanchored search)."""
+    if _NON_PORTABLE.search(pattern):
+        raise SchemaDefinitionError(
+            f"pattern {pattern!r} uses a class that differs across languages"
+        )
+    body = pattern
+    # Python's $ also matches before a final newline; JSON Schema's does not.
+    if body.endswith("$") and not body.endswith("\\$"):
+        body = body[:-1] + r"\Z"
+    if re.search(r"(?<!\\)\$", body):
+        raise SchemaDefinitionError(f"pattern {pattern!r}: '$' is only supported at the end")
+    return re.compile(body)
+
+
+def _holds(check: Validator, value: Any) -> bool:
+    try:
+        check(value)
+    except SchemaError:
+        return False
+    return True
+
+
+_HELPERS = ("_MISSING", "_fail", "_holds", "_json_equal", "_is_integer", "_is_number")
+
+
+def compile_schema(schema: Mapping[str, Any]) -> Validator:
+    """Compile a JSON Schema document (the supported subset) into a function raising SchemaError."""
+    if not isinstance(schema, Mapping):
+        raise SchemaDefinitionError(f"boolean or non-object schemas are not supported: {schema!r}")
+    compiler = _Compiler(schema)
+    if schema.get("type") == "object":
+        compiler.known_dicts.add("d")  # the first check of the function raises for non-dicts
+    compiler.node(schema, "d", [], 2)
+    # Constants and helpers are closure variables: cheaper to read than globals.
+    params = ", ".join(["_C", *_HELPERS])
+    consts = [f"    _c{i} = _C[{i}]" for i in range(len(compiler.consts))]
+    source = "\n".join(
+        [
+            f"def make({params}):",
+            *consts,
+            "    def validate(d):",
+            *compiler.lines,
+            "    return validate",
+            "",
+        ]
+    )
+    nodes = compiler.nodes
+
+    def _fail(parts: tuple[str | int, ...], node_id: int, rule: str, value: Any) -> SchemaError:
+        return SchemaError(format_path(parts), problem(nodes[node_id], rule, value), rule)
+
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<schema {schema.get('title', '?')}>", "exec"), namespace)  # noqa: S102
+    helpers = {
+        "_MISSING": _MISSING,
+        "_fail": _fail,
+        "_holds": _holds,
+        "_json_equal": json_equal,
+        "_is_integer": _is_integer,
+        "_is_number": _is_number,
+    }
+    validate: Validator = namespace["make"](compiler.consts, **helpers)
+    validate.source = source  # type: ignore[attr-defined]  # for debugging: print(v.source)
+    return validate
+
+
+__all__ = ["Validator", "compile_pattern", "compile_schema", "json_type"]

@@ -51,8 +51,8 @@ test: setup  ## lint + unit + integration against a real stack it starts and sto
 	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
 	exit $$rc
 
-demo: setup  ## bring the local stack up and run a command on the demo hosts end to end
-	$(PY) -m stack up
+demo: setup  ## the local stack + collector + sink, a real command on the demo hosts, rows in PostgreSQL
+	$(PY) -m stack up --apps
 	$(PY) -m fleetrun.demo
 
 format: setup  ## apply ruff's formatting and safe fixes

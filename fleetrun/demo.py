@@ -1,64 +1,89 @@
-"""Interim `make demo`: prove the local stack answers (Kafka, PostgreSQL, every sshd host).
+"""`make demo`: a real command on the demo hosts, end to end, shown the way a user would type it.
 
-Replaced by the end-to-end demo (`fleetrun run ... --wait`) once the collector and sink land.
+The stack (Kafka, PostgreSQL, three sshd hosts) and fleetrun's collector and sink are already up
+(`python -m stack up --apps`). This runs `fleetrun run ... --wait`, waits until the sink has the
+rows in PostgreSQL, shows them with `fleetrun results` and with plain SQL, and says how to go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 import asyncpg
-import asyncssh
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stack import StackConfig
 
-
-def _read_env() -> dict[str, str]:
-    path = StackConfig.from_env().env_file
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k: v for k, v in pairs if not k.startswith("#")}
+FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
+COMMAND = "uname -sr; echo \"up $(cut -d' ' -f1 /proc/uptime)s\"; id -un"
+STORE_TIMEOUT_S = 60.0
 
 
-async def _check(env: dict[str, str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=env["FLEETRUN_KAFKA_BOOTSTRAP"])
-    await admin.start()
-    try:
-        topics = sorted(t for t in await admin.list_topics() if t.startswith("fleetrun."))
-    finally:
-        await admin.close()
-    print(f"kafka     {env['FLEETRUN_KAFKA_BOOTSTRAP']}: topics {', '.join(topics)}")
-    conn = await asyncpg.connect(env["FLEETRUN_PG_DSN"], timeout=10)
-    try:
-        version = await conn.fetchval("SELECT version()", timeout=10)
-    finally:
-        await conn.close(timeout=10)
-    print(f"postgres  {str(version).split(',')[0]}")
-    for item in env["FLEETRUN_STACK_SSH_HOSTS"].split(","):
-        name, _, address = item.partition("=")
-        host, _, port = address.rpartition(":")
-        async with asyncssh.connect(
-            host,
-            int(port),
-            username=env["FLEETRUN_SSH_USER"],
-            client_keys=[env["FLEETRUN_SSH_CLIENT_KEYS"]],
-            known_hosts=env["FLEETRUN_SSH_KNOWN_HOSTS"],
-            agent_path=None,
-            connect_timeout=10,
-        ) as ssh:
-            out = await ssh.run("uname -sr", check=True, timeout=10)
-        print(f"ssh       {name} ({address}): {str(out.stdout).strip()}")
+def _show(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    print(f"\n$ {' '.join(_quote(a) for a in argv)}", flush=True)
+    return subprocess.run(argv, text=True, check=False, timeout=300, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def _quote(arg: str) -> str:
+    return arg if arg.replace("-", "").replace("@", "").isalnum() else f"'{arg}'"
+
+
+def _wait_for_rows(dsn: str, request_id: str) -> None:
+    """Poll PostgreSQL until the sink has stored the completed request and every host's result."""
+
+    async def stored() -> bool:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            row = await conn.fetchrow(
+                "SELECT state, hosts_missing FROM request_summary WHERE request_id = $1",
+                uuid.UUID(request_id),
+                timeout=10,
+            )
+        finally:
+            await conn.close(timeout=10)
+        return row is not None and row["state"] == "completed" and row["hosts_missing"] == 0
+
+    deadline = time.monotonic() + STORE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if asyncio.run(stored()):
+            return
+        time.sleep(0.5)
+    raise SystemExit(
+        f"demo: the sink has not stored request {request_id} after {STORE_TIMEOUT_S:.0f} s; "
+        "see its log: `make stack-status`"
+    )
 
 
 def main() -> int:
-    """Print one line per service proving it answers; exit 1 with the reason if one does not."""
-    try:
-        asyncio.run(_check(_read_env()))
-    except (OSError, asyncssh.Error, asyncpg.PostgresError) as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
-    print("stack is up; stop it with `make stack-down`")
+    """Run the demo; exit non-zero with the reason if any step fails."""
+    cfg = StackConfig.from_env()
+    request_id = str(uuid.uuid4())
+    ran = _show([FLEETRUN, "run", COMMAND, "-t", "@demo", "--wait", "--request-id", request_id])
+    if ran.returncode != 0:
+        print(f"demo: `fleetrun run` exited {ran.returncode}", file=sys.stderr)
+        return ran.returncode
+    dsn = cfg.pg_dsn
+    _wait_for_rows(dsn, request_id)
+    _show([FLEETRUN, "results", request_id])
+    # request_id is a UUID this script generated: safe to show inline, as a user would type it.
+    sql = (
+        "SELECT host, status, exit_status, duration_ms, left(stdout, 40) AS stdout "  # noqa: S608
+        f"FROM final_results WHERE request_id = '{request_id}' ORDER BY host"
+    )
+    if shutil.which("psql"):
+        _show(["psql", dsn, "-c", sql])
+    print("\nThe stack keeps running. Next:")
+    print("  .venv/bin/fleetrun run 'df -h /' -t @demo --wait   # another command")
+    print("  .venv/bin/fleetrun requests                       # what ran, newest first")
+    print(f"  psql {dsn}")
+    print("      then e.g.: SELECT * FROM request_summary;  SELECT * FROM host_latest_result;")
+    print("  make stack-status    # where everything runs, and its logs")
+    print("  make stack-down      # stop it all (data kept; make stack-reset deletes it)")
     return 0
 
 

@@ -15,20 +15,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command", choices=["up", "down", "status", "env", "reset", "start", "stop", "restart"]
     )
-    parser.add_argument("service", nargs="?", help="kafka, postgres or sshd (start/stop/restart)")
+    parser.add_argument(
+        "service", nargs="?", help="kafka, postgres, sshd, collector or sink (start/stop/restart)"
+    )
+    parser.add_argument(
+        "--apps", action="store_true", help="with `up`: also run fleetrun's collector and sink"
+    )
     args = parser.parse_args(argv)
     stack = Stack()
     try:
-        return _dispatch(stack, args.command, args.service)
+        return _dispatch(stack, args.command, args.service, apps=args.apps)
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
 
 
-def _dispatch(stack: Stack, command: str, service: str | None) -> int:
+def _dispatch(stack: Stack, command: str, service: str | None, *, apps: bool) -> int:
     if command in ("start", "stop", "restart"):
         if service is None:
-            raise SystemExit(f"`{command}` needs a service: kafka, postgres or sshd")
+            raise SystemExit(f"`{command}` needs a service: kafka, postgres, sshd, collector, sink")
         svc = stack.service(service)
         if command in ("stop", "restart"):
             svc.down()
@@ -37,7 +42,7 @@ def _dispatch(stack: Stack, command: str, service: str | None) -> int:
             svc.up()
         return 0
     if command == "up":
-        stack.up()
+        stack.up(apps=apps)
         _print_status(stack)
         print(f"env file: {stack.cfg.env_file}")
         return 0

@@ -178,7 +178,13 @@ def _dpkg_installed(package: str) -> bool:
     return done.returncode == 0 and "install ok installed" in done.stdout
 
 
-def spawn(args: Sequence[str], *, log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start a long-running server in its own session, output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -188,5 +194,6 @@ def spawn(args: Sequence[str], *, log: Path, cwd: Path | None = None) -> subproc
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=env,
             start_new_session=True,  # Ctrl-C in the terminal that ran `up` must not kill it
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import Protocol
 
+from stack.apps import App
 from stack.config import StackConfig
 from stack.kafka import Kafka
 from stack.postgres import Postgres
@@ -29,15 +30,20 @@ class Stack:
         self.postgres = Postgres(self.cfg)
         self.sshd = SshHosts(self.cfg)
         self.services: list[Service] = [self.kafka, self.postgres, self.sshd]
+        # fleetrun's own services, started only on request (the demo); tests start their own.
+        self.apps = [
+            App(self.cfg, "collector", "collector", ops_port=9464),
+            App(self.cfg, "sink", "sink", ops_port=9465, prepare=["--migrate-only"]),
+        ]
 
     def service(self, name: str) -> Service:
-        for svc in self.services:
+        for svc in [*self.services, *self.apps]:
             if svc.name == name:
                 return svc
-        names = ", ".join(s.name for s in self.services)
+        names = ", ".join(s.name for s in [*self.services, *self.apps])
         raise SystemExit(f"unknown service {name!r}; choose one of: {names}")
 
-    def up(self) -> None:
+    def up(self, *, apps: bool = False) -> None:
         """Install what is missing and start what is not running; a no-op when all run."""
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.state_dir.chmod(0o755)  # the postgres user must reach its data directory
@@ -46,10 +52,13 @@ class Stack:
         for svc in self.services:
             svc.up()
         self.write_env()
+        if apps:
+            for app in self.apps:
+                app.up()
 
     def down(self) -> None:
         """Stop every process this stack started (by pid file); data stays for the next `up`."""
-        for svc in reversed(self.services):
+        for svc in [*reversed(self.apps), *reversed(self.services)]:
             svc.down()
 
     def reset(self) -> None:
@@ -68,6 +77,10 @@ class Stack:
         for svc in self.services:
             running, where = svc.status()
             rows.append((svc.name, running, where, logs[svc.name]))
+        for app in self.apps:
+            if app.pid_file.exists():  # listed once started with --apps
+                running, where = app.status()
+                rows.append((app.name, running, where, str(app.log)))
         return rows
 
     @property

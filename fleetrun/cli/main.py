@@ -73,6 +73,9 @@ def run(
     wait_timeout: Annotated[
         str | None, typer.Option(help="Stop waiting after this long (the request continues).")
     ] = None,
+    request_id: Annotated[
+        str | None, typer.Option(help="Use this UUID as the request id (default: a new one).")
+    ] = None,
 ) -> None:
     """Submit COMMAND for the targets; with --wait show progress, then hosts grouped by output."""
     from fleetrun.cli.run import RunOptions, build_request, parse_duration_s, run_and_wait
@@ -90,6 +93,7 @@ def run(
         env=tuple(env or ()),
         labels=tuple(label or ()),
         expires_in=expires_in,
+        request_id=request_id,
     )
     request = build_request(opts, cfg.who)
     wait_s = parse_duration_s(wait_timeout, "--wait-timeout") if wait_timeout else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import sys
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,6 +78,7 @@ class RunOptions:
     env: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     expires_in: str | None = None
+    request_id: str | None = None
 
 
 def build_request(opts: RunOptions, principal: str) -> Request:
@@ -100,20 +101,19 @@ def build_request(opts: RunOptions, principal: str) -> Request:
         if value is not None:
             extra[name] = value
     request = Request.new(principal=principal, command=opts.command, targets=opts.targets, **extra)
+    if opts.request_id is not None:
+        from fleetrun.cli.query import parse_request_id
+
+        request = replace(request, request_id=parse_request_id(opts.request_id))
     if opts.expires_in is not None:
         ttl = parse_duration_s(opts.expires_in, "--expires-in")
-        request = _replace_expiry(request, request.submitted_at + timedelta(seconds=ttl))
+        expires_at = request.submitted_at + timedelta(seconds=ttl)
+        request = replace(request, expires_at=expires_at.astimezone(UTC))
     try:
         encode(request)  # the contract's own checks: limits, env names, bounds
     except SchemaError as exc:
         raise CliError(f"request is not valid: {exc}") from None
     return request
-
-
-def _replace_expiry(request: Request, expires_at: datetime) -> Request:
-    from dataclasses import replace
-
-    return replace(request, expires_at=expires_at.astimezone(UTC))
 
 
 def exit_code_for(progress: RequestProgress) -> int:

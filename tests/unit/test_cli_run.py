@@ -80,3 +80,10 @@ def test_exit_codes() -> None:
     assert exit_code_for(p) == EXIT_HOSTS_FAILED
     p.rejected = Status.rejected("r", "bad", collector="c")
     assert exit_code_for(p) == EXIT_REJECTED
+
+
+def test_a_chosen_request_id_is_used_and_checked() -> None:
+    rid = "0B6E9C1A-5F0E-4A57-9D1C-2F2B7C8E4A10"
+    assert build_request(RunOptions("true", ["h"], request_id=rid), "p").request_id == rid.lower()
+    with pytest.raises(CliError, match="is not a request id"):
+        build_request(RunOptions("true", ["h"], request_id="nope"), "p")

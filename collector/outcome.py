@@ -18,6 +18,7 @@ Only `unreachable` from the connection phase is retried (see collector.backoff).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Final
 
@@ -91,6 +92,9 @@ def error_info(exc: BaseException, *, context: str = "") -> ErrorInfo:
     """ErrorInfo for `exc`, its message prefixed with `context` (e.g. 'via jump host b')."""
     type_name = type(exc).__name__
     message = str(exc).strip() or _DEFAULT_MESSAGES.get(type_name, type_name)
+    if isinstance(exc, OSError) and exc.errno and not isinstance(exc, socket.gaierror):
+        # asyncio words refusals as "[Errno 111] Connect call failed (addr)": say what it means.
+        message = f"{os.strerror(exc.errno)}: {exc.strerror or message}"
     if context:
         message = f"{context}: {message}"
     message = message.replace("\x00", "\\0")

@@ -20,11 +20,21 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Final
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
 
 import asyncssh
 
-from schemas import ErrorInfo, ResultStatus, limits
+from collector.capture import Captured, StreamCapture
+from collector.command import Finished
+from schemas import ErrorInfo, Request, Result, ResultStatus, limits
+
+if TYPE_CHECKING:
+    from collector.inventory import HostSpec
+
+_EMPTY: Final = StreamCapture(0).result()
 
 # Socket errors that mean "could not reach the host" (rather than a local problem).
 _UNREACHABLE_ERRNOS: Final = frozenset(
@@ -109,3 +119,73 @@ _DEFAULT_MESSAGES: Final = {
     "PoolTimeout": "no SSH connection slot became free in time",
     "CancelledError": "cancelled",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's outcome on one host, before it becomes a Result."""
+
+    status: ResultStatus
+    error: ErrorInfo | None = None
+    finished: Finished | None = None
+    retry: bool = False  # unreachable before anything started: another attempt may help
+
+
+def connect_error(host: HostSpec, exc: BaseException) -> ErrorInfo:
+    """ErrorInfo for a connection failure; names the jump host when one is involved."""
+    if host.jump is None or isinstance(exc, JumpError):
+        return error_info(exc)
+    return error_info(exc, context=f"{host.name} via jump host {host.jump.name}")
+
+
+def command_outcome(finished: Finished, timeout_s: float) -> Outcome:
+    """The outcome of a command that started: exit, signal, timeout or a lost connection."""
+    if finished.timed_out:
+        message = f"still running after timeout_s={timeout_s:g}; {finished.kill_note}"
+        return Outcome("timeout", ErrorInfo(type="CommandTimeout", message=message), finished)
+    status = classify_exit(finished.exit_status, finished.exit_signal)
+    error = None
+    if status == "error":
+        cause = finished.lost or asyncssh.ConnectionLost("channel closed without an exit status")
+        error = error_info(cause, context="the command's connection ended before it exited")
+    return Outcome(status, error, finished)
+
+
+def build_result(
+    host: HostSpec,
+    request: Request,
+    collector: str,
+    attempt: int,
+    outcome: Outcome,
+    started_at: datetime,
+    t0: float,
+) -> Result:
+    """The Result record for `outcome`; `t0` is the monotonic clock at `started_at`."""
+    f = outcome.finished
+    out: Captured = f.stdout if f else _EMPTY
+    err: Captured = f.stderr if f else _EMPTY
+    return Result(
+        request_id=request.request_id,
+        host=host.name,
+        port=host.port,
+        user=host.user,
+        attempt=attempt,
+        status=outcome.status,
+        # The contract: exit_status only for a command that exited on its own.
+        exit_status=f.exit_status if f and outcome.status in ("ok", "failed") else None,
+        exit_signal=f.exit_signal if f else None,
+        stdout=out.data,
+        stderr=err.data,
+        stdout_bytes=out.total_bytes,
+        stderr_bytes=err.total_bytes,
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        stdout_sha256=out.sha256,
+        stderr_sha256=err.sha256,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        duration_ms=int((time.monotonic() - t0) * 1000),
+        error=outcome.error,
+        collector=collector,
+        labels=request.labels,
+    )

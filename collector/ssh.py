@@ -20,42 +20,30 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncssh
 
 from collector.backoff import backoff_delay
-from collector.capture import Captured, StreamCapture
-from collector.command import CommandSession, Finished, open_session, wait_command
+from collector.command import CommandSession, open_session, wait_command
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
 from collector.outcome import (
+    Outcome,
+    build_result,
     classify_connect_error,
-    classify_exit,
+    command_outcome,
+    connect_error,
     error_info,
 )
 from collector.pool import ConnectionPool, PoolClosed, PooledConnection
 from collector.settings import CollectorSettings
 from collector.sshfiles import KeyCache, KnownHostsCache
-from schemas import ErrorInfo, Request, Result, ResultStatus
+from schemas import Request, Result
 
 log = logging.getLogger("fleetrun.collector.ssh")
 
 OnStart = Callable[[HostSpec, int], Awaitable[None]]
-_EMPTY = StreamCapture(0).result()
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    status: ResultStatus
-    error: ErrorInfo | None = None
-    finished: Finished | None = None
-    retry: bool = False  # unreachable before anything started: another attempt may help
-
-
-class _DeadConnection(Exception):
-    """The pooled connection could not open a session: it died while idle."""
 
 
 class SshExecutor:
@@ -135,7 +123,7 @@ class SshExecutor:
                     "ssh executor failed unexpectedly",
                     extra={"request_id": request.request_id, "host": host.name},
                 )
-                outcome = _Outcome("error", error_info(exc))
+                outcome = Outcome("error", error_info(exc))
             if outcome.retry and attempt <= request.retries:
                 delay = backoff_delay(
                     attempt,
@@ -156,7 +144,18 @@ class SshExecutor:
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            return self._result(host, request, collector, attempt, outcome, started_at, t0)
+            result = build_result(host, request, collector, attempt, outcome, started_at, t0)
+            log.debug(
+                "host finished",
+                extra={
+                    "request_id": request.request_id,
+                    "host": host.name,
+                    "status": result.status,
+                    "attempt": attempt,
+                    "duration_ms": result.duration_ms,
+                },
+            )
+            return result
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close every pooled connection, waiting at most `timeout_s`."""
@@ -170,15 +169,15 @@ class SshExecutor:
 
     async def _attempt(
         self, host: HostSpec, request: Request, attempt: int, on_start: OnStart | None
-    ) -> _Outcome:
+    ) -> Outcome:
         deadline = time.monotonic() + request.connect_timeout_s
         try:
             entry, new = await self._pool.acquire(host, deadline)
         except PoolClosed as exc:
-            return _Outcome("error", error_info(exc))
+            return Outcome("error", error_info(exc))
         except Exception as exc:
             status = classify_connect_error(exc)
-            return _Outcome(status, error_info(exc), retry=status == "unreachable")
+            return Outcome(status, connect_error(host, exc), retry=status == "unreachable")
         self._metrics.connections.labels(kind="new" if new else "reused").inc()
         holder = _Holder(self._pool, entry)
         try:
@@ -198,15 +197,9 @@ class SshExecutor:
 
     async def _command(
         self, holder: _Holder, host: HostSpec, request: Request, new: bool
-    ) -> _Outcome:
-        env = dict(request.env)
-        session = CommandSession(request.max_output_bytes)
-        try:
-            await open_session(holder.entry.conn, session, request.command, env, _open_s(request))
-        except asyncio.CancelledError:
-            session.abort()
-            raise
-        except Exception as exc:
+    ) -> Outcome:
+        session, exc = await _open(holder.entry, request)
+        if exc is not None:
             if new or session.opened or not _looks_dead(holder.entry, exc):
                 return self._open_failed(holder, session, exc)
             # A pooled connection that died while idle: replace it once, transparently.
@@ -216,23 +209,17 @@ class SshExecutor:
             )
             holder.discard(replaced=True)
             try:
-                entry, _ = await self._pool.acquire(
-                    host, time.monotonic() + request.connect_timeout_s, fresh=True
-                )
-            except PoolClosed as exc2:
-                return _Outcome("error", error_info(exc2))
-            except Exception as exc2:
-                return _Outcome(classify_connect_error(exc2), error_info(exc2))
+                deadline = time.monotonic() + request.connect_timeout_s
+                entry, _ = await self._pool.acquire(host, deadline, fresh=True)
+            except PoolClosed as closed:
+                return Outcome("error", error_info(closed))
+            except Exception as failed:
+                return Outcome(classify_connect_error(failed), connect_error(host, failed))
             self._metrics.connections.labels(kind="new").inc()
             holder.switch(entry)
-            session = CommandSession(request.max_output_bytes)
-            try:
-                await open_session(entry.conn, session, request.command, env, _open_s(request))
-            except asyncio.CancelledError:
-                session.abort()
-                raise
-            except Exception as exc2:
-                return self._open_failed(holder, session, exc2)
+            session, exc = await _open(entry, request)
+            if exc is not None:
+                return self._open_failed(holder, session, exc)
         t0 = time.monotonic()
         try:
             finished = await wait_command(
@@ -244,16 +231,16 @@ class SshExecutor:
         self._metrics.command_seconds.observe(time.monotonic() - t0)
         if finished.wedged or finished.lost is not None:
             holder.discard()  # never hand out a connection that lost or could not close a channel
-        return _finished_outcome(finished, request)
+        return command_outcome(finished, request.timeout_s)
 
-    def _open_failed(self, holder: _Holder, session: CommandSession, exc: Exception) -> _Outcome:
+    def _open_failed(self, holder: _Holder, session: CommandSession, exc: Exception) -> Outcome:
         if session.opened:  # the exec request got no answer: the command may be running
             session.abort()
             holder.discard()
         message = "opening the session failed"
         if isinstance(exc, TimeoutError):
             message = "no answer to the session request in time"
-        return _Outcome("error", error_info(exc, context=message))
+        return Outcome("error", error_info(exc, context=message))
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -294,58 +281,6 @@ class SshExecutor:
         self._metrics.connect_seconds.observe(time.monotonic() - t0)
         return conn
 
-    # -- results ------------------------------------------------------------------------------
-
-    def _result(
-        self,
-        host: HostSpec,
-        request: Request,
-        collector: str,
-        attempt: int,
-        outcome: _Outcome,
-        started_at: datetime,
-        t0: float,
-    ) -> Result:
-        f = outcome.finished
-        out: Captured = f.stdout if f else _EMPTY
-        err: Captured = f.stderr if f else _EMPTY
-        exit_status = f.exit_status if f and outcome.status in ("ok", "failed") else None
-        result = Result(
-            request_id=request.request_id,
-            host=host.name,
-            port=host.port,
-            user=host.user,
-            attempt=attempt,
-            status=outcome.status,
-            exit_status=exit_status,
-            exit_signal=f.exit_signal if f else None,
-            stdout=out.data,
-            stderr=err.data,
-            stdout_bytes=out.total_bytes,
-            stderr_bytes=err.total_bytes,
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
-            stdout_sha256=out.sha256,
-            stderr_sha256=err.sha256,
-            started_at=started_at,
-            finished_at=datetime.now(UTC),
-            duration_ms=int((time.monotonic() - t0) * 1000),
-            error=outcome.error,
-            collector=collector,
-            labels=request.labels,
-        )
-        log.debug(
-            "host finished",
-            extra={
-                "request_id": request.request_id,
-                "host": host.name,
-                "status": result.status,
-                "attempt": attempt,
-                "duration_ms": result.duration_ms,
-            },
-        )
-        return result
-
 
 class _HookFailed(Exception):
     """on_start raised: not the host's failure, so run() re-raises the original."""
@@ -380,9 +315,22 @@ class _Holder:
         self.held = True
 
 
-def _open_s(request: Request) -> float:
-    """Deadline for opening a session: as long as a connection may take."""
-    return request.connect_timeout_s
+async def _open(
+    entry: PooledConnection, request: Request
+) -> tuple[CommandSession, Exception | None]:
+    """Start the command on `entry`; the session, and the exception if it could not start."""
+    session = CommandSession(request.max_output_bytes)
+    try:
+        # Opening a session gets as long as a connection may take.
+        await open_session(
+            entry.conn, session, request.command, request.env, request.connect_timeout_s
+        )
+    except asyncio.CancelledError:
+        session.abort()
+        raise
+    except Exception as exc:
+        return session, exc
+    return session, None
 
 
 def _looks_dead(entry: PooledConnection, exc: Exception) -> bool:
@@ -392,18 +340,6 @@ def _looks_dead(entry: PooledConnection, exc: Exception) -> bool:
     if isinstance(exc, asyncssh.ChannelOpenError):
         return exc.code == asyncssh.OPEN_CONNECT_FAILED  # "SSH connection closed"
     return isinstance(exc, asyncssh.ConnectionLost | ConnectionError | TimeoutError)
-
-
-def _finished_outcome(finished: Finished, request: Request) -> _Outcome:
-    if finished.timed_out:
-        message = f"still running after timeout_s={request.timeout_s:g}; {finished.kill_note}"
-        return _Outcome("timeout", ErrorInfo(type="CommandTimeout", message=message), finished)
-    status = classify_exit(finished.exit_status, finished.exit_signal)
-    error = None
-    if status == "error":
-        cause = finished.lost or asyncssh.ConnectionLost("channel closed without an exit status")
-        error = error_info(cause, context="the command's connection ended before it exited")
-    return _Outcome(status, error, finished)
 
 
 __all__ = ["HostSpec", "OnStart", "SshExecutor"]

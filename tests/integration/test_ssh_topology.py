@@ -9,6 +9,7 @@ from collector.settings import CollectorSettings
 from schemas import Target
 from tests.support.sshd import extra_sshd, keygen, public_key, sign_host_key
 from tests.support.sshexec import (
+    closed_port,
     executor,
     host_key_line,
     known_hosts_with,
@@ -152,3 +153,30 @@ async def test_ssh_config_alias(stack_env: StackEnv, tmp_path: Path) -> None:
     assert r.status == "ok", r.error
     assert (r.host, r.port, r.user) == ("box3", demo3.port, stack_env.ssh_user)
     assert r.stdout.split()[2] == demo3.address.encode()
+
+
+async def test_jump_failures_say_which_hop_failed(stack_env: StackEnv, tmp_path: Path) -> None:
+    demo1 = stack_env.ssh_hosts[0]
+    settings = stack_settings(stack_env)
+    inv = inventory(
+        settings,
+        tmp_path / "inv.toml",
+        f'[hosts.demo1]\naddress = "{demo1.address}"\nport = {demo1.port}\n'
+        f'[hosts.gone]\naddress = "127.0.0.1"\nport = {closed_port()}\n'
+        f'[hosts.behind-demo1]\naddress = "127.0.0.1"\nport = {closed_port()}\njump = "demo1"\n'
+        '[hosts.behind-gone]\naddress = "127.0.0.1"\nport = 22\njump = "gone"\n',
+    )
+    e = executor(settings, inv)
+    try:
+        req = request("true")
+        target_down = await e.run(inv.resolve(Target("behind-demo1")), req, collector="c")
+        jump_down = await e.run(inv.resolve(Target("behind-gone")), req, collector="c")
+    finally:
+        await e.close()
+    assert target_down.status == "unreachable"
+    assert target_down.error is not None
+    assert target_down.error.message.startswith("behind-demo1 via jump host demo1: ")
+    assert jump_down.status == "unreachable"
+    assert jump_down.error is not None
+    assert jump_down.error.type == "JumpError"
+    assert jump_down.error.message.startswith("via jump host gone: ConnectionRefusedError")

@@ -54,6 +54,8 @@ def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
             settings.session_timeout_ms, int((settings.rebalance_drain_s + 15) * 1000)
         ),
         isolation_level="read_committed",
+        # Partitions added to the requests topic are noticed within a minute, not five.
+        metadata_max_age_ms=60_000,
     )
 
 

@@ -153,6 +153,7 @@ class Collector(Generic[H]):
                 await self.consumer.start()
         except (KafkaError, TimeoutError, OSError) as exc:
             raise classify(exc, f"connecting to Kafka at {self.settings.kafka_bootstrap}") from exc
+        await self._wait_for_topic(self.topics.requests)
         self.consumer.subscribe([self.topics.requests], listener=_Listener(self))
         self._running = True
         log.info(
@@ -164,6 +165,26 @@ class Collector(Generic[H]):
                 "max_inflight_requests": self.settings.max_inflight_requests,
             },
         )
+
+    async def _wait_for_topic(self, topic: str) -> None:
+        """Subscribe only once the broker knows the topic.
+
+        A group that joins before the topic is in its leader's metadata gets no partitions
+        until the next metadata refresh (minutes); a collector started with (or just before)
+        its topics would sit idle. The broker never auto-creates topics, so wait, visibly.
+        """
+        waited = 0.0
+        while not self.stopping:
+            try:
+                async with asyncio.timeout(_COMMIT_TIMEOUT_S):
+                    if topic in await self.consumer.topics():
+                        return
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("listing topics failed", extra={"error": repr(exc)})
+            if waited % 10 == 0:
+                log.warning("requests topic not found; waiting for it", extra={"topic": topic})
+            await self._wait_wake(0.5)
+            waited += 0.5
 
     # --- the loop ----------------------------------------------------------------------------
 

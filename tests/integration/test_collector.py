@@ -1,0 +1,237 @@
+"""The collector in-process against real Kafka and the stack's real sshd hosts (and simfleet)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+import schemas
+from bench.simfleet import running_fleet
+from schemas import Request, StatusCounts
+from tests.integration.conftest import Topics
+from tests.support.collector import (
+    collector_settings,
+    counts_by_host,
+    finished,
+    read_until,
+    request_partitions,
+    running_collector,
+    ssh_run,
+    submit,
+    wait_committed,
+)
+from tests.support.stackenv import StackEnv
+
+DEMO = ("demo1", "demo2", "demo3")
+
+
+def _request(command: str, targets: tuple[str, ...] = ("@demo",), **options: object) -> Request:
+    return Request.new(principal="tests", command=command, targets=targets, **options)
+
+
+async def test_three_demo_hosts_ok_then_completed_and_committed(topics: Topics) -> None:
+    settings = collector_settings(topics.prefix)
+    request = _request("uname -n; echo out; echo err >&2")
+    async with running_collector(settings):
+        placed = await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+        await wait_committed(
+            topics.bootstrap, settings.group_id, topics["requests"], request_partitions(placed)
+        )
+    results, statuses = seen.for_request(request.request_id)
+    assert sorted(r.host for r in results) == list(DEMO)
+    assert {r.status for r in results} == {"ok"}
+    assert all(r.stdout.endswith(b"out\n") and r.stderr == b"err\n" for r in results)
+    assert [s.state for s in statuses] == ["accepted", "completed"]
+    accepted, completed = statuses
+    assert accepted.targets_total == 3
+    assert completed.counts == StatusCounts(ok=3)
+    assert completed.targets_total == completed.counts.total == 3
+
+
+async def test_non_zero_exit_is_failed(topics: Topics) -> None:
+    request = _request("echo bad >&2; exit 3")
+    async with running_collector(collector_settings(topics.prefix)):
+        await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+    results, _ = seen.for_request(request.request_id)
+    assert [(r.status, r.exit_status, r.stderr) for r in results] == [("failed", 3, b"bad\n")] * 3
+    completed = seen.completed(request.request_id)
+    assert completed is not None
+    assert completed.counts == StatusCounts(failed=3)
+
+
+async def test_error_budget_skips_hosts_not_yet_started(topics: Topics) -> None:
+    # concurrency 1 runs demo1 first; its failure spends max_errors=0, so 2 and 3 never start.
+    request = _request("exit 1", ("demo[1-3]",), max_errors=0, concurrency=1)
+    async with running_collector(collector_settings(topics.prefix)) as running:
+        await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+        assert running.sample("fleetrun_collector_command_seconds_count") == 1
+    results, _ = seen.for_request(request.request_id)
+    assert [(r.host, r.status) for r in results] == [
+        ("demo1", "failed"),
+        ("demo2", "skipped"),
+        ("demo3", "skipped"),
+    ]
+    completed = seen.completed(request.request_id)
+    assert completed is not None
+    assert completed.counts == StatusCounts(failed=1, skipped=2)
+
+
+async def test_expired_request_runs_nothing(topics: Topics, stack_env: StackEnv) -> None:
+    marker = f"/tmp/fleetrun-expired-{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    request = Request(
+        request_id=str(uuid.uuid4()),
+        submitted_at=now - timedelta(minutes=2),
+        expires_at=now - timedelta(minutes=1),
+        principal="tests",
+        command=f"touch {marker}",
+        targets=("@demo",),
+    )
+    async with running_collector(collector_settings(topics.prefix)):
+        placed = await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+        await wait_committed(
+            topics.bootstrap,
+            topics.prefix + "collector",
+            topics["requests"],
+            request_partitions(placed),
+        )
+    results, statuses = seen.for_request(request.request_id)
+    assert sorted((r.host, r.status) for r in results) == [(h, "expired") for h in DEMO]
+    assert [s.state for s in statuses] == ["accepted", "completed"]
+    # Proof that nothing ran: the command would have created the marker on every host.
+    for host in stack_env.ssh_hosts:
+        out = await ssh_run(
+            host.address,
+            host.port,
+            stack_env.ssh_user,
+            stack_env.client_key,
+            stack_env.known_hosts,
+            f"test -e {marker} && echo present || echo absent",
+        )
+        assert out.strip() == "absent", host.name
+
+
+async def test_invalid_request_goes_to_the_dlq_with_a_rejected_status(topics: Topics) -> None:
+    good = _request("true")
+    doc = schemas.as_document(good) | {"concurrency": 0}  # valid id, invalid field
+    invalid = orjson.dumps(doc)
+    not_json = b"\xff not json"
+    future = orjson.dumps(schemas.as_document(_request("true")) | {"schema": "fleetrun.request/2"})
+    async with running_collector(collector_settings(topics.prefix)) as running:
+        placed = await submit(
+            topics.bootstrap, topics["requests"], [invalid, not_json, future], key=b"k1"
+        )
+        seen = await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            lambda s: len(s.dead_letters) >= 3 and len(s.statuses) >= 2,
+        )
+        await wait_committed(
+            topics.bootstrap,
+            topics.prefix + "collector",
+            topics["requests"],
+            request_partitions(placed),
+        )
+        assert running.sample("fleetrun_collector_dead_letters_total") == 3
+        assert running.sample("fleetrun_collector_command_seconds_count") == 0
+    by_offset = {(d.partition, d.offset): d for d in seen.dead_letters}
+    for (partition, offset), raw in zip(placed, [invalid, not_json, future], strict=True):
+        letter = by_offset[(partition, offset)]
+        assert letter.value == raw  # byte for byte
+        assert letter.key == b"k1"
+        assert letter.source_topic == topics["requests"]
+        assert letter.stage == "collector"
+    assert "concurrency" in by_offset[placed[0]].error.message
+    assert "unsupported schema version" in by_offset[placed[2]].error.message
+    # A rejected status for every record whose request_id could be read; none for not_json.
+    rejected = {s.request_id: s for s in seen.statuses if s.state == "rejected"}
+    assert set(rejected) == {good.request_id, orjson.loads(future)["request_id"]}
+    assert "concurrency" in (rejected[good.request_id].reason or "")
+    assert not seen.results
+
+
+async def test_unknown_group_is_rejected_and_dead_lettered(topics: Topics) -> None:
+    request = _request("true", ("@nosuch",))
+    async with running_collector(collector_settings(topics.prefix)):
+        placed = await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            lambda s: finished(request.request_id)(s) and bool(s.dead_letters),
+        )
+    _, statuses = seen.for_request(request.request_id)
+    assert [s.state for s in statuses] == ["rejected"]
+    assert statuses[0].reason is not None
+    assert "'@nosuch' is not a group" in statuses[0].reason
+    assert statuses[0].command == "true"  # the request was readable: its details are kept
+    (letter,) = seen.dead_letters
+    assert (letter.partition, letter.offset) == placed[0]
+    assert letter.request_id == request.request_id
+    assert not seen.results
+
+
+async def test_second_request_reuses_pooled_connections(topics: Topics) -> None:
+    first, second = _request("uname -n"), _request("uname -r")
+    async with running_collector(collector_settings(topics.prefix)) as running:
+        await submit(topics.bootstrap, topics["requests"], [first])
+        await read_until(topics.bootstrap, topics.prefix, finished(first.request_id))
+        new_before = running.sample("fleetrun_collector_connections_total", {"kind": "new"})
+        reused_before = running.sample("fleetrun_collector_connections_total", {"kind": "reused"})
+        await submit(topics.bootstrap, topics["requests"], [second])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(second.request_id))
+        assert running.sample("fleetrun_collector_connections_total", {"kind": "new"}) == new_before
+        reused = running.sample("fleetrun_collector_connections_total", {"kind": "reused"})
+        assert reused - reused_before == 3
+    assert new_before == 3
+    completed = seen.completed(second.request_id)
+    assert completed is not None
+    assert completed.counts == StatusCounts(ok=3)
+
+
+async def test_hanging_and_dead_hosts_finish_in_bounded_time(
+    topics: Topics, tmp_path: Path
+) -> None:
+    async with running_fleet(
+        7, tmp_path / "fleet", profile="ok=4,hang=2,dead=1", base_address="127.112.0.1", port=0
+    ) as fleet:
+        settings = collector_settings(
+            topics.prefix,
+            inventory=fleet.inventory,
+            ssh_known_hosts=fleet.known_hosts,
+            ssh_client_keys=(fleet.client_key,),
+            ssh_user="sim",
+        )
+        request = _request("uname -n", ("@all",), timeout_s=2, connect_timeout_s=2)
+        hang = _request("sim:hang", ("@ok",), timeout_s=2, connect_timeout_s=2)
+        async with running_collector(settings):
+            t0 = time.monotonic()
+            await submit(topics.bootstrap, topics["requests"], [request, hang])
+            seen = await read_until(
+                topics.bootstrap,
+                topics.prefix,
+                finished(request.request_id, hang.request_id),
+                timeout_s=30,
+            )
+            elapsed = time.monotonic() - t0
+        killed = await fleet.wait_stats(lambda s: s["counters"]["killed"] >= 6)
+    results, _ = seen.for_request(request.request_id)
+    by_status = {h.name: h.behaviour for h in fleet.hosts}
+    assert len(results) == 7
+    assert counts_by_host(results) == {h.name: 1 for h in fleet.hosts}
+    for r in results:
+        expected = {"ok": "ok", "hang": "timeout", "dead": "unreachable"}[by_status[r.host]]
+        assert r.status == expected, r
+    hang_results, _ = seen.for_request(hang.request_id)
+    assert {r.status for r in hang_results} == {"timeout"}
+    assert len(hang_results) == 4
+    # Deadlines, not minutes: timeout_s=2 and connect_timeout_s=2, run concurrently.
+    assert elapsed < 20, elapsed
+    assert killed["counters"]["killed"] >= 6  # the remote commands were killed, not left behind

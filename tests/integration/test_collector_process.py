@@ -1,0 +1,179 @@
+"""The collector under signals, restarts and a broker outage; `python -m collector` as a process.
+
+These are the tests where the process boundary matters (SIGTERM, exit status, two members of a
+consumer group), so the collector runs as a subprocess, except for the broker restart, where the
+collector's side of it is the same in-process and the test reads its metrics directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from schemas import Request, StatusCounts
+from tests.integration.conftest import Topics
+from tests.support.collector import (
+    collector_process,
+    collector_settings,
+    committed,
+    counts_by_host,
+    finished,
+    read_until,
+    request_partitions,
+    running_collector,
+    spawn_collector,
+    ssh_run,
+    submit,
+    wait_committed,
+)
+from tests.support.stackenv import StackEnv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO = ("demo1", "demo2", "demo3")
+
+
+def _request(command: str, **options: object) -> Request:
+    return Request.new(principal="tests", command=command, targets=("@demo",), **options)
+
+
+async def test_sigterm_mid_request_loses_nothing_and_redelivers(
+    topics: Topics, tmp_path: Path, stack_env: StackEnv
+) -> None:
+    tag = uuid.uuid4().hex
+    # A finishes within the grace period; B outlives it on its first delivery only (a marker per
+    # host, keyed by the sshd address it reached); C is still queued when SIGTERM arrives.
+    a = _request("sleep 3; echo A")
+    b = _request(
+        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-b-{tag}-$3; "
+        'if [ -e "$m" ]; then echo again; else touch "$m"; sleep 60; fi'
+    )
+    c = _request("echo C")
+    log = tmp_path / "collector.log"
+    first = await spawn_collector(
+        topics.prefix, log, shutdown_grace_s=6, max_inflight_requests=2, collector_id="first"
+    )
+    await first.wait_healthy()
+    # One partition, in this order: A's offset can be committed while B's is still open.
+    placed = await submit(topics.bootstrap, topics["requests"], [a, b, c], partition=0)
+    await read_until(
+        topics.bootstrap,
+        topics.prefix,
+        lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
+    )
+    assert await first.terminate(timeout_s=40) == 0
+    text = log.read_text()
+    assert "abandoned=1" in text, text[-2000:]
+    seen = await read_until(topics.bootstrap, topics.prefix, finished(a.request_id), settle_s=0.5)
+    assert seen.states(b.request_id) == ["accepted"]  # B got nothing final: all hosts cancelled
+    assert not seen.for_request(b.request_id)[0]
+    assert not seen.states(c.request_id)  # C was never fetched
+    # A (offset 0) is committed; B (offset 1) is not, so it and C are redelivered.
+    assert (await committed(topics.bootstrap, topics.prefix + "collector", topics["requests"]))[
+        0
+    ] == placed[1][1]
+
+    async with collector_process(topics.prefix, log, collector_id="second"):
+        seen = await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            finished(a.request_id, b.request_id, c.request_id),
+            settle_s=1.0,
+        )
+        await wait_committed(
+            topics.bootstrap,
+            topics.prefix + "collector",
+            topics["requests"],
+            request_partitions(placed),
+        )
+    for request, stdout in ((a, b"A\n"), (b, b"again\n"), (c, b"C\n")):
+        results, _ = seen.for_request(request.request_id)
+        assert counts_by_host(results) == dict.fromkeys(DEMO, 1), request.command
+        assert {(r.status, r.stdout) for r in results} == {("ok", stdout)}
+        assert Counter(seen.states(request.request_id))["completed"] == 1
+    assert {r.collector for r in seen.for_request(a.request_id)[0]} == {"first"}
+    assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
+    for host in stack_env.ssh_hosts:
+        await ssh_run(
+            host.address,
+            host.port,
+            stack_env.ssh_user,
+            stack_env.client_key,
+            stack_env.known_hosts,
+            f"rm -f /tmp/fleetrun-b-{tag}-*",
+        )
+
+
+async def test_broker_restart_mid_request_loses_no_result(topics: Topics) -> None:
+    settings = collector_settings(topics.prefix, publish_timeout_s=60.0)
+    request = _request("sleep 4; echo done")
+    async with running_collector(settings):
+        placed = await submit(topics.bootstrap, topics["requests"], [request])
+        await read_until(
+            topics.bootstrap, topics.prefix, lambda s: bool(s.states(request.request_id))
+        )
+        # The hosts are mid-command while the broker goes away and comes back.
+        restart = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stack", "restart", "kafka", cwd=REPO_ROOT, env=dict(os.environ)
+        )
+        async with asyncio.timeout(120):
+            assert await restart.wait() == 0
+        seen = await read_until(
+            topics.bootstrap, topics.prefix, finished(request.request_id), timeout_s=90
+        )
+        await wait_committed(
+            topics.bootstrap,
+            settings.group_id,
+            topics["requests"],
+            request_partitions(placed),
+            timeout_s=60,
+        )
+    results, _ = seen.for_request(request.request_id)
+    assert counts_by_host(results) == dict.fromkeys(DEMO, 1)
+    assert {r.stdout for r in results} == {b"done\n"}
+    completed = seen.completed(request.request_id)
+    assert completed is not None
+    assert completed.counts == StatusCounts(ok=3)
+
+
+async def test_two_collectors_in_one_group_handle_each_request_once(
+    topics: Topics, tmp_path: Path, stack_env: StackEnv
+) -> None:
+    n = 12
+    async with (
+        collector_process(topics.prefix, tmp_path / "c1.log", collector_id="c1") as c1,
+        collector_process(topics.prefix, tmp_path / "c2.log", collector_id="c2") as c2,
+    ):
+        # Wait for the group to settle: both members hold partitions, none twice.
+        async with asyncio.timeout(30):
+            while True:
+                h1, h2 = await c1.health(), await c2.health()
+                p1 = set(h1["assigned_partitions"]) if h1 else set()
+                p2 = set(h2["assigned_partitions"]) if h2 else set()
+                if p1 and p2 and not p1 & p2 and len(p1 | p2) == 6:
+                    break
+                await asyncio.sleep(0.2)
+        requests = [_request(f"echo {i}") for i in range(n)]
+        await submit(topics.bootstrap, topics["requests"], requests)
+        seen = await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            finished(*(r.request_id for r in requests)),
+            settle_s=1.0,
+        )
+        metrics = await c1.metrics_text() + await c2.metrics_text()
+    for r in requests:
+        results, _ = seen.for_request(r.request_id)
+        assert counts_by_host(results) == dict.fromkeys(DEMO, 1)
+        assert Counter(seen.states(r.request_id)) == {"accepted": 1, "completed": 1}
+    assert {r.collector for r in seen.results} == {"c1", "c2"}  # both did work
+    reused = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('fleetrun_collector_connections_total{kind="reused"}')
+    )
+    assert reused > 0
+    assert "collector stopped" in (tmp_path / "c1.log").read_text()

@@ -1,14 +1,17 @@
 """SSH executor benchmark against the local stack's real sshd hosts (demo1..3).
 
     python -m bench.bench_ssh_pool [--commands 3000] [--naive-commands 300]
-        [--concurrency 30] [--loop uvloop|asyncio] [--output-mb 200]
+        [--concurrency 30] [--loop uvloop|asyncio] [--output-mb 200] [--cold-hosts 300]
 
 Phases, each bounded in count and by a deadline:
 - pooled: `true` on the three hosts through SshExecutor (warm pool), commands/s and client CPU
   per command;
 - naive: the same through a new asyncssh connection per command (the baseline);
 - output: one command printing --output-mb of random data, capped to 64 KiB: MB/s, client CPU,
-  and the RSS growth of this process (the executor runs in-process).
+  and the RSS growth of this process (the executor runs in-process);
+- cold: `uname -a` once on each of --cold-hosts simulated hosts (bench.simfleet, fresh
+  connections, 100 at a time) through SshExecutor and through a plain asyncssh loop (connect,
+  run, close), the DESIGN.md reference for a cold fan-out.
 
 Needs `python -m stack up`. Prints JSON and writes bench/results/<date>-ssh-pool.{json,md}.
 """
@@ -20,6 +23,7 @@ import asyncio
 import json
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -29,6 +33,7 @@ from typing import Any
 import asyncssh
 import psutil
 
+from bench.simfleet import running_fleet
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
@@ -151,6 +156,54 @@ async def output(ex: SshExecutor, host: HostSpec, megabytes: int) -> dict[str, A
     }
 
 
+async def cold(n: int, concurrency: int = 100) -> dict[str, Any]:
+    """One command on n fresh simulated hosts: SshExecutor vs a plain asyncssh loop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_fleet(n, Path(tmp), base_address="127.114.0.1", port=0) as fleet:
+            settings = CollectorSettings(inventory=fleet.dir / "inventory.toml")
+            inventory = Inventory.load(None, settings)
+            specs = [inventory.resolve(Target(h.name)) for h in fleet.hosts]
+            known_hosts, key = str(fleet.dir / "known_hosts"), str(fleet.dir / "client_key")
+
+            async def plain(i: int) -> bool:
+                h = specs[i]
+                async with asyncio.timeout(30):
+                    conn = await asyncssh.connect(
+                        h.address,
+                        h.port,
+                        username=h.user,
+                        known_hosts=known_hosts,
+                        client_keys=[key],
+                        config=[],
+                        agent_path=None,
+                    )
+                    try:
+                        result = await conn.run("uname -a")
+                    finally:
+                        conn.close()
+                        await conn.wait_closed()
+                return result.exit_status == 0
+
+            ex = SshExecutor(settings, CollectorMetrics(), inventory)
+            req = _request("uname -a", timeout_s=30, connect_timeout_s=30)
+
+            async def executor(i: int) -> bool:
+                r = await ex.run(specs[i], req, collector="bench")
+                return r.status == "ok"
+
+            try:
+                out = {
+                    "plain_asyncssh": await _drive(n, concurrency, plain),
+                    "executor": await _drive(n, concurrency, executor),
+                }
+            finally:
+                await ex.close()
+    out["executor_over_plain"] = round(
+        out["executor"]["commands_per_s"] / out["plain_asyncssh"]["commands_per_s"], 2
+    )
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings = load(CollectorSettings, section="collector")
     inventory = Inventory.load(settings.inventory, settings)
@@ -166,6 +219,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "pooled": await pooled(ex, hosts, args.commands, args.concurrency),
             "naive": await naive(settings, hosts, args.naive_commands, args.concurrency),
             "output": await output(ex, hosts[0], args.output_mb),
+            "cold": await cold(args.cold_hosts),
         }
     finally:
         await ex.close()
@@ -177,6 +231,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> str:
     p, n, o = r["pooled"], r["naive"], r["output"]
+    cp, ce = r["cold"]["plain_asyncssh"], r["cold"]["executor"]
     return "\n".join(
         [
             f"# SSH executor on the local stack ({r['date']}, {r['machine']['cpus']} CPUs, "
@@ -197,6 +252,19 @@ def markdown(r: dict[str, Any]) -> str:
             f"{o['sha256_matches_host']}, client CPU {o['client_cpu_s']} s, "
             f"RSS growth {o['rss_growth_mib']} MiB.",
             "",
+            f"Cold fan-out, one command on {ce['commands']} fresh simulated hosts "
+            f"({ce['concurrency']} at a time; the fleet shares the CPUs):",
+            "",
+            "| client | hosts/s | client CPU ms/host | failures |",
+            "|---|---|---|---|",
+            f"| plain asyncssh loop (connect, run, close) | {cp['commands_per_s']} | "
+            f"{cp['client_cpu_ms_per_command']} | {cp['failures']} |",
+            f"| SshExecutor | {ce['commands_per_s']} | {ce['client_cpu_ms_per_command']} | "
+            f"{ce['failures']} |",
+            "",
+            f"SshExecutor / plain loop: **{r['cold']['executor_over_plain']}×** "
+            "(DESIGN.md target: ≥ 0.9×).",
+            "",
         ]
     )
 
@@ -207,6 +275,7 @@ def run() -> None:
     parser.add_argument("--naive-commands", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=30)
     parser.add_argument("--output-mb", type=int, default=200)
+    parser.add_argument("--cold-hosts", type=int, default=300)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
     if args.loop == "uvloop":

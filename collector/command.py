@@ -5,12 +5,17 @@ CRLF), and stdin is closed at once (`ssh -n`), so a command waiting for input se
 hanging until its timeout.
 
 Killing on timeout, verified against OpenSSH 9.2 (tests/integration/test_ssh_executor.py):
-closing the channel alone does NOT stop a command started without a pty (sshd only closes its
-pipes; `sleep 600` keeps running). The SSH "signal" channel request does: OpenSSH ≥ 7.9 answers
-it with killpg() on the session's process group, which takes the shell and everything it
-started in that group. So a command past its timeout gets TERM, then KILL after the grace
-period, then its channel is closed. Processes that left the process group (setsid, daemons) are
-out of reach, as with any SSH client; servers older than 7.9 ignore the request.
+closing the channel does NOT stop a command started without a pty. sshd does not even confirm
+the close while the command runs, and `sleep 600` survives the whole connection closing. The
+SSH "signal" channel request does stop it: OpenSSH ≥ 7.9 answers it with killpg() on the
+session's process group, which takes the shell and everything it started in that group. So a
+command past its timeout gets TERM, then KILL after the grace period, then its channel is
+closed; the result is `timeout` with the output captured so far. Processes that left the group
+(setsid, daemons) are out of reach, as for any SSH client. A server that ignores the signal
+request (older than 7.9) never confirms the close either: the channel is then reported
+"wedged" and the executor drops the whole connection rather than reuse it (the remote process
+may survive; only a pty would make sshd send SIGHUP, at the price of merged, CRLF-mangled
+output, so it is not used).
 """
 
 from __future__ import annotations

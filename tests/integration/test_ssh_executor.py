@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncssh
 import pytest
 
 import schemas
@@ -212,3 +213,33 @@ async def test_on_start_failure_propagates_and_nothing_runs(
         await ex.run(demo[0], request(f"sleep {m}"), collector="c", on_start=on_start)
     assert remote_pids(stack_env.ssh_user, f"sleep {m}") == []
     assert ex.pool_stats()["channels"] == 0
+
+
+async def test_openssh_leaves_a_command_running_when_only_its_channel_closes(
+    stack_env: StackEnv,
+) -> None:
+    """Why timeouts send signals: without a pty, sshd does not end a command when its channel
+    closes (it does not even confirm the close while the command runs), nor when the whole
+    connection closes."""
+    demo1 = stack_env.ssh_hosts[0]
+    m = marker()
+    pids: list[int] = []
+    try:
+        async with asyncssh.connect(
+            demo1.address,
+            demo1.port,
+            username=stack_env.ssh_user,
+            client_keys=[str(stack_env.client_key)],
+            known_hosts=str(stack_env.known_hosts),
+            config=[],
+        ) as conn:
+            process = await conn.create_process(f"exec sleep {m}", encoding=None)
+            pids = await wait_running(stack_env.ssh_user, f"sleep {m}")
+            process.close()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await process.wait_closed()
+        with pytest.raises(AssertionError, match="still running"):
+            await wait_gone(stack_env.ssh_user, f"sleep {m}", timeout_s=1.0)
+    finally:
+        kill_pids(remote_pids(stack_env.ssh_user, f"sleep {m}") or pids)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError
 from fleetrun.cli.settings import CliSettings
@@ -45,11 +45,21 @@ def _unavailable(settings: CliSettings, exc: BaseException) -> CliError:
     )
 
 
+def _producer(settings: CliSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=int(settings.kafka_timeout_s * 1000),
+    )
+
+
 class Follower:
-    """Reads the status and result topics from their current end, filtered to one request."""
+    """Submits a request and reads the status and result topics from before it, filtered to it."""
 
     def __init__(self, settings: CliSettings) -> None:
         self.settings = settings
+        self.producer = _producer(settings)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
@@ -63,10 +73,16 @@ class Follower:
         s = self.settings
         try:
             async with asyncio.timeout(s.kafka_timeout_s):
+                await self.producer.start()
                 await self.consumer.start()
                 tps = []
                 for topic in (s.topic_prefix + "status", s.topic_prefix + "results"):
-                    parts = self.consumer.partitions_for_topic(topic)
+                    # The producer's metadata call is the public way to learn a topic's
+                    # partitions; it raises when the topic does not exist.
+                    try:
+                        parts = await self.producer.partitions_for(topic)
+                    except KafkaTimeoutError:
+                        parts = set()
                     if not parts:
                         raise CliError(
                             f"topic {topic} does not exist on {s.kafka_bootstrap}; "
@@ -84,6 +100,12 @@ class Follower:
     async def stop(self) -> None:
         with contextlib.suppress(KafkaError, OSError):
             await self.consumer.stop()
+        with contextlib.suppress(KafkaError, OSError):
+            await self.producer.stop()
+
+    async def submit(self, request: Request) -> None:
+        """Produce the request; return once every in-sync replica has it."""
+        await _send(self.settings, self.producer, request)
 
     async def follow(
         self,
@@ -133,17 +155,9 @@ def _apply_status(progress: Progress, status: Status) -> None:
         progress.rejected = status
 
 
-async def submit(settings: CliSettings, request: Request) -> None:
-    """Produce the request and wait until Kafka has it on every in-sync replica."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        request_timeout_ms=int(settings.kafka_timeout_s * 1000),
-    )
+async def _send(settings: CliSettings, producer: AIOKafkaProducer, request: Request) -> None:
     try:
         async with asyncio.timeout(settings.kafka_timeout_s):
-            await producer.start()
             await producer.send_and_wait(
                 settings.topic_prefix + "requests",
                 encode(request),
@@ -151,6 +165,18 @@ async def submit(settings: CliSettings, request: Request) -> None:
             )
     except (KafkaError, TimeoutError, OSError) as exc:
         raise _unavailable(settings, exc) from None
+
+
+async def submit(settings: CliSettings, request: Request) -> None:
+    """Produce the request and wait until Kafka has it on every in-sync replica."""
+    producer = _producer(settings)
+    try:
+        try:
+            async with asyncio.timeout(settings.kafka_timeout_s):
+                await producer.start()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise _unavailable(settings, exc) from None
+        await _send(settings, producer, request)
     finally:
         with contextlib.suppress(KafkaError, OSError):
             await producer.stop()

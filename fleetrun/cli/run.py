@@ -182,7 +182,7 @@ async def run_and_wait(
     follower = Follower(settings)
     await follower.start()  # before submitting: nothing the collector publishes is missed
     try:
-        await submit(settings, request)
+        await follower.submit(request)
         console.print(f"request {request.request_id} submitted", style="dim")
         progress = RequestProgress(request.request_id)
         deadline = None if wait_timeout_s is None else time.monotonic() + wait_timeout_s

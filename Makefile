@@ -55,8 +55,29 @@ demo: setup  ## the local stack + collector + sink, a real command on the demo h
 	$(PY) -m stack up --apps
 	$(PY) -m fleetrun.demo
 
+# The benchmarks bring up their own stack and stop it afterwards (KEEP_STACK=1 keeps it);
+# results land in bench/results/ and bench/REPORT.md. BENCH_ARGS passes e.g. `--only warm`.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## fleetrun vs its peers on a simulated fleet (≤ 10 min): JSON, REPORT.md, plots
+	@rc=0; $(PY) -m stack up || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(PY) -m bench.run $(BENCH_ARGS) || rc=$$?; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	exit $$rc
+
+bench-full: $(BENCH_STAMP)  ## bench plus 5,000 hosts and the 1,000,000-row sink backlog
+	@rc=0; $(PY) -m stack up || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(PY) -m bench.run --full $(BENCH_ARGS) || rc=$$?; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	exit $$rc
+
 format: setup  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: help setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo format
+.PHONY: help setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo bench bench-full format

@@ -56,6 +56,9 @@ def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
         isolation_level="read_committed",
         # Partitions added to the requests topic are noticed within a minute, not five.
         metadata_max_age_ms=60_000,
+        # A partition's next fetch waits behind the in-flight long poll of its broker; 100 ms
+        # instead of 500 bounds that wait (the cost: ten empty fetches a second when idle).
+        fetch_max_wait_ms=100,
     )
 
 
@@ -67,7 +70,7 @@ def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         max_request_size=settings.max_message_bytes + _RECORD_OVERHEAD,
-        linger_ms=1,  # results of one request finishing together share a batch
+        linger_ms=5,  # results of one request finishing together share a batch
     )
 
 

@@ -38,6 +38,10 @@ log = logging.getLogger("fleetrun.collector")
 
 _POLL_MS: Final = 200  # how long one getmany waits for records when partitions are fetching
 _IDLE_WAKE_S: Final = 1.0  # while paused: poll at least this often to stay in the group
+_PAUSE_AFTER_S: Final = 1.0  # full for this long: pause the partitions (see _consume)
+# Commits are batched in time: each is a write on the broker, and a later commit covers the
+# earlier ones. A crash loses at most this much progress (those requests run again).
+_COMMIT_INTERVAL_S: Final = 0.5
 _HOUSEKEEPING_S: Final = 2.0  # lag and pool gauges
 _COMMIT_TIMEOUT_S: Final = 15.0
 _CANCEL_TIMEOUT_S: Final = 15.0  # cancelled hosts: time for the executor to kill remote commands
@@ -116,6 +120,7 @@ class Collector(Generic[H]):
         self._commit_lock = asyncio.Lock()
         self._running = False
         self._last_poll = 0.0
+        self._last_commit = 0.0
         self._last_housekeeping = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -191,18 +196,25 @@ class Collector(Generic[H]):
     async def _consume(self) -> None:
         while not self.stopping:
             room = self.settings.max_inflight_requests - len(self._tasks)
-            self._set_paused(room <= 0)
             if room <= 0:
-                # Full: every partition is paused; this poll returns nothing but counts as
-                # activity for max.poll.interval. Then wait for a request to finish.
+                # Full. Pausing makes aiokafka drop the records it has prefetched and fetch
+                # them again after resume, so a short wait comes first: requests that finish
+                # within it leave the buffer intact. Full for longer (long commands): pause
+                # every partition and keep polling, which returns nothing but keeps this member
+                # in the group (max.poll.interval).
+                if not self.consumer.paused() and await self._wait_wake(_PAUSE_AFTER_S):
+                    continue
+                self._set_paused(True)
                 await self._poll(0, 1)
                 await self._wait_wake(_IDLE_WAKE_S)
             else:
+                self._set_paused(False)
                 batch = await self._poll(_POLL_MS, room)
                 for tp, records in batch.items():
                     for record in records:
                         self._begin(tp, record)
-            await self._commit()
+            if time.monotonic() - self._last_commit >= _COMMIT_INTERVAL_S:
+                await self._commit()
             await self._housekeeping()
 
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
@@ -249,11 +261,16 @@ class Collector(Generic[H]):
         )
         self.stop()
 
-    async def _wait_wake(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _wait_wake(self, timeout_s: float) -> bool:
+        """Wait until a request finishes (or stop); False when `timeout_s` passed first."""
+        woke = True
+        try:
             async with asyncio.timeout(timeout_s):
                 await self._wake.wait()
+        except TimeoutError:
+            woke = False
         self._wake.clear()
+        return woke
 
     def _set_paused(self, full: bool) -> None:
         assigned = self.consumer.assignment()
@@ -271,6 +288,7 @@ class Collector(Generic[H]):
 
     async def _commit(self, only: Iterable[TopicPartition] | None = None) -> None:
         async with self._commit_lock:
+            self._last_commit = time.monotonic()
             offsets = self.tracker.pending()
             if only is not None:
                 keep = set(only)

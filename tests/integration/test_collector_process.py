@@ -177,3 +177,53 @@ async def test_two_collectors_in_one_group_handle_each_request_once(
     )
     assert reused > 0
     assert "collector stopped" in (tmp_path / "c1.log").read_text()
+
+
+async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
+    topics: Topics, stack_env: StackEnv
+) -> None:
+    tag = uuid.uuid4().hex
+    # On revocation, A (a few seconds left) finishes within rebalance_drain_s and is committed;
+    # B (60 s on its first delivery) is cancelled, left uncommitted and runs again on the
+    # partition's next owner, where its per-host marker makes it finish at once.
+    a = _request("sleep 2; echo A")
+    b = _request(
+        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-rb-{tag}-$3; "
+        'if [ -e "$m" ]; then echo again; else touch "$m"; sleep 60; fi'
+    )
+    one = collector_settings(topics.prefix, collector_id="one", rebalance_drain_s=4.0)
+    two = collector_settings(topics.prefix, collector_id="two", rebalance_drain_s=4.0)
+    async with running_collector(one) as first:
+        await submit(topics.bootstrap, topics["requests"], [a, b], partition=0)
+        await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
+        )
+        async with running_collector(two):  # joining the group revokes everything from `one`
+            seen = await read_until(
+                topics.bootstrap,
+                topics.prefix,
+                finished(a.request_id, b.request_id),
+                timeout_s=45,
+                settle_s=1.0,
+            )
+        assert first.collector.summary.revoked == 1
+    results_a, _ = seen.for_request(a.request_id)
+    results_b, _ = seen.for_request(b.request_id)
+    assert counts_by_host(results_a) == dict.fromkeys(DEMO, 1)
+    assert Counter(seen.states(a.request_id)) == {"accepted": 1, "completed": 1}
+    assert {r.stdout for r in results_a} == {b"A\n"}
+    assert {r.collector for r in results_a} == {"one"}  # drained, not handed over
+    assert counts_by_host(results_b) == dict.fromkeys(DEMO, 1)
+    assert {r.stdout for r in results_b} == {b"again\n"}
+    assert Counter(seen.states(b.request_id)) == {"accepted": 2, "completed": 1}
+    for host in stack_env.ssh_hosts:
+        await ssh_run(
+            host.address,
+            host.port,
+            stack_env.ssh_user,
+            stack_env.client_key,
+            stack_env.known_hosts,
+            f"rm -f /tmp/fleetrun-rb-{tag}-*",
+        )

@@ -1,7 +1,8 @@
 """Make a result fit in one Kafka record by capturing less output (pure).
 
 A result is never dropped for being large: its captured stdout/stderr are cut further, keeping
-the head and the tail of each stream, until the encoded record fits. The byte counts and SHA-256
+the head and the tail of each stream with the executor's `[fleetrun: N bytes omitted]` marker
+between them (collector.capture), until the encoded record fits. The byte counts and SHA-256
 digests of the full streams are left exactly as the executor measured them; the truncated flags
 follow from captured < total.
 """
@@ -12,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Final
 
+from collector.capture import MARKER_TEMPLATE, MIN_MARKER_BUDGET
 from schemas import Result, encode
 
 # Each pass measures how much the JSON encoding actually costs (escapes, base64) and aims a
@@ -20,14 +22,20 @@ _MAX_PASSES: Final = 8
 _AIM: Final = 0.97
 
 
-def cut_middle(data: bytes, keep: int) -> bytes:
-    """The first and last bytes of `data`, `keep` in all; UTF-8 text stays valid UTF-8."""
+def cut_middle(data: bytes, keep: int, total: int | None = None) -> bytes:
+    """At most `keep` bytes: the head and the tail of `data`; UTF-8 text stays valid UTF-8.
+
+    With `total` (the whole stream's size) and room for it, the executor's marker
+    `[fleetrun: N bytes omitted]` goes between them, N counted against the whole stream.
+    """
     if keep >= len(data):
         return data
     if keep <= 0:
         return b""
-    head_n = keep // 2
-    tail_start = len(data) - (keep - head_n)
+    marker = MARKER_TEMPLATE % total if total is not None and keep >= MIN_MARKER_BUDGET else b""
+    body = keep - len(marker)  # the marker's longest form: N only shrinks below
+    head_n = body // 2
+    tail_start = len(data) - (body - head_n)
     if _is_text(data):
         # Move both cuts onto character boundaries so the stream stays text on the wire
         # (a broken character would switch it to base64, a third larger).
@@ -35,7 +43,10 @@ def cut_middle(data: bytes, keep: int) -> bytes:
             head_n -= 1
         while tail_start < len(data) and _is_continuation(data[tail_start]):
             tail_start += 1
-    return data[:head_n] + data[tail_start:]
+    head, tail = data[:head_n], data[tail_start:]
+    if marker and total is not None:
+        marker = MARKER_TEMPLATE % (total - len(head) - len(tail))
+    return head + marker + tail
 
 
 def share(sizes: tuple[int, int], budget: int) -> tuple[int, int]:
@@ -68,7 +79,9 @@ def fit_result(
             break
         keep_out, keep_err = share(sizes, budget)
         candidate = _with_output(
-            result, cut_middle(result.stdout, keep_out), cut_middle(result.stderr, keep_err)
+            result,
+            cut_middle(result.stdout, keep_out, result.stdout_bytes),
+            cut_middle(result.stderr, keep_err, result.stderr_bytes),
         )
         data = encoder(candidate)
         if len(data) <= max_bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -70,6 +71,24 @@ def test_cut_middle_keeps_head_and_tail(data: bytes, keep: int, expected: bytes)
     assert cut_middle(data, keep) == expected
 
 
+def test_cut_middle_marks_what_was_omitted_from_the_whole_stream() -> None:
+    data = bytes(range(48, 58)) * 100  # 1,000 bytes of digits
+    cut = cut_middle(data, 200, total=5_000)  # the capture was already a part of 5,000
+    head, marker, tail = _split(cut)
+    assert len(cut) <= 200
+    assert data.startswith(head)
+    assert data.endswith(tail)
+    assert marker == b"\n[fleetrun: %d bytes omitted]\n" % (5_000 - len(head) - len(tail))
+    assert cut_middle(data, 100, total=5_000).count(b"omitted") == 0  # no room for a marker
+
+
+def _split(cut: bytes) -> tuple[bytes, bytes, bytes]:
+    m = re.search(rb"\n\[fleetrun: \d+ bytes omitted\]\n", cut)
+    if m is None:
+        return cut, b"", b""
+    return cut[: m.start()], m.group(), cut[m.end() :]
+
+
 @pytest.mark.parametrize(
     ("sizes", "budget", "expected"),
     [
@@ -111,8 +130,13 @@ def test_large_results_fit_and_keep_their_totals(stdout: bytes, stderr: bytes, l
     assert back.stdout_sha256 == hashlib.sha256(stdout).hexdigest()
     assert back.stderr_sha256 == hashlib.sha256(stderr).hexdigest()
     assert back.stdout_truncated == (len(back.stdout) < len(stdout))
-    assert _is_head_and_tail(back.stdout, stdout)
-    assert _is_head_and_tail(back.stderr, stderr)
+    for part, whole in ((back.stdout, stdout), (back.stderr, stderr)):
+        head, marker, tail = _split(part)
+        assert _is_head_and_tail(head + tail, whole)
+        if marker:
+            assert marker == b"\n[fleetrun: %d bytes omitted]\n" % (
+                len(whole) - len(head) - len(tail)
+            )
     # Output was cut only as far as needed: most of the limit is used.
     if back.stdout:
         assert len(data) > limit * 0.5

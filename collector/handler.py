@@ -21,7 +21,17 @@ from collector.fanout import Executor, FanOut, H, Plan, Resolver, plan_request
 from collector.kafka import Publisher, Topics
 from collector.metrics import CollectorMetrics
 from collector.shrink import fit_result
-from schemas import DeadLetter, ErrorInfo, Request, Result, SchemaError, Status, limits
+from schemas import (
+    DeadLetter,
+    ErrorInfo,
+    Request,
+    Result,
+    ResultStatus,
+    SchemaError,
+    Status,
+    StatusCounts,
+    limits,
+)
 
 log = logging.getLogger("fleetrun.collector")
 
@@ -144,18 +154,23 @@ class RequestHandler(Generic[H]):
             )
             self.metrics.results.labels(result.status).inc()
 
+        published: list[ResultStatus] = []
+
         async def on_result(result: Result) -> None:
             acks.check()  # Kafka refused a record for good: stop starting hosts
-            acks.add(publish_result(result, self._encode_result(result)))
+            result, value = self._encode_result(result)
+            published.append(result.status)  # counted as published (a replacement may differ)
+            acks.add(publish_result(result, value))
             _log_result(request, result)
 
         try:
-            counts = await self.fanout.run(plan, on_result)
+            await self.fanout.run(plan, on_result)
             await acks.wait()
         except BaseException:
             await acks.cancel()
             raise
         duration_ms = int((time.monotonic() - started) * 1000)
+        counts = StatusCounts.of(published)
         completed = Status.completed(
             request.request_id, counts, duration_ms=duration_ms, collector=self.collector
         )
@@ -167,9 +182,9 @@ class RequestHandler(Generic[H]):
             | {k: v for k, v in counts.as_dict().items() if v},
         )
 
-    def _encode_result(self, result: Result) -> bytes:
+    def _encode_result(self, result: Result) -> tuple[Result, bytes]:
         try:
-            return fit_result(result, self.max_message_bytes)[1]
+            return fit_result(result, self.max_message_bytes)
         except (SchemaError, ValueError) as exc:
             # The executor built something the contract refuses: the host still gets its one
             # final result, saying so, rather than none.
@@ -183,9 +198,12 @@ class RequestHandler(Generic[H]):
                 stderr=b"",
                 stdout_truncated=result.stdout_bytes > 0,
                 stderr_truncated=result.stderr_bytes > 0,
-                error=ErrorInfo(type="InvalidResult", message=f"result not encodable: {exc}"),
+                error=ErrorInfo(
+                    type="InvalidResult",
+                    message=f"result not encodable: {exc}"[: limits.MAX_ERROR_MESSAGE_CHARS],
+                ),
             )
-            return schemas.encode(replacement)
+            return replacement, schemas.encode(replacement)
 
     async def _refuse(
         self, record: RequestRecord, exc: Exception, request: Request | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -235,3 +236,28 @@ async def test_hanging_and_dead_hosts_finish_in_bounded_time(
     # Deadlines, not minutes: timeout_s=2 and connect_timeout_s=2, run concurrently.
     assert elapsed < 20, elapsed
     assert killed["counters"]["killed"] >= 6  # the remote commands were killed, not left behind
+
+
+async def test_output_too_large_for_one_record_is_still_published(topics: Topics) -> None:
+    # 3 MB of output, 1 MiB captured per stream, and a collector limit of 300 kB per record:
+    # the result is published with less output, its totals and digest those of the full stream.
+    size = 3_000_000
+    request = _request(
+        f"head -c {size} /dev/zero | tr '\\0' x; echo done >&2",
+        ("demo1",),
+        max_output_bytes=1_048_576,
+    )
+    settings = collector_settings(topics.prefix, max_message_bytes=300_000)
+    async with running_collector(settings):
+        await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+    (result,) = seen.for_request(request.request_id)[0]
+    assert result.status == "ok"
+    assert result.stdout_bytes == size
+    assert result.stdout_truncated
+    assert result.stdout_sha256 == hashlib.sha256(b"x" * size).hexdigest()
+    assert 100_000 < len(result.stdout) < 300_000
+    assert result.stdout.startswith(b"xxx")
+    assert result.stdout.endswith(b"xxx")
+    assert b"bytes omitted]" in result.stdout
+    assert result.stderr == b"done\n"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
@@ -32,6 +32,7 @@ from collector.handler import Outcome, RequestHandler, RequestRecord
 from collector.kafka import Publisher, Topics, make_consumer, make_producer
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
+from collector.partitions import Partitions
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("fleetrun.collector")
@@ -39,11 +40,8 @@ log = logging.getLogger("fleetrun.collector")
 _POLL_MS: Final = 200  # how long one getmany waits for records when partitions are fetching
 _IDLE_WAKE_S: Final = 1.0  # while paused: poll at least this often to stay in the group
 _PAUSE_AFTER_S: Final = 1.0  # full for this long: pause the partitions (see _consume)
-# Commits are batched in time: each is a write on the broker, and a later commit covers the
-# earlier ones. A crash loses at most this much progress (those requests run again).
-_COMMIT_INTERVAL_S: Final = 0.5
 _HOUSEKEEPING_S: Final = 2.0  # lag and pool gauges
-_COMMIT_TIMEOUT_S: Final = 15.0
+_TOPICS_TIMEOUT_S: Final = 15.0
 _CANCEL_TIMEOUT_S: Final = 15.0  # cancelled hosts: time for the executor to kill remote commands
 _CLOSE_TIMEOUT_S: Final = 15.0
 
@@ -112,23 +110,27 @@ class Collector(Generic[H]):
             default_user=settings.ssh_user,
         )
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.partitions = Partitions(self.consumer, self.tracker, metrics)
         self.summary = Summary()
         self._close_executor = close_executor
         self._tasks: dict[asyncio.Task[Outcome], _InFlight] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._commit_lock = asyncio.Lock()
         self._running = False
+        self._hurry = False
         self._last_poll = 0.0
-        self._last_commit = 0.0
         self._last_housekeeping = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the collector to stop (signal handlers call this); `run` then shuts down."""
+        """Ask the collector to stop (signal handlers call this); a second call skips the grace."""
         if not self._stop.is_set():
             log.info("stop requested", extra={"inflight_requests": len(self._tasks)})
+        elif not self._hurry:
+            # A second SIGTERM/Ctrl-C: the operator does not want to wait for the grace period.
+            log.warning("second stop request: cancelling in-flight requests now")
+            self._hurry = True
         self._stop.set()
         self._wake.set()
 
@@ -181,7 +183,7 @@ class Collector(Generic[H]):
         waited = 0.0
         while not self.stopping:
             try:
-                async with asyncio.timeout(_COMMIT_TIMEOUT_S):
+                async with asyncio.timeout(_TOPICS_TIMEOUT_S):
                     if topic in await self.consumer.topics():
                         return
             except (KafkaError, TimeoutError) as exc:
@@ -204,17 +206,17 @@ class Collector(Generic[H]):
                 # in the group (max.poll.interval).
                 if not self.consumer.paused() and await self._wait_wake(_PAUSE_AFTER_S):
                     continue
-                self._set_paused(True)
+                self.partitions.set_paused(True)
                 await self._poll(0, 1)
                 await self._wait_wake(_IDLE_WAKE_S)
             else:
-                self._set_paused(False)
+                self.partitions.set_paused(False)
                 batch = await self._poll(_POLL_MS, room)
                 for tp, records in batch.items():
                     for record in records:
                         self._begin(tp, record)
-            if time.monotonic() - self._last_commit >= _COMMIT_INTERVAL_S:
-                await self._commit()
+            if self.partitions.commit_due():
+                await self.partitions.commit()
             await self._housekeeping()
 
     async def _poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
@@ -272,58 +274,12 @@ class Collector(Generic[H]):
         self._wake.clear()
         return woke
 
-    def _set_paused(self, full: bool) -> None:
-        assigned = self.consumer.assignment()
-        paused = self.consumer.paused()
-        try:
-            if full:
-                todo = assigned - paused
-                if todo:
-                    self.consumer.pause(*todo)
-            elif paused:
-                self.consumer.resume(*(paused & assigned))
-        except IllegalStateError:
-            pass  # the assignment changed under us (rebalance); the next round fixes it
-        self.metrics.paused_partitions.set(len(self.consumer.paused()))
-
-    async def _commit(self, only: Iterable[TopicPartition] | None = None) -> None:
-        async with self._commit_lock:
-            self._last_commit = time.monotonic()
-            offsets = self.tracker.pending()
-            if only is not None:
-                keep = set(only)
-                offsets = {tp: o for tp, o in offsets.items() if tp in keep}
-            else:
-                assigned = self.consumer.assignment()
-                offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
-            if not offsets:
-                return
-            try:
-                async with asyncio.timeout(_COMMIT_TIMEOUT_S):
-                    await self.consumer.commit(offsets)
-            except (KafkaError, TimeoutError) as exc:
-                # Not fatal: the same offsets (or later ones) are committed next round; a
-                # request redelivered meanwhile is the documented at-least-once case.
-                log.warning("offset commit failed", extra={"error": str(classify(exc, "commit"))})
-                return
-            self.tracker.mark_committed(offsets)
-            log.debug("offsets committed", extra={"offsets": _offsets(offsets)})
-
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_housekeeping < _HOUSEKEEPING_S:
             return
         self._last_housekeeping = now
-        for tp in self.consumer.assignment():
-            try:
-                high = self.consumer.highwater(tp)
-                if high is None:
-                    continue  # nothing fetched yet: position may not be known either
-                async with asyncio.timeout(0.2):
-                    position = await self.consumer.position(tp)
-            except (KafkaError, TimeoutError, AssertionError):
-                continue
-            self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - position))
+        await self.partitions.update_lag()
         stats = getattr(self.executor, "pool_stats", None)
         if callable(stats):
             self.metrics.open_connections.set(stats().get("open", 0))
@@ -344,7 +300,7 @@ class Collector(Generic[H]):
             if pending:
                 self.summary.revoked += len(pending)
                 await _cancel(pending)
-        await self._commit(only=revoked)
+        await self.partitions.commit(only=revoked)
         abandoned = self.tracker.revoke(revoked)
         for tp in revoked:
             with contextlib.suppress(KeyError):
@@ -365,11 +321,11 @@ class Collector(Generic[H]):
                 extra={"inflight_requests": len(self._tasks), "grace_s": grace_s},
             )
         deadline = time.monotonic() + grace_s
-        while self._tasks and time.monotonic() < deadline:
-            self._set_paused(True)
+        while self._tasks and time.monotonic() < deadline and not self._hurry:
+            self.partitions.set_paused(True)
             await self._poll(0, 1)
             await self._wait_wake(min(_IDLE_WAKE_S, max(0.0, deadline - time.monotonic())))
-            await self._commit()
+            await self.partitions.commit()
 
     async def _shutdown(self) -> None:
         if self._tasks:
@@ -381,7 +337,7 @@ class Collector(Generic[H]):
             )
             await _cancel(pending)
         if self._running:
-            await self._commit()
+            await self.partitions.commit()
         await self._close_clients()
         log.info("collector stopped", extra=self._summary_fields())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections import Counter
@@ -227,3 +228,21 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
             stack_env.known_hosts,
             f"rm -f /tmp/fleetrun-rb-{tag}-*",
         )
+
+
+async def test_a_second_sigterm_skips_the_grace_period(topics: Topics, tmp_path: Path) -> None:
+    request = _request("sleep 30")
+    log = tmp_path / "collector.log"
+    sub = await spawn_collector(topics.prefix, log, shutdown_grace_s=120)
+    await sub.wait_healthy()
+    await submit(topics.bootstrap, topics["requests"], [request])
+    await read_until(topics.bootstrap, topics.prefix, lambda s: bool(s.states(request.request_id)))
+    sub.proc.send_signal(signal.SIGTERM)
+    await sub.wait_log("draining in-flight requests")
+    # The remote commands are killed and the collector exits well before 120 s.
+    assert await sub.terminate(timeout_s=20) == 0
+    text = log.read_text()
+    assert "second stop request" in text
+    assert "abandoned=1" in text
+    seen = await read_until(topics.bootstrap, topics.prefix, lambda s: True, settle_s=0.5)
+    assert seen.states(request.request_id) == ["accepted"]  # not completed: redelivered later

@@ -299,6 +299,17 @@ class Subprocess:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def wait_log(self, text: str, timeout_s: float = 10.0) -> None:
+        """Until `text` appears in the collector's log."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    if text in self.log_text():
+                        return
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not logged in {timeout_s}s; see {self.log}") from None
+
 
 async def spawn_collector(prefix: str, log: Path, **settings: Any) -> Subprocess:
     """Start `python -m collector` on the test's topics; settings become FLEETRUN_* variables."""

@@ -1,0 +1,208 @@
+"""The sink as a process: settings at the edge, start in order, stop on SIGTERM/SIGINT.
+
+`python -m sink [--show-config] [--migrate-only]`; the `fleetrun sink` and `fleetrun migrate`
+commands call main() / run_sink() / run_migrations() from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from fleetrun import logs
+from fleetrun.ops import OpsServer
+from fleetrun.settings import SettingsError, load_with_sources, render
+from sink.dlq import DeadLetterPublisher
+from sink.errors import Action, MigrationError, SinkError, classify, describe
+from sink.metrics import SinkMetrics
+from sink.migrate import MigrationReport, migrate, pending
+from sink.partitions import MaintenanceReport, Partitions
+from sink.retry import backoff_s
+from sink.service import SinkService
+from sink.settings import SinkSettings
+from sink.store import Store
+
+log = logging.getLogger("fleetrun.sink")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+async def run_migrations(
+    settings: SinkSettings,
+) -> tuple[MigrationReport, MaintenanceReport]:
+    """`fleetrun migrate`: apply pending migrations, then create partitions / apply retention."""
+    conn = await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_connect_timeout_s)
+    try:
+        report = await migrate(conn)
+        maintenance = await Partitions(settings).maintain(conn)
+    finally:
+        await conn.close(timeout=10)
+    return report, maintenance
+
+
+async def _prepare_database(settings: SinkSettings, partitions: Partitions) -> None:
+    conn = await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_connect_timeout_s)
+    try:
+        if settings.migrate_on_start:
+            report = await migrate(conn)
+            if report.applied:
+                log.info("schema migrated", extra={"applied": report.applied})
+        else:
+            todo = await pending(conn)
+            if todo:
+                raise MigrationError(
+                    f"the database needs migrations {[m.filename for m in todo]}; "
+                    "run `fleetrun migrate` (or set FLEETRUN_MIGRATE_ON_START=true)"
+                )
+        await partitions.maintain(conn)
+    finally:
+        await conn.close(timeout=10)
+
+
+async def _until_ready(
+    what: str, step: Callable[[], Awaitable[object]], settings: SinkSettings, stop: asyncio.Event
+) -> bool:
+    """Run `step` until it succeeds, retrying transient failures; False if stopped first."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await step()
+            return True
+        except Exception as exc:
+            if classify(exc) is not Action.RETRY:
+                raise
+            attempt += 1
+            delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            if attempt in (1, 5) or attempt % 30 == 0:
+                log.warning(f"{what} not reachable yet, retrying", extra={"reason": describe(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+    return False
+
+
+async def run_sink(
+    settings: SinkSettings,
+    stop: asyncio.Event | None = None,
+    *,
+    metrics: SinkMetrics | None = None,
+) -> None:
+    """Run the sink until `stop` is set; raises SinkError when it cannot continue."""
+    stop = stop or asyncio.Event()
+    metrics = metrics or SinkMetrics()
+    partitions = Partitions(settings)
+    store = Store(settings, partitions)
+    dlq = DeadLetterPublisher(settings)
+    service = SinkService(settings, store, dlq, metrics)
+    ops = OpsServer(metrics.registry, service.health, settings.ops_host, settings.ops_port)
+    await ops.start()
+    maintenance: asyncio.Task[None] | None = None
+    try:
+        ready = await _until_ready(
+            "database", lambda: _prepare_database(settings, partitions), settings, stop
+        )
+        if not ready:
+            return
+        await _until_ready("database", store.open, settings, stop)
+        await _until_ready("kafka", dlq.start, settings, stop)
+        await _until_ready("kafka", service.start, settings, stop)
+        if not stop.is_set():
+            maintenance = asyncio.create_task(_maintain(store, settings, metrics, stop))
+            log.info("sink started", extra={"sink": settings.name, "ops_port": ops.port})
+        # Also when stopped while starting: run() then only shuts down what was started.
+        await service.run(stop)
+    finally:
+        if maintenance is not None:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+        await ops.stop()
+
+
+async def _maintain(
+    store: Store, settings: SinkSettings, metrics: SinkMetrics, stop: asyncio.Event
+) -> None:
+    """Create partitions ahead and apply retention every maintenance_interval_s."""
+    delay = settings.maintenance_interval_s
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            return
+        try:
+            async with store.pool.acquire(timeout=settings.pg_connect_timeout_s) as conn:
+                report = await store.partitions.maintain(conn)
+            metrics.partitions.labels("created").inc(len(report.created))
+            metrics.partitions.labels("dropped").inc(len(report.dropped))
+            delay = settings.maintenance_interval_s
+        except Exception as exc:
+            # Busy tables (lock_timeout) or a database outage: try again soon.
+            log.warning("partition maintenance failed, will retry: %s", describe(exc))
+            delay = min(60.0, settings.maintenance_interval_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m sink`; returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m sink", description=__doc__)
+    parser.add_argument("--show-config", action="store_true", help="print settings and exit")
+    parser.add_argument(
+        "--migrate-only", action="store_true", help="apply migrations and partitions, then exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings, sources = load_with_sources(SinkSettings, section="sink")
+    except SettingsError as exc:
+        print(f"sink: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.show_config:
+        print(render(settings, sources))
+        return EXIT_OK
+    logs.setup(settings.log_level, settings.log_format)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            if args.migrate_only:
+                report, maintenance = runner.run(run_migrations(settings))
+                log.info(
+                    "migrations done",
+                    extra={"version": report.version, "applied": list(report.applied),
+                           "partitions_created": len(maintenance.created),
+                           "partitions_dropped": len(maintenance.dropped)},
+                )  # fmt: skip
+                return EXIT_OK
+            runner.run(_serve(settings))
+    except (SinkError, asyncpg.PostgresError, OSError) as exc:
+        log.error("sink failed: %s", describe(exc))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _serve(settings: SinkSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+    try:
+        await run_sink(settings, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("signal received, shutting down", extra={"signal": sig.name})
+    stop.set()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

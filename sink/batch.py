@@ -1,0 +1,216 @@
+"""Per-partition batching and offset bookkeeping: pure, no Kafka or database imports.
+
+The sink buffers each Kafka partition's records separately. A partition's batch is due when it
+holds `max_rows` records or `max_bytes` bytes, when its oldest record has waited `linger_s`, or
+when the whole buffer passes `max_buffer_bytes` (then the biggest batches go first). At most one
+batch per partition is being written at a time, so offsets are committed in order: a batch's
+commit offset (the next offset to read) is handed out only after that batch is stored, and only
+if the partition is still ours in the same assignment (epoch) it was read in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # a partition (aiokafka's TopicPartition in the service)
+T = TypeVar("T")  # what is buffered per record
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """When a partition's batch is flushed, and how much may wait in memory overall."""
+
+    max_rows: int
+    max_bytes: int
+    linger_s: float
+    max_buffer_bytes: int
+
+    def __post_init__(self) -> None:
+        if min(self.max_rows, self.max_bytes, self.max_buffer_bytes) < 1 or self.linger_s < 0:
+            raise ValueError(f"batch limits must be positive: {self}")
+
+
+@dataclass(slots=True)
+class Batch(Generic[K, T]):
+    """Records of one partition taken for one flush; `commit_offset` is the next one to read."""
+
+    partition: K
+    items: list[T]
+    nbytes: int
+    first_offset: int
+    commit_offset: int
+    epoch: int
+
+
+@dataclass(slots=True)
+class _Partition(Generic[T]):
+    epoch: int
+    items: list[T] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    nbytes: int = 0
+    first_at: float = 0.0
+    next_offset: int = -1  # one past the last offset buffered in this epoch
+    inflight: int = 0  # bytes of the batch being written, 0 when none
+
+
+class Batcher(Generic[K, T]):
+    """Buffers records per partition and decides which batches are due; see the module doc."""
+
+    def __init__(self, limits: BatchLimits) -> None:
+        self.limits = limits
+        self._parts: dict[K, _Partition[T]] = {}
+        self._epoch = 0
+        self._pending_bytes = 0
+        self._inflight_bytes = 0
+
+    # -- assignment ----------------------------------------------------------------------------
+    def assign(self, partitions: Iterable[K]) -> None:
+        """Start (or restart) buffering these partitions in a new epoch."""
+        self._epoch += 1
+        for key in partitions:
+            self._drop(key)
+            self._parts[key] = _Partition(epoch=self._epoch)
+
+    def revoke(self, partitions: Iterable[K]) -> int:
+        """Forget these partitions and their pending records; return how many were dropped.
+
+        Nothing of theirs was committed, so the next owner reads them again; rows are
+        idempotent, so records that were also written by an in-flight batch are harmless.
+        """
+        return sum(self._drop(key) for key in partitions)
+
+    def _drop(self, key: K) -> int:
+        part = self._parts.pop(key, None)
+        if part is None:
+            return 0
+        self._pending_bytes -= part.nbytes
+        self._inflight_bytes -= part.inflight
+        return len(part.items)
+
+    @property
+    def partitions(self) -> list[K]:
+        """The partitions being buffered (the current assignment)."""
+        return list(self._parts)
+
+    # -- buffering ------------------------------------------------------------------------------
+    def add(self, key: K, offset: int, item: T, nbytes: int, now: float) -> bool:
+        """Buffer one record; False (nothing kept) for a partition we do not own.
+
+        An offset below the last one buffered means the consumer was rewound (a seek): the
+        pending records are dropped and buffering restarts there, so no offset is skipped.
+        """
+        part = self._parts.get(key)
+        if part is None:
+            return False
+        if offset < part.next_offset and part.items:
+            self._pending_bytes -= part.nbytes
+            part.items.clear()
+            part.offsets.clear()
+            part.sizes.clear()
+            part.nbytes = 0
+        if not part.items:
+            part.first_at = now
+        part.items.append(item)
+        part.offsets.append(offset)
+        part.sizes.append(nbytes)
+        part.nbytes += nbytes
+        part.next_offset = offset + 1
+        self._pending_bytes += nbytes
+        return True
+
+    def due(self, now: float) -> list[K]:
+        """Partitions whose batch should be written now (none already being written), most
+        urgent first: full batches, then under memory pressure the biggest, then the oldest."""
+        lim = self.limits
+        pressure = self._pending_bytes + self._inflight_bytes >= lim.max_buffer_bytes
+        ready: list[tuple[int, float, K]] = []
+        for key, part in self._parts.items():
+            if part.inflight or not part.items:
+                continue
+            full = len(part.items) >= lim.max_rows or part.nbytes >= lim.max_bytes
+            if full:
+                ready.append((0, -part.nbytes, key))
+            elif pressure:
+                ready.append((1, -part.nbytes, key))
+            elif now - part.first_at >= lim.linger_s:
+                ready.append((2, part.first_at, key))
+        ready.sort(key=lambda r: (r[0], r[1]))
+        return [key for _, _, key in ready]
+
+    def take(self, key: K) -> Batch[K, T]:
+        """Take up to one batch's worth (rows and bytes) of the partition's pending records."""
+        part = self._parts[key]
+        if part.inflight or not part.items:
+            raise ValueError(f"nothing to take from {key!r}")
+        count, nbytes = 0, 0
+        for size in part.sizes:
+            if count and (count >= self.limits.max_rows or nbytes + size > self.limits.max_bytes):
+                break
+            count += 1
+            nbytes += size
+        batch = Batch(
+            partition=key,
+            items=part.items[:count],
+            nbytes=nbytes,
+            first_offset=part.offsets[0],
+            commit_offset=part.offsets[count - 1] + 1,
+            epoch=part.epoch,
+        )
+        del part.items[:count], part.offsets[:count], part.sizes[:count]
+        part.nbytes -= nbytes
+        part.inflight = nbytes
+        self._pending_bytes -= nbytes
+        self._inflight_bytes += nbytes
+        return batch
+
+    def done(self, batch: Batch[K, T]) -> int | None:
+        """The batch is stored: the offset to commit, or None if the partition moved on."""
+        part = self._release(batch)
+        return batch.commit_offset if part is not None else None
+
+    def abandon(self, batch: Batch[K, T]) -> None:
+        """The batch was not stored (shutdown deadline): nothing to commit, it will be re-read."""
+        self._release(batch)
+
+    def _release(self, batch: Batch[K, T]) -> _Partition[T] | None:
+        part = self._parts.get(batch.partition)
+        if part is None or part.epoch != batch.epoch:
+            return None  # revoked (and maybe re-assigned) while it was being written
+        self._inflight_bytes -= part.inflight
+        part.inflight = 0
+        return part
+
+    # -- state for the loop -----------------------------------------------------------------------
+    def inflight(self, key: K) -> bool:
+        """Whether a batch of this partition is being written."""
+        part = self._parts.get(key)
+        return part is not None and part.inflight > 0
+
+    def to_pause(self) -> set[K]:
+        """Partitions that should stop fetching: their pending batch is full, or the whole
+        buffer is (then all of them)."""
+        lim = self.limits
+        if self._pending_bytes + self._inflight_bytes >= lim.max_buffer_bytes:
+            return set(self._parts)
+        return {
+            key
+            for key, part in self._parts.items()
+            if len(part.items) >= lim.max_rows or part.nbytes >= lim.max_bytes
+        }
+
+    def next_deadline(self) -> float | None:
+        """When the oldest pending record's linger ends (None if nothing is pending)."""
+        firsts = [p.first_at for p in self._parts.values() if p.items and not p.inflight]
+        return min(firsts) + self.limits.linger_s if firsts else None
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(len(p.items) for p in self._parts.values())
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes pending plus bytes being written."""
+        return self._pending_bytes + self._inflight_bytes

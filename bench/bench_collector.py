@@ -1,6 +1,6 @@
 """Collector benchmark: Kafka → SSH → Kafka on a warm pool, vs a plain asyncssh loop.
 
-    python -m bench.bench_collector [--requests 100] [--rounds 3] [--max-inflight 16]
+    python -m bench.bench_collector [--requests 100] [--rounds 7] [--max-inflight 16]
         [--command 'uname -n'] [--profile]
 
 The collector runs as `python -m collector` (a subprocess, as in production) on a private set of
@@ -465,7 +465,7 @@ def markdown(r: dict[str, Any]) -> str:
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--max-inflight", type=int, default=16)
     parser.add_argument("--command", default="uname -n")
     parser.add_argument("--profile", action="store_true")

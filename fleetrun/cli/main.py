@@ -21,7 +21,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Run shell commands across a fleet over SSH, driven by Kafka; keep every result.",
 )
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # long lines stay whole for grep and logs
 _state = {"debug": False}
 
 
@@ -97,11 +97,17 @@ def run(
     )
     request = build_request(opts, cfg.who)
     wait_s = parse_duration_s(wait_timeout, "--wait-timeout") if wait_timeout else None
-    code = asyncio.run(
-        run_and_wait(
-            cfg, request, wait=wait, wait_timeout_s=wait_s, as_json=as_json, console=stderr
+    try:
+        code = asyncio.run(
+            run_and_wait(
+                cfg, request, wait=wait, wait_timeout_s=wait_s, as_json=as_json, console=stderr
+            )
         )
-    )
+    except KeyboardInterrupt:
+        # The request is already acknowledged by Kafka: only the waiting stops.
+        rid = request.request_id
+        stderr.print(f"stopped waiting; request {rid} keeps running: fleetrun status {rid}")
+        code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 
 

@@ -130,8 +130,8 @@ class Partitions:
             log.info(
                 "partitions maintained",
                 extra={
-                    "created": ",".join(report.created) or "-",
-                    "dropped": ",".join(report.dropped) or "-",
+                    "partitions_created": ",".join(report.created) or "-",
+                    "partitions_dropped": ",".join(report.dropped) or "-",
                     "dead_letters_deleted": report.dead_letters_deleted,
                 },
             )

@@ -258,6 +258,22 @@ def _later_completion(a: RequestRow, b: RequestRow) -> RequestRow:
     return max(a, b, key=lambda r: (r.completed_at, r.duration_ms or 0, r.counts or ()))
 
 
+def merge_requests(
+    statuses: Iterable[tuple[Status, SourceRecord]],
+) -> list[tuple[RequestRow, list[SourceRecord]]]:
+    """One merged row per request_id, with the records of every status behind it."""
+    merged: dict[str, tuple[RequestRow, list[SourceRecord]]] = {}
+    for status, record in statuses:
+        row = RequestRow.of(status)
+        seen = merged.get(status.request_id)
+        if seen is None:
+            merged[status.request_id] = (row, [record])
+        else:
+            seen[1].append(record)
+            merged[status.request_id] = (seen[0].merge(row), seen[1])
+    return list(merged.values())
+
+
 def merge_statuses(statuses: Iterable[Status]) -> dict[str, RequestRow]:
     """One merged row per request_id."""
     rows: dict[str, RequestRow] = {}

@@ -28,9 +28,9 @@ from sink.dlq import DeadLetterPublisher
 from sink.errors import Action, FatalSinkError, classify, describe
 from sink.metrics import SinkMetrics
 from sink.retry import backoff_s
-from sink.rows import RequestRow, SourceRecord, dead_letter, error_info, result_row
+from sink.rows import dead_letter, error_info, merge_requests, result_row
 from sink.settings import SinkSettings
-from sink.store import RequestItem, ResultItem, Store, WriteBatch, WriteOutcome
+from sink.store import ResultItem, Store, WriteBatch, WriteOutcome
 
 log = logging.getLogger("fleetrun.sink")
 
@@ -326,7 +326,7 @@ class SinkService:
                 work.results.append(item)  # type: ignore[arg-type]
             else:
                 statuses.append(item)  # type: ignore[arg-type]
-        work.requests = _merge(statuses)
+        work.requests = merge_requests(statuses)
         return work
 
     def _database_failed(self, exc: BaseException, attempt: int, action: Action) -> None:
@@ -471,20 +471,6 @@ class SinkService:
         if self.consumer is None:
             raise RuntimeError("SinkService.start() first")
         return self.consumer
-
-
-def _merge(statuses: list[tuple[Status, ConsumerRecord]]) -> list[RequestItem]:
-    """One request row per request_id, with every status record behind it."""
-    merged: dict[str, tuple[RequestRow, list[SourceRecord]]] = {}
-    for status, rec in statuses:
-        row = RequestRow.of(status)
-        seen = merged.get(status.request_id)
-        if seen is None:
-            merged[status.request_id] = (row, [rec])
-        else:
-            seen[1].append(rec)
-            merged[status.request_id] = (seen[0].merge(row), seen[1])
-    return list(merged.values())
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -67,7 +67,9 @@ class SinkSettings:
     pg_dsn: str = setting(
         "postgresql://fleetrun@127.0.0.1:5432/fleetrun", "PostgreSQL DSN.", secret=True
     )
-    pg_pool_min_size: int = setting(1, "Connections the pool keeps open.")
+    pg_pool_min_size: int = setting(
+        0, "Connections the pool keeps open even when idle (0: opened on demand, kept 5 min)."
+    )
     pg_pool_max_size: int = setting(
         4, "Most connections the pool opens (one per flush, one for partition maintenance)."
     )

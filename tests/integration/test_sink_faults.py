@@ -1,0 +1,185 @@
+"""The sink under faults: PostgreSQL stopped under a steady stream, the sink SIGKILLed mid-batch.
+
+These stop and start the stack's PostgreSQL (the one FLEETRUN_STACK_* points at) and run the
+sink as a real process, so what is tested is what an operator would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas import Result, encode
+from tests.integration.conftest import Topics
+from tests.support.sink import (
+    ROOT,
+    SinkProcess,
+    committed_offsets,
+    fetch,
+    key_of,
+    produce_results,
+    results_for,
+    stored_keys,
+    wait_committed,
+    wait_for_rows,
+)
+from tests.support.stackenv import StackEnv
+
+OUTAGE_S = 20.0
+
+
+def _stack(command: str, service: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "stack", command, service],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def postgres_restarts() -> Iterator[None]:
+    """Whatever happens in the test, PostgreSQL is up again afterwards."""
+    yield
+    _stack("start", "postgres")
+
+
+@pytest.fixture
+async def sink(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
+) -> AsyncIterator[SinkProcess]:
+    proc = SinkProcess(stack_env.kafka_bootstrap, topics.prefix, pg_dsn, tmp_path / "sink.log")
+    yield proc
+    await proc.kill()
+
+
+async def _steady_stream(bootstrap: str, topic: str, results: list[Result], seconds: float) -> None:
+    """Publish `results` evenly over `seconds` (bounded in count and time)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        async with asyncio.timeout(seconds + 60):
+            started = time.monotonic()
+            pending = []
+            for i, r in enumerate(results):
+                due = started + seconds * i / len(results)
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                pending.append(await producer.send(topic, encode(r), key=r.request_id.encode()))
+            await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def test_postgres_down_for_20s_under_a_steady_stream_loses_and_duplicates_nothing(
+    stack_env: StackEnv,
+    topics: Topics,
+    pg_dsn: str,
+    sink: SinkProcess,
+    postgres_restarts: None,
+) -> None:
+    results = results_for(2_000, hosts_per_request=20)
+    await sink.start()
+    stream = asyncio.create_task(
+        _steady_stream(stack_env.kafka_bootstrap, topics["results"], results, seconds=28)
+    )
+    try:
+        await wait_for_rows(pg_dsn, 100, timeout_s=30)
+        await asyncio.to_thread(_stack, "stop", "postgres")
+        outage_started = time.monotonic()
+        # The outage itself is the scenario: PostgreSQL stays down for 20 s while records flow.
+        async with asyncio.timeout(OUTAGE_S + 10):
+            while time.monotonic() - outage_started < OUTAGE_S:
+                assert sink.alive()
+                status, body = await sink.get("/healthz")
+                await asyncio.sleep(1)
+        assert (status, orjson.loads(body)["database"]) == (503, "down")
+        assert await sink.metric("fleetrun_sink_paused_partitions") > 0
+        await asyncio.to_thread(_stack, "start", "postgres")
+        await stream
+    finally:
+        stream.cancel()
+    await wait_for_rows(pg_dsn, len(results), timeout_s=90)
+    await wait_committed(stack_env.kafka_bootstrap, sink.group, topics["results"], len(results), 60)
+
+    assert Counter(await stored_keys(pg_dsn)) == Counter(key_of(r) for r in results)
+    assert sink.alive()  # recovered by itself, no restart
+    assert await sink.metric('fleetrun_sink_retries_total{operation="flush"}') > 0
+    status, body = await sink.get("/healthz")
+    assert (status, orjson.loads(body)["database"]) == (200, "up")
+    log = sink.log()
+    assert "database unavailable, pausing consumption and retrying" in log
+    assert "database reachable again, resuming consumption" in log
+    assert await sink.stop() == 0
+
+
+async def _stored_and_committed(
+    dsn: str, bootstrap: str, group: str, topic: str
+) -> tuple[int, int]:
+    stored = len(await stored_keys(dsn))
+    offsets = await committed_offsets(bootstrap, group)
+    return stored, sum(o for (t, _), o in offsets.items() if t == topic and o > 0)
+
+
+async def _kill_between_database_and_kafka_commits(
+    sink: SinkProcess, dsn: str, bootstrap: str, topic: str
+) -> tuple[int, int]:
+    """SIGKILL the sink at a moment when some batches are stored but not yet committed.
+
+    The process is frozen (SIGSTOP) first, so what is stored and what is committed can be read
+    while nothing moves; if no batch is caught between its two commits, it runs on a little
+    and is frozen again. Returns (rows stored, offsets committed) at the kill.
+    """
+    async with asyncio.timeout(60):
+        while True:
+            sink.suspend()
+            await asyncio.sleep(0.3)  # requests already on the wire are answered
+            stored, committed = await _stored_and_committed(dsn, bootstrap, sink.group, topic)
+            if stored > committed:
+                await sink.kill()
+                return stored, committed
+            sink.resume()
+            await asyncio.sleep(0.05)
+
+
+async def test_sigkill_mid_batch_then_restart_stores_every_result_exactly_once(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sink: SinkProcess
+) -> None:
+    n = 60_000
+    results = results_for(n, hosts_per_request=50)
+    await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
+    bootstrap, topic = stack_env.kafka_bootstrap, topics["results"]
+    # Small batches and several flushes in flight: at any moment some are being written.
+    sink.extra_env.update(FLEETRUN_BATCH_MAX_ROWS="300", FLEETRUN_MAX_INFLIGHT_FLUSHES="3")
+    redelivered = 0
+    for progress in (n // 4, n // 2):
+        await sink.start()
+        # Stored but uncommitted rows of the previous kill come again, and are skipped.
+        async with asyncio.timeout(90):
+            while True:
+                if await sink.metric("fleetrun_sink_duplicate_results_total") >= redelivered:
+                    break
+                await asyncio.sleep(0.1)
+        await wait_for_rows(pg_dsn, progress, timeout_s=90)
+        assert await sink.metric("fleetrun_sink_duplicate_results_total") == redelivered
+        stored, committed = await _kill_between_database_and_kafka_commits(
+            sink, pg_dsn, bootstrap, topic
+        )
+        assert committed < stored < n  # mid-stream, and commits never run ahead of rows
+        redelivered = stored - committed
+    await sink.start()
+    await wait_for_rows(pg_dsn, n, timeout_s=120)
+    await wait_committed(bootstrap, sink.group, topic, n, 60)
+    assert await sink.metric("fleetrun_sink_duplicate_results_total") == redelivered
+    assert Counter(await stored_keys(pg_dsn)) == Counter(key_of(r) for r in results)
+    assert (await fetch(pg_dsn, "SELECT count(*) FROM dead_letters"))[0][0] == 0
+    assert await sink.stop() == 0

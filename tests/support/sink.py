@@ -1,0 +1,269 @@
+"""Helpers for the sink's integration tests: results to produce, the sink as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import signal
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas import Result, encode
+
+ROOT = Path(__file__).parents[2]
+Key = tuple[str, str, int]  # (request_id, host, attempt)
+
+
+def make_result(
+    request_id: str,
+    host: str,
+    *,
+    attempt: int = 1,
+    stdout: bytes | None = None,
+    status: str = "ok",
+    finished_at: datetime | None = None,
+) -> Result:
+    """A valid result; output defaults to a line naming the host."""
+    out = stdout if stdout is not None else f"hello from {host}\n".encode()
+    finished = finished_at or datetime.now(UTC)
+    return Result(
+        request_id=request_id,
+        host=host,
+        port=22,
+        user="deploy",
+        attempt=attempt,
+        status=status,  # type: ignore[arg-type]
+        exit_status=0 if status == "ok" else 1,
+        stdout=out,
+        stdout_bytes=len(out),
+        stdout_sha256=hashlib.sha256(out).hexdigest(),
+        started_at=finished - timedelta(milliseconds=20),
+        finished_at=finished,
+        duration_ms=20,
+        collector="collector-test-1",
+        labels={"suite": "sink"},
+    )
+
+
+def results_for(n: int, hosts_per_request: int = 10) -> list[Result]:
+    """`n` distinct results, `hosts_per_request` hosts per request."""
+    out: list[Result] = []
+    while len(out) < n:
+        rid = str(uuid.uuid4())
+        out.extend(
+            make_result(rid, f"host{i:04d}.test")
+            for i in range(min(hosts_per_request, n - len(out)))
+        )
+    return out
+
+
+def key_of(r: Result) -> Key:
+    return (r.request_id, r.host, r.attempt)
+
+
+async def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes]]) -> None:
+    """Publish (key, value) pairs and wait for every acknowledgement."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 << 20
+    )
+    await producer.start()
+    try:
+        async with asyncio.timeout(60):
+            futures = [await producer.send(topic, value=v, key=k) for k, v in values]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_results(bootstrap: str, topic: str, results: Iterable[Result]) -> None:
+    """Publish results keyed by request_id, as the collector does."""
+    await produce(bootstrap, topic, ((r.request_id.encode(), encode(r)) for r in results))
+
+
+async def stored_keys(dsn: str) -> list[Key]:
+    """Every (request_id, host, attempt) in results, duplicates included."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = await conn.fetch("SELECT request_id::text, host, attempt FROM results", timeout=30)
+    finally:
+        await conn.close(timeout=10)
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one query on a fresh connection."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await conn.fetch(sql, *args, timeout=30)
+    finally:
+        await conn.close(timeout=10)
+
+
+async def wait_for_rows(dsn: str, n: int, *, timeout_s: float, table: str = "results") -> int:
+    """Wait until `table` holds at least `n` rows (the schema may not exist yet at first)."""
+    count = 0
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                count = (await fetch(dsn, f"SELECT count(*) FROM {table}"))[0][0]  # noqa: S608
+            except (asyncpg.UndefinedTableError, OSError, asyncpg.CannotConnectNowError):
+                count = 0
+            if count >= n:
+                return int(count)
+            await asyncio.sleep(0.2)
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets as {(topic, partition): offset}."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, total: int, timeout_s: float
+) -> None:
+    """Wait until the group's committed offsets on `topic` add up to `total`."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            offsets = await committed_offsets(bootstrap, group)
+            if sum(o for (t, _), o in offsets.items() if t == topic and o > 0) >= total:
+                return
+            await asyncio.sleep(0.3)
+
+
+@dataclass
+class SinkProcess:
+    """`python -m sink` as a child process of the test, with its own log file."""
+
+    bootstrap: str
+    prefix: str
+    dsn: str
+    log_path: Path
+    group: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    ops_port: int = 0
+    _log_offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.group = self.group or f"sink-{self.prefix}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "FLEETRUN_KAFKA_BOOTSTRAP": self.bootstrap,
+            "FLEETRUN_TOPIC_PREFIX": self.prefix,
+            "FLEETRUN_PG_DSN": self.dsn,
+            "FLEETRUN_GROUP_ID": self.group,
+            "FLEETRUN_OPS_PORT": "0",
+            "FLEETRUN_SESSION_TIMEOUT_MS": "6000",  # a SIGKILLed member leaves the group soon
+            "FLEETRUN_LINGER_MS": "50",
+            "FLEETRUN_RETRY_BACKOFF_MAX_S": "1",
+            "FLEETRUN_SHUTDOWN_TIMEOUT_S": "15",
+            **self.extra_env,
+        }
+
+    async def start(self, *, timeout_s: float = 60) -> None:
+        """Spawn and wait until its ops endpoint answers and it has joined the group."""
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "sink",
+                cwd=ROOT,
+                env=self.env(),
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        async with asyncio.timeout(timeout_s):
+            while True:
+                self._check_alive()
+                text = self.log()
+                m = re.search(r"ops endpoint listening address=127\.0\.0\.1:(\d+)", text)
+                if m and "partitions assigned" in text:
+                    self.ops_port = int(m.group(1))
+                    return
+                await asyncio.sleep(0.1)
+
+    def log(self) -> str:
+        """What this run of the process has logged so far."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise AssertionError(f"sink exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        """GET /metrics or /healthz from the sink's ops endpoint."""
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.ops_port)
+            writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            await writer.drain()
+            data = await reader.read()
+            writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    async def metric(self, name: str) -> float:
+        """Sum of every sample of a metric (all label values)."""
+        _, body = await self.get("/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                head, _, value = line.rpartition(" ")
+                if head == name or head.startswith(name + "{"):
+                    total += float(value)
+        return total
+
+    async def stop(self, *, timeout_s: float = 30) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout_s):
+            return await self.proc.wait()
+
+    def suspend(self) -> None:
+        """SIGSTOP: the process is frozen where it is (mid-flush, mid-commit)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after suspend()."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no commit."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            async with asyncio.timeout(10):
+                await self.proc.wait()

@@ -1,0 +1,286 @@
+"""fleetrun end to end, as deployed: request produced → collector → Kafka → sink → PostgreSQL.
+
+`services()` starts `python -m collector` and `python -m sink` as subprocesses on a private set
+of topics and a fresh database of the running stack, with the simulated fleet's inventory, key
+and known_hosts; `run_requests()` produces requests and polls PostgreSQL until every result row
+and every request's `completed` status is committed. Each host's latency is its result's
+finished_at minus its request's submitted_at. Everything is torn down afterwards (SIGTERM, then
+SIGKILL; topics deleted, database dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+import schemas
+from bench.measure import Sampler
+from bench.stats import HostResult
+from schemas import Request
+from stack.config import TOPIC_PARTITIONS, StackConfig
+from stack.kafka import Kafka, ensure_topics
+from stack.postgres import Postgres
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 45.0
+POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The running collector and sink of one benchmark, and where they write."""
+
+    prefix: str
+    dsn: str
+    bootstrap: str
+    collector_pid: int
+    sink_pid: int
+    logs: Path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the services' ops endpoints)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _health(port: int) -> dict[str, object] | None:
+    try:
+        async with asyncio.timeout(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+    except (OSError, TimeoutError):
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        return None
+    with contextlib.suppress(ValueError):
+        value = json.loads(body)
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _assigned(health: Mapping[str, object]) -> bool:
+    found = health.get("assigned_partitions")
+    details = health.get("details")
+    if found is None and isinstance(details, dict):
+        found = details.get("assigned_partitions")
+    return bool(found)
+
+
+async def _start(
+    module: str, env: dict[str, str], log: Path, port: int
+) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env | {"FLEETRUN_OPS_PORT": str(port)},
+            cwd=REPO_ROOT,
+        )
+
+
+async def _ready(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        while True:
+            if proc.returncode is not None:
+                raise RuntimeError(f"{log.stem} exited with {proc.returncode}; see {log}")
+            health = await _health(port)
+            if health is not None and _assigned(health):
+                return
+            await asyncio.sleep(0.2)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def _admin_dsn_do(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(sql, timeout=60)
+    finally:
+        await conn.close(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def services(
+    env_file: Mapping[str, str],
+    fleet_dir: Path,
+    work: Path,
+    *,
+    settings: Mapping[str, str] | None = None,
+) -> AsyncIterator[Services]:
+    """Collector + sink on private topics and a fresh database, for the fleet in fleet_dir."""
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"bench{tag}."
+    bootstrap, stack_dsn = env_file["FLEETRUN_KAFKA_BOOTSTRAP"], env_file["FLEETRUN_PG_DSN"]
+    topics = {prefix + name: n for name, n in TOPIC_PARTITIONS.items()}
+    await ensure_topics(bootstrap, topics, timeout_s=60)
+    db = f"bench_{tag}"
+    await _admin_dsn_do(stack_dsn, f'CREATE DATABASE "{db}"')
+    dsn = stack_dsn.rsplit("/", 1)[0] + "/" + db
+    base = dict(os.environ) | {
+        "FLEETRUN_TOPIC_PREFIX": prefix,
+        "FLEETRUN_PG_DSN": dsn,
+        "FLEETRUN_INVENTORY": str(fleet_dir / "inventory.toml"),
+        "FLEETRUN_SSH_KNOWN_HOSTS": str(fleet_dir / "known_hosts"),
+        "FLEETRUN_SSH_CLIENT_KEYS": str(fleet_dir / "client_key"),
+        "FLEETRUN_SSH_USER": "sim",
+        "FLEETRUN_LOG_LEVEL": "WARNING",
+    }
+    base |= dict(settings or {})
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        sink_port, coll_port = free_port(), free_port()
+        sink_env = base | {"FLEETRUN_GROUP_ID": prefix + "sink", "FLEETRUN_SINK_ID": "bench"}
+        sink = await _start("sink", sink_env, work / "sink.log", sink_port)
+        procs.append(sink)
+        coll_env = base | {
+            "FLEETRUN_GROUP_ID": prefix + "collector",
+            "FLEETRUN_COLLECTOR_ID": "bench",
+        }
+        collector = await _start("collector", coll_env, work / "collector.log", coll_port)
+        procs.append(collector)
+        await _ready(sink, sink_port, work / "sink.log")
+        await _ready(collector, coll_port, work / "collector.log")
+        yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, work)
+    finally:
+        await asyncio.gather(*(_stop(p) for p in procs))
+        with contextlib.suppress(Exception):
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+            await admin.start()
+            try:
+                await admin.delete_topics(list(topics))
+            finally:
+                await admin.close()
+        with contextlib.suppress(Exception):
+            await _admin_dsn_do(stack_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@dataclass(frozen=True, slots=True)
+class E2E:
+    """One measured batch of requests: host results, wall time, per-process usage."""
+
+    results: list[HostResult]
+    wall_s: float | None  # None: not every row arrived before the cap
+    usage: dict[str, dict[str, float]]
+
+
+def stack_pids() -> dict[str, int]:
+    """The stack's Kafka broker and PostgreSQL postmaster, when running."""
+    cfg = StackConfig.from_env()
+    found = {"kafka": Kafka(cfg).pid(), "postgres": Postgres(cfg).pid()}
+    return {name: pid for name, pid in found.items() if pid}
+
+
+async def _counts(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int]:
+    rows = await conn.fetchval(
+        "SELECT count(*) FROM results WHERE request_id = ANY($1::uuid[])", ids, timeout=10
+    )
+    done = await conn.fetchval(
+        "SELECT count(*) FROM requests WHERE request_id = ANY($1::uuid[])"
+        " AND completed_at IS NOT NULL",
+        ids,
+        timeout=10,
+    )
+    return int(rows), int(done)
+
+
+async def _fetch(conn: asyncpg.Connection, requests: list[Request]) -> list[HostResult]:
+    index = {r.request_id: (i + 1, r.submitted_at) for i, r in enumerate(requests)}
+    rows = await conn.fetch(
+        "SELECT request_id::text AS id, host, status, finished_at FROM results"
+        " WHERE request_id = ANY($1::uuid[])",
+        list(index),
+        timeout=60,
+    )
+    out = []
+    for row in rows:
+        rnd, submitted = index[row["id"]]
+        ms = (row["finished_at"] - submitted).total_seconds() * 1000
+        out.append(HostResult(rnd, row["host"], row["status"], ms))
+    return out
+
+
+async def run_requests(
+    svc: Services,
+    *,
+    targets: list[str],
+    hosts: int,
+    command: str,
+    count: int,
+    cap_s: float,
+    watch: Mapping[str, int],
+    options: Mapping[str, object],
+) -> E2E:
+    """Produce `count` requests back to back; wait until all their rows are in PostgreSQL."""
+    producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    conn = await asyncpg.connect(svc.dsn, timeout=10)
+    sampler = Sampler()
+    for name, pid in watch.items():
+        sampler.watch(name, pid, tree=name == "postgres")
+    wall: float | None = None
+    requests: list[Request] = []
+    try:
+        with sampler:
+            t0 = time.perf_counter()
+            try:
+                async with asyncio.timeout(cap_s):
+                    for _ in range(count):
+                        req = Request.new(
+                            principal="bench", command=command, targets=targets, **options
+                        )
+                        requests.append(req)
+                        await producer.send(
+                            svc.prefix + "requests",
+                            schemas.encode(req),
+                            key=req.request_id.encode(),
+                        )
+                    await producer.flush()
+                    ids = [r.request_id for r in requests]
+                    while True:
+                        rows, done = await _counts(conn, ids)
+                        if rows >= count * hosts and done >= count:
+                            break
+                        await asyncio.sleep(POLL_S)
+                    wall = time.perf_counter() - t0
+            except TimeoutError:
+                pass
+        results = await _fetch(conn, requests)
+    finally:
+        await conn.close(timeout=10)
+        await producer.stop()
+    return E2E(results, wall, sampler.usage())

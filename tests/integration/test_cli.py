@@ -1,0 +1,298 @@
+"""The `fleetrun` command line against the real stack: a collector and a sink run in-process."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import csv
+import io
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import schemas
+import sink
+from fleetrun.cli.errors import (
+    EXIT_HOSTS_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
+from fleetrun.settings import load
+from sink.settings import SinkSettings
+from tests.integration.conftest import Topics
+from tests.support.collector import collector_settings, finished, read_until, running_collector
+from tests.support.stackenv import StackEnv
+
+FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
+REPO = Path(__file__).resolve().parents[2]
+# demo1 fails, the others print the same line: two groups, failures first.
+SPLIT = (
+    "case $(echo $SSH_CONNECTION | cut -d' ' -f3) in "
+    "{first}) echo broken >&2; exit 4;; *) echo same everywhere;; esac"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cli:
+    """Runs `fleetrun` as a user would, pointed at this test's topics and database."""
+
+    env: dict[str, str]
+
+    async def __call__(
+        self, *args: str, timeout_s: float = 60, extra_env: dict[str, str] | None = None
+    ) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            FLEETRUN,
+            *args,
+            env={**self.env, **(extra_env or {})},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def cli(stack_env: StackEnv, topics: Topics, pg_dsn: str) -> AsyncIterator[Cli]:
+    """A collector and a sink on private topics and database, and the CLI aimed at them."""
+    sink_settings = load(
+        SinkSettings,
+        section="sink",
+        overrides={
+            "topic_prefix": topics.prefix,
+            "group_id": topics.prefix + "sink",
+            "pg_dsn": pg_dsn,
+            "ops_port": 0,
+            "linger_ms": 50.0,
+        },
+    )
+    await sink.run_migrations(sink_settings)
+    stop = asyncio.Event()
+    sink_task = asyncio.create_task(sink.run_sink(sink_settings, stop))
+    env = {
+        **os.environ,
+        "FLEETRUN_ENV_FILE": str(stack_env.path),
+        "FLEETRUN_TOPIC_PREFIX": topics.prefix,
+        "FLEETRUN_PG_DSN": pg_dsn,
+    }
+    try:
+        async with running_collector(collector_settings(topics.prefix)):
+            yield Cli(env)
+    finally:
+        stop.set()
+        async with asyncio.timeout(60):
+            await sink_task
+
+
+async def _stored(cli: Cli, request_id: str, hosts: int) -> None:
+    """Wait (with a deadline) until the sink has stored every host of the request."""
+    async with asyncio.timeout(30):
+        while True:
+            code, out, _ = await cli("results", request_id, "--json")
+            if code != EXIT_NOT_FOUND and len(out.splitlines()) >= hosts:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def test_run_wait_groups_identical_output_and_exits_0(cli: Cli) -> None:
+    code, out, err = await cli("run", "echo hello from $(id -un)", "-t", "@demo", "--wait")
+    assert code == EXIT_OK, err
+    assert "demo[1-3] (3) ok" in out
+    assert "hello from fleetrun" in out
+    assert "3 hosts: 3 ok" in err
+
+
+async def test_failures_come_first_and_exit_1_then_results_status_requests(
+    cli: Cli, stack_env: StackEnv
+) -> None:
+    first = stack_env.ssh_hosts[0]
+    rid = str(uuid.uuid4())
+    command = SPLIT.format(first=first.address)
+    code, out, err = await cli("run", command, "-t", "@demo", "--wait", "--request-id", rid)
+    assert code == EXIT_HOSTS_FAILED, err
+    failed_at = out.index(f"{first.name} (1) failed: exit status 4")
+    ok_at = out.index("(2) ok")
+    assert failed_at < ok_at
+    assert "stderr: broken" in out
+
+    await _stored(cli, rid, 3)
+    code, out, _ = await cli("results", rid)
+    assert code == EXIT_HOSTS_FAILED
+    assert f"{first.name} (1) failed" in out
+    assert "same everywhere" in out
+
+    code, out, _ = await cli("results", rid, "--json")
+    decoded = [schemas.decode_result(line) for line in out.splitlines()]
+    assert sorted(r.host for r in decoded) == sorted(h.name for h in stack_env.ssh_hosts)
+
+    code, out, _ = await cli("results", rid, "--csv", "--host", first.name)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["host"], r["status"], r["exit_status"]) for r in rows] == [
+        (first.name, "failed", "4")
+    ]
+
+    code, out, _ = await cli("status", rid)
+    assert code == EXIT_OK
+    assert "state     completed" in out
+    assert "3/3 reported: 2 ok, 1 failed" in out
+
+    code, out, _ = await cli("requests")
+    assert code == EXIT_OK
+    assert rid in out
+
+
+async def test_json_mode_prints_one_contract_result_per_line(cli: Cli) -> None:
+    code, out, _ = await cli("run", "printf 'a\\0b'", "-t", "@demo", "--wait", "--json")
+    assert code == EXIT_OK
+    results = [schemas.decode_result(line) for line in out.splitlines()]
+    assert len(results) == 3
+    assert {r.stdout for r in results} == {b"a\0b"}  # NUL survives: base64 on the wire
+
+
+async def test_a_rejected_request_says_why_and_exits_3(cli: Cli) -> None:
+    code, _, err = await cli("run", "true", "-t", "@no-such-group", "--wait")
+    assert code == EXIT_REJECTED
+    assert "rejected" in err
+    assert "no-such-group" in err
+
+
+async def test_ctrl_c_stops_waiting_but_not_the_request(cli: Cli, topics: Topics) -> None:
+    rid = str(uuid.uuid4())
+    proc = await asyncio.create_subprocess_exec(
+        FLEETRUN,
+        *("run", "sleep 2; echo done", "-t", "@demo", "--wait", "--request-id", rid),
+        env=cli.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    async with asyncio.timeout(30):
+        while b"submitted" not in await proc.stderr.readline():
+            pass
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert f"request {rid} keeps running" in err.decode()
+    seen = await read_until(topics.bootstrap, topics.prefix, finished(rid), timeout_s=30)
+    assert [r.status for r in seen.for_request(rid)[0]] == ["ok", "ok", "ok"]
+
+
+async def test_hosts_preview_resolves_the_inventory(cli: Cli, stack_env: StackEnv) -> None:
+    code, out, err = await cli("hosts", "@demo", "!demo2")
+    assert code == EXIT_OK, err
+    first, _, third = stack_env.ssh_hosts
+    assert out.splitlines()[0] == "demo[1,3] (2 hosts)"
+    assert f"fleetrun@{first.address}:{first.port}" in out
+    assert f"fleetrun@{third.address}:{third.port}" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "line"),
+    [
+        (
+            ("hosts", "web[1-"),
+            {},
+            EXIT_USAGE,
+            "fleetrun: targets[0]: 'web[1-': '[' is never closed",
+        ),
+        (("hosts", "@nope"), {}, EXIT_USAGE, "'@nope' is not a group"),
+        (("run", "true", "-t", "h", "--timeout", "soon"), {}, EXIT_USAGE, "--timeout 'soon'"),
+        (
+            ("run", "true", "-t", "h"),
+            {"FLEETRUN_KAFKA_BOOTSTRAP": "127.0.0.1:9", "FLEETRUN_KAFKA_TIMEOUT_S": "3"},
+            EXIT_UNAVAILABLE,
+            "fleetrun: cannot reach Kafka at 127.0.0.1:9",
+        ),
+        (
+            ("results", "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"),
+            {"FLEETRUN_PG_DSN": "postgresql://fleetrun:x@127.0.0.1:9/fleetrun"},
+            EXIT_UNAVAILABLE,
+            "fleetrun: cannot reach PostgreSQL at postgresql://fleetrun:***@127.0.0.1:9/fleetrun",
+        ),
+        (
+            ("run", "true", "-t", "h"),
+            {"FLEETRUN_KAFKA_TIMEOUT_S": "soon"},
+            EXIT_USAGE,
+            "fleetrun: FLEETRUN_KAFKA_TIMEOUT_S='soon' (from environment): expected a number",
+        ),
+        (("results", "not-a-uuid"), {}, EXIT_USAGE, "'not-a-uuid' is not a request id"),
+        (
+            ("results", "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"),
+            {},
+            EXIT_NOT_FOUND,
+            "no results stored for request",
+        ),
+    ],
+)
+async def test_user_errors_end_with_one_clear_line(
+    cli: Cli, args: tuple[str, ...], env: dict[str, str], code: int, line: str
+) -> None:
+    got, out, err = await cli(*args, extra_env=env)
+    assert got == code, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert line in last
+    assert "Traceback" not in err
+
+
+async def test_examples_produce_and_consume_without_fleetrun(cli: Cli, topics: Topics) -> None:
+    base = ["--bootstrap", topics.bootstrap, "--topic-prefix", topics.prefix]
+    produced = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "examples" / "produce_request.py"),
+        *base,
+        "-t",
+        "@demo",
+        "echo from another team",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, _ = await produced.communicate()
+    assert produced.returncode == 0
+    rid = out.decode().strip()
+    consumed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "examples" / "consume_results.py"),
+        *base,
+        "--request-id",
+        rid,
+        "--count",
+        "3",
+        "--timeout-s",
+        "60",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(90):
+        out, _ = await consumed.communicate()
+    assert consumed.returncode == 0
+    lines = out.decode().splitlines()
+    assert len(lines) == 3
+    assert all(" ok exit=0 from another team" in line for line in lines)
+
+
+def test_examples_stand_alone() -> None:
+    ours = {"fleetrun", "schemas", "collector", "sink", "stack"}
+    for example in (REPO / "examples").glob("*.py"):
+        tree = ast.parse(example.read_text())
+        imported = {
+            a.name.split(".")[0]
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Import)
+            for a in n.names
+        }
+        imported |= {
+            (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+        }
+        assert imported & ours == set(), example

@@ -42,13 +42,14 @@ test-unit: setup  ## the fast tier: no services needed
 test-integration: setup  ## the real-services tier (needs `make stack-up`)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-# lint and unit tests first (no services), then the stack, the integration tier, and the stack
-# is stopped whatever happened (KEEP_STACK=1 leaves it running for another round).
-test: setup  ## lint + unit + integration against a real stack it starts and stops
+# lint and unit tests first (no services), then the stack, the integration tier, the demo as a
+# user runs it, and the stack is stopped whatever happened (KEEP_STACK=1 leaves it running).
+test: setup  ## lint + unit + integration + demo against a real stack it starts and stops
 	$(MAKE) --no-print-directory lint test-unit
 	@rc=0; $(PY) -m stack up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory test-integration || rc=$$?; fi; \
-	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	if [ $$rc -eq 0 ]; then $(PY) -m stack up --apps && $(PY) -m fleetrun.demo || rc=$$?; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
 
 demo: setup  ## the local stack + collector + sink, a real command on the demo hosts, rows in PostgreSQL
@@ -67,17 +68,20 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: $(BENCH_STAMP)  ## fleetrun vs its peers on a simulated fleet (≤ 10 min): JSON, REPORT.md, plots
 	@rc=0; $(PY) -m stack up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) -m bench.run $(BENCH_ARGS) || rc=$$?; fi; \
-	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
 
 bench-full: $(BENCH_STAMP)  ## bench plus 5,000 hosts and the 1,000,000-row sink backlog
 	@rc=0; $(PY) -m stack up || rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(PY) -m bench.run --full $(BENCH_ARGS) || rc=$$?; fi; \
-	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || rc=$${rc:-1}; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
+
+docs: setup  ## regenerate the README's configuration reference from the settings objects
+	$(PY) -m fleetrun.docs
 
 format: setup  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: help setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo bench bench-full format
+.PHONY: docs help setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo bench bench-full format

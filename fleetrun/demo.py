@@ -8,6 +8,7 @@ rows in PostgreSQL, shows them with `fleetrun results` and with plain SQL, and s
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,17 +21,15 @@ import asyncpg
 from stack import StackConfig
 
 FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
-COMMAND = "uname -sr; echo \"up $(cut -d' ' -f1 /proc/uptime)s\"; id -un"
+COMMAND = "uname -sr; id -un"
 STORE_TIMEOUT_S = 60.0
 
 
-def _show(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    print(f"\n$ {' '.join(_quote(a) for a in argv)}", flush=True)
-    return subprocess.run(argv, text=True, check=False, timeout=300, **kwargs)  # type: ignore[call-overload, no-any-return]
-
-
-def _quote(arg: str) -> str:
-    return arg if arg.replace("-", "").replace("@", "").isalnum() else f"'{arg}'"
+def _show(argv: list[str], shown: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Print the command as a user would type it, then run it with output to the terminal."""
+    shown = shown or shlex.join("fleetrun" if a == FLEETRUN else a for a in argv)
+    print(f"\n$ {shown}", flush=True)
+    return subprocess.run(argv, text=True, check=False, timeout=300)
 
 
 def _wait_for_rows(dsn: str, request_id: str) -> None:
@@ -72,11 +71,12 @@ def main() -> int:
     _show([FLEETRUN, "results", request_id])
     # request_id is a UUID this script generated: safe to show inline, as a user would type it.
     sql = (
-        "SELECT host, status, exit_status, duration_ms, left(stdout, 40) AS stdout "  # noqa: S608
+        "SELECT host, status, exit_status, duration_ms, "  # noqa: S608
+        "replace(rtrim(stdout, chr(10)), chr(10), ' | ') AS stdout "
         f"FROM final_results WHERE request_id = '{request_id}' ORDER BY host"
     )
     if shutil.which("psql"):
-        _show(["psql", dsn, "-c", sql])
+        _show(["psql", dsn, "-c", sql], shown=f'psql {dsn} -c "{sql}"')
     print("\nThe stack keeps running. Next:")
     print("  .venv/bin/fleetrun run 'df -h /' -t @demo --wait   # another command")
     print("  .venv/bin/fleetrun requests                       # what ran, newest first")

@@ -2,10 +2,12 @@
 
 The sink buffers each Kafka partition's records separately. A partition's batch is due when it
 holds `max_rows` records or `max_bytes` bytes, when its oldest record has waited `linger_s`, or
-when the whole buffer passes `max_buffer_bytes` (then the biggest batches go first). At most one
-batch per partition is being written at a time, so offsets are committed in order: a batch's
-commit offset (the next offset to read) is handed out only after that batch is stored, and only
-if the partition is still ours in the same assignment (epoch) it was read in.
+when the whole buffer passes `max_buffer_bytes` (then the biggest batches go first). A flush (one
+transaction) takes the due batches and what other partitions have pending, up to `max_rows` and
+`max_bytes` in all. At most one batch per partition is being written at a time, so offsets are
+committed in order: a batch's commit offset (the next offset to read) is handed out only after
+that batch is stored, and only if the partition is still ours in the same assignment (epoch) it
+was read in.
 """
 
 from __future__ import annotations
@@ -140,14 +142,19 @@ class Batcher(Generic[K, T]):
         ready.sort(key=lambda r: (r[0], r[1]))
         return [key for _, _, key in ready]
 
-    def take(self, key: K) -> Batch[K, T]:
-        """Take up to one batch's worth (rows and bytes) of the partition's pending records."""
+    def take(
+        self, key: K, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> Batch[K, T]:
+        """Take the partition's oldest pending records, within the row and byte limits (at
+        least one record, however big)."""
         part = self._parts[key]
         if part.inflight or not part.items:
             raise ValueError(f"nothing to take from {key!r}")
+        max_rows = self.limits.max_rows if max_rows is None else max_rows
+        max_bytes = self.limits.max_bytes if max_bytes is None else max_bytes
         count, nbytes = 0, 0
         for size in part.sizes:
-            if count and (count >= self.limits.max_rows or nbytes + size > self.limits.max_bytes):
+            if count and (count >= max_rows or nbytes + size > max_bytes):
                 break
             count += 1
             nbytes += size
@@ -165,6 +172,32 @@ class Batcher(Generic[K, T]):
         self._pending_bytes -= nbytes
         self._inflight_bytes += nbytes
         return batch
+
+    def next_flush(self, now: float, *, force: bool = False) -> list[Batch[K, T]]:
+        """The batches of the next flush (one transaction), or [] when nothing is due.
+
+        A flush starts when some partition is due (with `force`, when any has records, as at
+        shutdown), then takes along what other partitions have pending (biggest first), up to
+        max_rows and max_bytes in all: the fewer and fuller the transactions, the less each row
+        costs the database.
+        """
+        due = [] if force else self.due(now)
+        if not due and not force:
+            return []
+        others = sorted(
+            (k for k, p in self._parts.items() if p.items and not p.inflight and k not in due),
+            key=lambda k: -self._parts[k].nbytes,
+        )
+        rows_left, bytes_left = self.limits.max_rows, self.limits.max_bytes
+        batches: list[Batch[K, T]] = []
+        for key in [*due, *others]:
+            if rows_left <= 0 or bytes_left <= 0:
+                break
+            batch = self.take(key, rows_left, bytes_left)
+            batches.append(batch)
+            rows_left -= len(batch.items)
+            bytes_left -= batch.nbytes
+        return batches
 
     def done(self, batch: Batch[K, T]) -> int | None:
         """The batch is stored: the offset to commit, or None if the partition moved on."""

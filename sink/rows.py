@@ -75,12 +75,14 @@ RESULT_COLUMNS: Final = (
     "kafka_offset",
 )
 _EMPTY_LABELS: Final = "{}"
+_EMPTY_OUTPUT: Final = ("", "utf-8")
 
 
 def result_row(r: Result, partition: int, offset: int) -> tuple[Any, ...]:
     """The results row for `r`: output in the contract's text + encoding form (never raw NUL)."""
-    stdout, stdout_encoding = encode_output(r.stdout)
-    stderr, stderr_encoding = encode_output(r.stderr)
+    # Empty streams are the common case for stderr: skip the encoder for them.
+    stdout, stdout_encoding = encode_output(r.stdout) if r.stdout else _EMPTY_OUTPUT
+    stderr, stderr_encoding = encode_output(r.stderr) if r.stderr else _EMPTY_OUTPUT
     error = r.error
     return (
         r.request_id,

@@ -39,7 +39,7 @@ log = logging.getLogger("fleetrun.sink")
 Item: TypeAlias = (
     tuple[tuple[Any, ...], ConsumerRecord] | tuple[Status, ConsumerRecord] | DeadLetter
 )
-FlushBatch: TypeAlias = Batch[TopicPartition, Item]
+Flush: TypeAlias = list[Batch[TopicPartition, Item]]  # one transaction, one batch per partition
 
 _MAX_POLL_WAIT_S = 0.1  # the loop's tick: commits, pauses and deadlines are checked this often
 _LAG_EVERY_S = 1.0
@@ -73,7 +73,7 @@ class SinkService:
         self.consumer: AIOKafkaConsumer | None = None
         self.db_up = True
         self.running = False
-        self._flushes: dict[asyncio.Task[WriteOutcome], FlushBatch] = {}
+        self._flushes: dict[asyncio.Task[WriteOutcome], Flush] = {}
         self._to_commit: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._first_seen: dict[TopicPartition, int] = {}
@@ -206,32 +206,32 @@ class SinkService:
         # flushes onto a dead server would only multiply reconnect attempts.
         if not self.db_up and self._flushes:
             return
-        free = self.s.max_inflight_flushes - len(self._flushes)
-        for tp in self.batcher.due(now)[: max(free, 0)]:
-            self._spawn_flush(self.batcher.take(tp))
+        while len(self._flushes) < self.s.max_inflight_flushes:
+            flush = self.batcher.next_flush(now)
+            if not flush:
+                return
+            self._spawn_flush(flush)
 
-    def _spawn_flush(self, batch: FlushBatch) -> None:
-        name = f"flush {batch.partition.topic}[{batch.partition.partition}]"
-        task = asyncio.create_task(self._flush(batch), name=name)
-        self._flushes[task] = batch
+    def _spawn_flush(self, flush: Flush) -> None:
+        task = asyncio.create_task(self._flush(flush), name="flush")
+        self._flushes[task] = flush
         self.metrics.inflight_flushes.set(len(self._flushes))
 
     def _reap(self) -> None:
         """Account for finished flushes: offsets to commit, or what went wrong."""
         for task in [t for t in self._flushes if t.done()]:
-            batch = self._flushes.pop(task)
-            if task.cancelled():
-                self.batcher.abandon(batch)
-                continue
-            exc = task.exception()
-            if exc is not None:
-                self.batcher.abandon(batch)
-                self._fatal = self._fatal or exc
-                continue
-            offset = self.batcher.done(batch)
-            if offset is not None:
-                tp = batch.partition
-                self._to_commit[tp] = max(offset, self._to_commit.get(tp, 0))
+            flush = self._flushes.pop(task)
+            failed = task.cancelled() or task.exception() is not None
+            if not task.cancelled() and task.exception() is not None:
+                self._fatal = self._fatal or task.exception()
+            for batch in flush:
+                if failed:
+                    self.batcher.abandon(batch)
+                    continue
+                offset = self.batcher.done(batch)
+                if offset is not None:
+                    tp = batch.partition
+                    self._to_commit[tp] = max(offset, self._to_commit.get(tp, 0))
         self.metrics.inflight_flushes.set(len(self._flushes))
 
     def _commit_in_background(self) -> None:
@@ -291,10 +291,10 @@ class SinkService:
         self.metrics.buffered_bytes.set(self.batcher.buffered_bytes)
 
     # -- one flush --------------------------------------------------------------------------
-    async def _flush(self, batch: FlushBatch) -> WriteOutcome:
-        """Store one batch, retrying transient failures; publish its dead letters."""
+    async def _flush(self, flush: Flush) -> WriteOutcome:
+        """Store one flush, retrying transient failures; publish its dead letters."""
         started = self.clock()
-        work = self._write_batch(batch)
+        work = self._write_batch(flush)
         attempt = 0
         while True:
             try:
@@ -312,20 +312,21 @@ class SinkService:
         self._database_ok()
         if outcome.dead:
             await self._publish_dead(outcome.dead)
-        self._account(batch, work, outcome, self.clock() - started)
+        self._account(flush, outcome, self.clock() - started)
         return outcome
 
-    def _write_batch(self, batch: FlushBatch) -> WriteBatch:
+    def _write_batch(self, flush: Flush) -> WriteBatch:
         work = WriteBatch()
         statuses: list[tuple[Status, ConsumerRecord]] = []
-        is_results = batch.partition.topic == self.s.results_topic
-        for item in batch.items:
-            if isinstance(item, DeadLetter):
-                work.dead.append(item)
-            elif is_results:
-                work.results.append(item)  # type: ignore[arg-type]
-            else:
-                statuses.append(item)  # type: ignore[arg-type]
+        for batch in flush:
+            is_results = batch.partition.topic == self.s.results_topic
+            for item in batch.items:
+                if isinstance(item, DeadLetter):
+                    work.dead.append(item)
+                elif is_results:
+                    work.results.append(item)  # type: ignore[arg-type]
+                else:
+                    statuses.append(item)  # type: ignore[arg-type]
         work.requests = merge_requests(statuses)
         return work
 
@@ -362,11 +363,10 @@ class SinkService:
                 await asyncio.sleep(backoff_s(attempt, self.s.retry_backoff_s,
                                               self.s.retry_backoff_max_s))  # fmt: skip
 
-    def _account(
-        self, batch: FlushBatch, work: WriteBatch, out: WriteOutcome, seconds: float
-    ) -> None:
+    def _account(self, flush: Flush, out: WriteOutcome, seconds: float) -> None:
         m = self.metrics
-        m.batch_rows.observe(len(batch.items))
+        records = sum(len(b.items) for b in flush)
+        m.batch_rows.observe(records)
         m.flush_seconds.observe(seconds)
         m.rows_written.labels("results").inc(out.results_inserted)
         m.rows_written.labels("requests").inc(out.requests_upserted)
@@ -376,10 +376,9 @@ class SinkService:
             m.dead_letters.labels("database").inc(out.rejected)
         log.debug(
             "batch stored",
-            extra={"topic": batch.partition.topic, "partition": batch.partition.partition,
-                   "records": len(batch.items), "inserted": out.results_inserted,
-                   "duplicates": out.results_duplicate, "dead": len(out.dead),
-                   "seconds": round(seconds, 4)},
+            extra={"partitions": len(flush), "records": records,
+                   "inserted": out.results_inserted, "duplicates": out.results_duplicate,
+                   "dead": len(out.dead), "seconds": round(seconds, 4)},
         )  # fmt: skip
 
     # -- rebalance ----------------------------------------------------------------------------
@@ -393,7 +392,7 @@ class SinkService:
         """
         if not revoked or self.consumer is None:
             return  # the first join of the group revokes nothing
-        waiting = [t for t, b in self._flushes.items() if b.partition in revoked]
+        waiting = [t for t, f in self._flushes.items() if any(b.partition in revoked for b in f)]
         if waiting:
             await asyncio.wait(waiting, timeout=self.s.rebalance_timeout_s)
         self._reap()
@@ -452,11 +451,11 @@ class SinkService:
             self._reap()
             if self._fatal is not None:
                 return
-            for tp in self.batcher.partitions:
-                busy = self.batcher.inflight(tp)
-                if not busy and len(self._flushes) < self.s.max_inflight_flushes:
-                    with contextlib.suppress(ValueError):  # nothing pending there
-                        self._spawn_flush(self.batcher.take(tp))
+            while len(self._flushes) < self.s.max_inflight_flushes:
+                flush = self.batcher.next_flush(self.clock(), force=True)
+                if not flush:
+                    break
+                self._spawn_flush(flush)
             await self._commit()
             if not self._flushes and self.batcher.pending_rows == 0:
                 return

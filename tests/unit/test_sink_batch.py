@@ -172,3 +172,20 @@ def test_committed_offsets_never_pass_an_unstored_record(actions: list[str], max
                 stored.update(inflight.items)  # it may still finish; its commit is void
                 assert b.done(inflight) is None
                 inflight = None
+
+
+def test_a_flush_takes_other_partitions_along_up_to_the_limits() -> None:
+    limits = BatchLimits(max_rows=5, max_bytes=1_000, linger_s=1.0, max_buffer_bytes=10_000)
+    b2 = batcher(limits, parts=("a", "b", "c"))
+    for offset in range(3):
+        b2.add("a", offset, offset, 10, now=0.0)  # due by age at 1.0
+    b2.add("b", 7, 7, 30, now=0.9)
+    b2.add("c", 1, 1, 20, now=0.9)
+    b2.add("c", 2, 2, 20, now=0.9)
+    assert b2.next_flush(0.5) == []  # nothing due yet
+    flush = b2.next_flush(1.0)
+    # a is due; c (40 bytes) and b (30 bytes) ride along, biggest first, up to 5 rows in all.
+    assert [(x.partition, x.items) for x in flush] == [("a", [0, 1, 2]), ("c", [1, 2])]
+    assert [b2.inflight(k) for k in "abc"] == [True, False, True]
+    assert b2.next_flush(1.0) == []  # b is not due on its own yet
+    assert [(x.partition, x.items) for x in b2.next_flush(1.0, force=True)] == [("b", [7])]

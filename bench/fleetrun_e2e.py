@@ -87,11 +87,13 @@ def _assigned(health: Mapping[str, object]) -> bool:
 
 
 async def _start(
-    module: str, env: dict[str, str], log: Path, port: int
+    module: str, env: dict[str, str], log: Path, port: int, profile_to: Path | None = None
 ) -> asyncio.subprocess.Process:
+    profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to is not None else []
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable,
+            *profiler,
             "-m",
             module,
             stdin=asyncio.subprocess.DEVNULL,
@@ -141,8 +143,12 @@ async def services(
     work: Path,
     *,
     settings: Mapping[str, str] | None = None,
+    profile_to: Path | None = None,
 ) -> AsyncIterator[Services]:
-    """Collector + sink on private topics and a fresh database, for the fleet in fleet_dir."""
+    """Collector + sink on private topics and a fresh database, for the fleet in fleet_dir.
+
+    With `profile_to`, the collector runs under cProfile and writes its stats there at exit.
+    """
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench{tag}."
     bootstrap, stack_dsn = env_file["FLEETRUN_KAFKA_BOOTSTRAP"], env_file["FLEETRUN_PG_DSN"]
@@ -171,7 +177,9 @@ async def services(
             "FLEETRUN_GROUP_ID": prefix + "collector",
             "FLEETRUN_COLLECTOR_ID": "bench",
         }
-        collector = await _start("collector", coll_env, work / "collector.log", coll_port)
+        collector = await _start(
+            "collector", coll_env, work / "collector.log", coll_port, profile_to
+        )
         procs.append(collector)
         await _ready(sink, sink_port, work / "sink.log")
         await _ready(collector, coll_port, work / "collector.log")

@@ -114,7 +114,9 @@ async def _settle(fleet: RunningFleet, timeout_s: float = 30.0) -> None:
         log(f"fleet still has connections after {timeout_s}s: {exc}")
 
 
-async def run_scenario(sc: Scenario, env: dict[str, str], work: Path) -> dict[str, Any]:
+async def run_scenario(
+    sc: Scenario, env: dict[str, str], work: Path, tools: Sequence[str] = ()
+) -> dict[str, Any]:
     """Every tool of one scenario (and its healthy reference runs), as one JSON document."""
     started = time.perf_counter()
     doc: dict[str, Any] = {
@@ -137,10 +139,11 @@ async def run_scenario(sc: Scenario, env: dict[str, str], work: Path) -> dict[st
         "notes": list(sc.notes),
         "runs": [],
     }
+    runs = [r for r in sc.runs if not tools or r.tool in tools]
     if sc.reference_profile is not None:
-        refs = [(r, f"{r.tool}@healthy") for r in sc.runs if r.tool in sc.reference_tools]
+        refs = [(r, f"{r.tool}@healthy") for r in runs if r.tool in sc.reference_tools]
         doc["runs"] += await _on_fleet(sc, sc.reference_profile, refs, env, work)
-    doc["runs"] += await _on_fleet(sc, sc.profile, [(r, r.tool) for r in sc.runs], env, work)
+    doc["runs"] += await _on_fleet(sc, sc.profile, [(r, r.tool) for r in runs], env, work)
     doc["load_after"] = load_average()
     doc["scenario_s"] = round(time.perf_counter() - started, 1)
     return doc
@@ -183,6 +186,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="add 5,000 hosts, the 1M-row backlog")
     p.add_argument("--only", action="append", default=[], help="scenario name prefix (repeat)")
+    p.add_argument("--tool", action="append", default=[], help="only this tool (repeat)")
     p.add_argument("--no-micro", action="store_true", help="skip sink/codec/collector benches")
     p.add_argument("--no-report", action="store_true", help="do not rebuild REPORT.md")
     p.add_argument("--keep-work", action="store_true", help="keep logs and fleets in /tmp")
@@ -203,7 +207,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
         for sc in scenarios(args.full):
             if _selected(sc.name, args.only):
                 log(f"scenario {sc.name}: {sc.title}")
-                doc = await run_scenario(sc, env, work / sc.name)
+                doc = await run_scenario(sc, env, work / sc.name, args.tool)
                 log(f"wrote {write(doc, sc.name)} ({doc['scenario_s']} s)")
                 summary["scenarios"].append(sc.name)
         if not args.no_micro:

@@ -9,7 +9,10 @@ shares the two cores with everything else).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
+import pstats
 import sqlite3
 import sys
 from collections.abc import Mapping
@@ -62,7 +65,7 @@ def peer_argv(sc: Scenario, run: Run, fleet_dir: Path, out: Path, work: Path) ->
     """The peer's command line for this scenario."""
     argv = [sys.executable, "-m", PEER_MODULES[run.tool], "--fleet-dir", str(fleet_dir)]
     argv += ["--out", str(out), "--work-dir", str(work), "--command", sc.command]
-    argv += ["--rounds", str(sc.rounds_of(run)), "--warmup", str(sc.warmup)]
+    argv += ["--rounds", str(sc.rounds_of(run)), "--warmup", str(sc.warmup_of(run))]
     argv += ["--concurrency", str(sc.concurrency_of(run))]
     argv += ["--timeout-s", str(sc.timeout_s), "--connect-timeout-s", str(sc.connect_timeout_s)]
     if run.tool == LOOP and sc.pooled_loop:
@@ -74,10 +77,10 @@ def peer_argv(sc: Scenario, run: Run, fleet_dir: Path, out: Path, work: Path) ->
     return argv
 
 
-def read_lines(out: Path) -> tuple[list[HostResult], list[float], dict[str, float]]:
-    """Host results, round walls and the start mark from a peer's JSON lines."""
+def read_lines(out: Path) -> tuple[list[HostResult], dict[int, float], dict[str, float]]:
+    """Host results, wall time per round (warm-up rounds <= 0) and the start mark."""
     results: list[HostResult] = []
-    walls: list[float] = []
+    walls: dict[int, float] = {}
     mark: dict[str, float] = {}
     if not out.exists():
         return results, walls, mark
@@ -89,7 +92,7 @@ def read_lines(out: Path) -> tuple[list[HostResult], list[float], dict[str, floa
         if "h" in item:
             results.append(HostResult(item["r"], item["h"], item["s"], item["ms"]))
         elif "round" in item:
-            walls.append(item["wall_s"])
+            walls[int(item["round"])] = float(item["wall_s"])
         elif "mark" in item:
             mark = item["mark"]
     return results, walls, mark
@@ -141,8 +144,9 @@ def run_peer(
     if run.tool in (SEED, SEED_PRELOAD):
         results = read_seed(database(work))
     rounds = sc.rounds_of(run)
-    finished = len(walls) >= 1 and not capped.timed_out and capped.returncode == 0
-    wall = sum(walls) if finished else None
+    recorded = [w for r, w in walls.items() if r >= 1]
+    finished = bool(recorded) and not capped.timed_out and capped.returncode == 0
+    wall = sum(recorded) if finished else None
     record = _base(sc, run, tool) | summarise(
         results, rounds=rounds, hosts=[h.name for h in fleet.hosts], wall_s=wall
     )
@@ -162,6 +166,9 @@ def run_peer(
         },
         "simfleet": usage.get("simfleet", {}),
     }
+    warmup = [w for r, w in sorted(walls.items()) if r <= 0]
+    if warmup:
+        record["warmup_wall_s"] = round(warmup[0], 3)
     record["outcome"] = _outcome(capped.timed_out, capped.returncode)
     if record["outcome"] != "ok":
         record["note"] = _tail(work / "stderr.log")
@@ -206,7 +213,11 @@ async def run_fleetrun(
     }
     rounds = sc.rounds_of(run)
     settings = collector_settings(sc)
-    async with fleetrun_e2e.services(env, fleet.dir, work, settings=settings) as svc:
+    # BENCH_PROFILE=1: the collector runs under cProfile; its top functions go in the record.
+    profile = work / "collector.prof" if os.environ.get("BENCH_PROFILE") == "1" else None
+    async with fleetrun_e2e.services(
+        env, fleet.dir, work, settings=settings, profile_to=profile
+    ) as svc:
         watch = {"collector": svc.collector_pid, "sink": svc.sink_pid}
         watch |= fleetrun_e2e.stack_pids() | {"simfleet": fleet.pid}
         common: dict[str, Any] = {
@@ -215,9 +226,10 @@ async def run_fleetrun(
             "command": sc.command,
             "options": options,
         }
-        if sc.warmup:
-            await fleetrun_e2e.run_requests(
-                svc, count=sc.warmup, cap_s=sc.cap_of(run), watch={}, **common
+        warmup = None
+        if sc.warmup_of(run):
+            warmup = await fleetrun_e2e.run_requests(
+                svc, count=sc.warmup_of(run), cap_s=sc.cap_of(run), watch={}, **common
             )
         e2e = await fleetrun_e2e.run_requests(
             svc, count=rounds, cap_s=sc.cap_of(run), watch=watch, **common
@@ -226,9 +238,20 @@ async def run_fleetrun(
         e2e.results, rounds=rounds, hosts=[h.name for h in fleet.hosts], wall_s=e2e.wall_s
     )
     record["processes"] = e2e.usage
+    if warmup is not None and warmup.wall_s is not None:
+        record["warmup_wall_s"] = round(warmup.wall_s, 3)
     record["outcome"] = "ok" if e2e.wall_s is not None else "timeout"
     record["settings"] = settings | {f"request.{k}": str(v) for k, v in options.items()}
+    if profile is not None and profile.exists():
+        record["collector_profile"] = top_functions(profile)
     return record
+
+
+def top_functions(profile: Path, limit: int = 30) -> str:
+    """The collector's top functions by own time (cProfile), as text for the report."""
+    out = io.StringIO()
+    pstats.Stats(str(profile), stream=out).strip_dirs().sort_stats("tottime").print_stats(limit)
+    return out.getvalue()
 
 
 async def run_tool(

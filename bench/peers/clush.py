@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ClusterShell.NodeSet import NodeSet
+
 from bench.peers.common import (
     FAILED,
     OK,
@@ -57,13 +59,21 @@ def ssh_config(fleet: Fleet, path: Path) -> Path:
 
 
 def stderr_statuses(text: str) -> dict[str, str]:
-    """address → status for the hosts clush reported on stderr (non-zero exits, timeouts)."""
+    """address → status for the hosts clush reported on stderr (non-zero exits, timeouts).
+
+    clush folds hosts that ended alike (`127.2.0.[2-3]: command timeout`); a host that accepts
+    TCP but never answers ends by the command timeout too (-t only bounds the TCP connect).
+    """
     found: dict[str, str] = {}
     for line in text.splitlines():
         if m := EXITED.match(line):
-            found[m.group(1)] = UNREACHABLE if m.group(2) == "255" else FAILED
+            status = UNREACHABLE if m.group(2) == "255" else FAILED
         elif m := TIMED_OUT.match(line):
-            found[m.group(1)] = TIMEOUT
+            status = TIMEOUT
+        else:
+            continue
+        for node in NodeSet(m.group(1)):
+            found[str(node)] = status
     return found
 
 

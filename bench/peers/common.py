@@ -106,8 +106,8 @@ class Recorder:
             self._write({"r": rnd, "h": host, "s": status, "ms": round(latency_ms, 2)})
 
     def round_done(self, rnd: int, wall_s: float) -> None:
-        if self.recording:
-            self._write({"round": rnd, "wall_s": round(wall_s, 4)})
+        """Every round's wall time, warm-up rounds (numbered <= 0) included."""
+        self._write({"round": rnd, "wall_s": round(wall_s, 4)})
 
     def close(self) -> None:
         self._file.close()

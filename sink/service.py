@@ -16,30 +16,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from schemas import DeadLetter, Status, decode_result, decode_status
-from sink.batch import Batch, Batcher, BatchLimits
+from schemas import DeadLetter, decode_result, decode_status
+from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
-from sink.errors import Action, FatalSinkError, classify, describe
+from sink.errors import describe
+from sink.flush import Flush, Flusher, Item
 from sink.metrics import SinkMetrics
-from sink.retry import backoff_s
-from sink.rows import dead_letter, error_info, merge_requests, result_row
+from sink.rows import dead_letter, error_info, result_row
 from sink.settings import SinkSettings
-from sink.store import ResultItem, Store, WriteBatch, WriteOutcome
+from sink.store import Store, WriteOutcome
 
 log = logging.getLogger("fleetrun.sink")
-
-# What is buffered per record: a results row or a status (each with its source record), or a
-# dead letter for a record that could not be decoded.
-Item: TypeAlias = (
-    tuple[tuple[Any, ...], ConsumerRecord] | tuple[Status, ConsumerRecord] | DeadLetter
-)
-Flush: TypeAlias = list[Batch[TopicPartition, Item]]  # one transaction, one batch per partition
 
 _MAX_POLL_WAIT_S = 0.1  # the loop's tick: commits, pauses and deadlines are checked this often
 _LAG_EVERY_S = 1.0
@@ -62,6 +55,7 @@ class SinkService:
         self.dlq = dlq
         self.metrics = metrics
         self.clock = clock
+        self.flusher = Flusher(settings, store, dlq, metrics, clock=clock)
         self.batcher: Batcher[TopicPartition, Item] = Batcher(
             BatchLimits(
                 max_rows=settings.batch_max_rows,
@@ -71,7 +65,6 @@ class SinkService:
             )
         )
         self.consumer: AIOKafkaConsumer | None = None
-        self.db_up = True
         self.running = False
         self._flushes: dict[asyncio.Task[WriteOutcome], Flush] = {}
         self._to_commit: dict[TopicPartition, int] = {}
@@ -126,14 +119,14 @@ class SinkService:
         assigned = self.consumer.assignment() if self.consumer else set()
         details = {
             "consumer": "running" if self.running else "stopped",
-            "database": "up" if self.db_up else "down",
+            "database": "up" if self.flusher.db_up else "down",
             "assigned_partitions": len(assigned),
             "paused_partitions": len(self.consumer.paused()) if self.consumer else 0,
             "buffered_bytes": self.batcher.buffered_bytes,
             "inflight_flushes": len(self._flushes),
             "seconds_since_commit": round(self.clock() - self._last_commit, 1),
         }
-        return self.running and self.db_up and self._fatal is None, details
+        return self.running and self.flusher.db_up and self._fatal is None, details
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -204,7 +197,7 @@ class SinkService:
     def _start_flushes(self, now: float) -> None:
         # While the database is down, the one retrying flush is the probe; piling more
         # flushes onto a dead server would only multiply reconnect attempts.
-        if not self.db_up and self._flushes:
+        if not self.flusher.db_up and self._flushes:
             return
         while len(self._flushes) < self.s.max_inflight_flushes:
             flush = self.batcher.next_flush(now)
@@ -213,7 +206,7 @@ class SinkService:
             self._spawn_flush(flush)
 
     def _spawn_flush(self, flush: Flush) -> None:
-        task = asyncio.create_task(self._flush(flush), name="flush")
+        task = asyncio.create_task(self.flusher.write(flush), name="flush")
         self._flushes[task] = flush
         self.metrics.inflight_flushes.set(len(self._flushes))
 
@@ -272,7 +265,7 @@ class SinkService:
     def _pause_resume(self) -> None:
         consumer = self._consumer()
         assigned = consumer.assignment()
-        want = set(assigned) if not self.db_up else self.batcher.to_pause() & assigned
+        want = set(assigned) if not self.flusher.db_up else self.batcher.to_pause() & assigned
         paused = consumer.paused() & assigned
         if want - paused:
             consumer.pause(*(want - paused))
@@ -289,97 +282,6 @@ class SinkService:
             base = self._committed.get(tp, self._first_seen.get(tp, high))
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - base))
         self.metrics.buffered_bytes.set(self.batcher.buffered_bytes)
-
-    # -- one flush --------------------------------------------------------------------------
-    async def _flush(self, flush: Flush) -> WriteOutcome:
-        """Store one flush, retrying transient failures; publish its dead letters."""
-        started = self.clock()
-        work = self._write_batch(flush)
-        attempt = 0
-        while True:
-            try:
-                outcome = await self.store.write(work)
-                break
-            except Exception as exc:
-                action = classify(exc)
-                if action is Action.FATAL:
-                    log.error("flush failed, cannot continue: %s", describe(exc))
-                    raise FatalSinkError(f"database: {describe(exc)}") from exc
-                attempt += 1
-                self._database_failed(exc, attempt, action)
-                await asyncio.sleep(backoff_s(attempt, self.s.retry_backoff_s,
-                                              self.s.retry_backoff_max_s))  # fmt: skip
-        self._database_ok()
-        if outcome.dead:
-            await self._publish_dead(outcome.dead)
-        self._account(flush, outcome, self.clock() - started)
-        return outcome
-
-    def _write_batch(self, flush: Flush) -> WriteBatch:
-        work = WriteBatch()
-        statuses: list[tuple[Status, ConsumerRecord]] = []
-        for batch in flush:
-            is_results = batch.partition.topic == self.s.results_topic
-            for item in batch.items:
-                if isinstance(item, DeadLetter):
-                    work.dead.append(item)
-                elif is_results:
-                    work.results.append(item)  # type: ignore[arg-type]
-                else:
-                    statuses.append(item)  # type: ignore[arg-type]
-        work.requests = merge_requests(statuses)
-        return work
-
-    def _database_failed(self, exc: BaseException, attempt: int, action: Action) -> None:
-        self.metrics.retries.labels("flush").inc()
-        self.metrics.database_up.set(0)
-        if self.db_up or attempt in (1, 10) or attempt % 50 == 0:
-            level = logging.ERROR if action is Action.POISON else logging.WARNING
-            log.log(
-                level,
-                "database unavailable, pausing consumption and retrying",
-                extra={"attempt": attempt, "error": type(exc).__name__, "reason": describe(exc)},
-            )
-        self.db_up = False
-
-    def _database_ok(self) -> None:
-        if not self.db_up:
-            log.info("database reachable again, resuming consumption")
-        self.db_up = True
-        self.metrics.database_up.set(1)
-
-    async def _publish_dead(self, dead: list[DeadLetter]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self.dlq.publish(dead)
-                return
-            except Exception as exc:
-                if classify(exc) is not Action.RETRY:
-                    raise FatalSinkError(f"dead-letter topic: {describe(exc)}") from exc
-                attempt += 1
-                self.metrics.retries.labels("dead_letter_publish").inc()
-                log.warning("dead-letter publish failed, retrying: %s", describe(exc))
-                await asyncio.sleep(backoff_s(attempt, self.s.retry_backoff_s,
-                                              self.s.retry_backoff_max_s))  # fmt: skip
-
-    def _account(self, flush: Flush, out: WriteOutcome, seconds: float) -> None:
-        m = self.metrics
-        records = sum(len(b.items) for b in flush)
-        m.batch_rows.observe(records)
-        m.flush_seconds.observe(seconds)
-        m.rows_written.labels("results").inc(out.results_inserted)
-        m.rows_written.labels("requests").inc(out.requests_upserted)
-        m.rows_written.labels("dead_letters").inc(len(out.dead))
-        m.duplicates.inc(max(0, out.results_duplicate))
-        if out.rejected:
-            m.dead_letters.labels("database").inc(out.rejected)
-        log.debug(
-            "batch stored",
-            extra={"partitions": len(flush), "records": records,
-                   "inserted": out.results_inserted, "duplicates": out.results_duplicate,
-                   "dead": len(out.dead), "seconds": round(seconds, 4)},
-        )  # fmt: skip
 
     # -- rebalance ----------------------------------------------------------------------------
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -483,4 +385,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service.on_assigned(set(assigned))
 
 
-__all__ = ["ResultItem", "SinkService"]
+__all__ = ["SinkService"]

@@ -1,0 +1,147 @@
+"""One flush: a transaction of batches from several partitions, retried until it is stored.
+
+Transient database errors (connection lost, server restarting) are retried with backoff and
+jitter for as long as it takes; meanwhile `db_up` is False and the loop pauses consumption.
+After the transaction commits, the flush's dead letters are published to the dead-letter
+topic (also retried), and only then is the flush done and its offsets committable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from schemas import DeadLetter, Status
+from sink.batch import Batch
+from sink.dlq import DeadLetterPublisher
+from sink.errors import Action, FatalSinkError, classify, describe
+from sink.metrics import SinkMetrics
+from sink.retry import backoff_s
+from sink.rows import merge_requests
+from sink.settings import SinkSettings
+from sink.store import Store, WriteBatch, WriteOutcome
+
+log = logging.getLogger("fleetrun.sink")
+
+# What is buffered per record: a results row or a status (each with its source record), or a
+# dead letter for a record that could not be decoded.
+Item: TypeAlias = (
+    tuple[tuple[Any, ...], ConsumerRecord] | tuple[Status, ConsumerRecord] | DeadLetter
+)
+Flush: TypeAlias = list[Batch[TopicPartition, Item]]  # one transaction, one batch per partition
+
+
+class Flusher:
+    """Writes flushes through the store and tracks whether the database is reachable."""
+
+    def __init__(
+        self,
+        settings: SinkSettings,
+        store: Store,
+        dlq: DeadLetterPublisher,
+        metrics: SinkMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s = settings
+        self.store = store
+        self.dlq = dlq
+        self.metrics = metrics
+        self.clock = clock
+        self.db_up = True
+
+    async def write(self, flush: Flush) -> WriteOutcome:
+        """Store one flush, retrying transient failures; publish its dead letters."""
+        started = self.clock()
+        work = self._write_batch(flush)
+        attempt = 0
+        while True:
+            try:
+                outcome = await self.store.write(work)
+                break
+            except Exception as exc:
+                action = classify(exc)
+                if action is Action.FATAL:
+                    log.error("flush failed, cannot continue: %s", describe(exc))
+                    raise FatalSinkError(f"database: {describe(exc)}") from exc
+                attempt += 1
+                self._database_failed(exc, attempt, action)
+                await asyncio.sleep(self._backoff(attempt))
+        self._database_ok()
+        if outcome.dead:
+            await self._publish_dead(outcome.dead)
+        self._account(flush, outcome, self.clock() - started)
+        return outcome
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_s(attempt, self.s.retry_backoff_s, self.s.retry_backoff_max_s)
+
+    def _write_batch(self, flush: Flush) -> WriteBatch:
+        work = WriteBatch()
+        statuses: list[tuple[Status, ConsumerRecord]] = []
+        for batch in flush:
+            is_results = batch.partition.topic == self.s.results_topic
+            for item in batch.items:
+                if isinstance(item, DeadLetter):
+                    work.dead.append(item)
+                elif is_results:
+                    work.results.append(item)  # type: ignore[arg-type]
+                else:
+                    statuses.append(item)  # type: ignore[arg-type]
+        work.requests = merge_requests(statuses)
+        return work
+
+    def _database_failed(self, exc: BaseException, attempt: int, action: Action) -> None:
+        self.metrics.retries.labels("flush").inc()
+        self.metrics.database_up.set(0)
+        if self.db_up or attempt in (1, 10) or attempt % 50 == 0:
+            level = logging.ERROR if action is Action.POISON else logging.WARNING
+            log.log(
+                level,
+                "database unavailable, pausing consumption and retrying",
+                extra={"attempt": attempt, "error": type(exc).__name__, "reason": describe(exc)},
+            )
+        self.db_up = False
+
+    def _database_ok(self) -> None:
+        if not self.db_up:
+            log.info("database reachable again, resuming consumption")
+        self.db_up = True
+        self.metrics.database_up.set(1)
+
+    async def _publish_dead(self, dead: list[DeadLetter]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.dlq.publish(dead)
+                return
+            except Exception as exc:
+                if classify(exc) is not Action.RETRY:
+                    raise FatalSinkError(f"dead-letter topic: {describe(exc)}") from exc
+                attempt += 1
+                self.metrics.retries.labels("dead_letter_publish").inc()
+                log.warning("dead-letter publish failed, retrying: %s", describe(exc))
+                await asyncio.sleep(self._backoff(attempt))
+
+    def _account(self, flush: Flush, out: WriteOutcome, seconds: float) -> None:
+        m = self.metrics
+        records = sum(len(b.items) for b in flush)
+        m.batch_rows.observe(records)
+        m.flush_seconds.observe(seconds)
+        m.rows_written.labels("results").inc(out.results_inserted)
+        m.rows_written.labels("requests").inc(out.requests_upserted)
+        m.rows_written.labels("dead_letters").inc(len(out.dead))
+        m.duplicates.inc(max(0, out.results_duplicate))
+        if out.rejected:
+            m.dead_letters.labels("database").inc(out.rejected)
+        log.debug(
+            "batch stored",
+            extra={"partitions": len(flush), "records": records,
+                   "inserted": out.results_inserted, "duplicates": out.results_duplicate,
+                   "dead": len(out.dead), "seconds": round(seconds, 4)},
+        )  # fmt: skip

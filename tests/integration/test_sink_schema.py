@@ -50,8 +50,10 @@ async def test_migrations_from_two_processes_at_once_then_again(
         "'request_output_groups', 'final_results')",
     )
     assert len(tables) == 7
-    today = f"results_p{datetime.now(UTC):%Y%m%d}"
-    assert (await fetch(pg_dsn, "SELECT to_regclass($1)::text", today))[0][0] == today
+    # Partitions from today to the default 7 days ahead.
+    for ahead in range(8):
+        name = f"results_p{datetime.now(UTC) + timedelta(days=ahead):%Y%m%d}"
+        assert (await fetch(pg_dsn, "SELECT to_regclass($1)::text", name))[0][0] == name
 
 
 async def test_an_edited_migration_is_detected(pg_dsn: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from tests.integration.conftest import Topics
 from tests.support.kafka import consume_n
 from tests.support.sink import (
     SinkProcess,
+    committed_offsets,
     fetch,
     key_of,
     make_result,
@@ -116,6 +118,11 @@ async def test_each_result_lands_once_with_its_request(
     assert await sink.metric('fleetrun_sink_rows_written_total{table="results"}') == 600
     assert await sink.metric("fleetrun_sink_batch_rows_count") >= 6
     assert await sink.metric("fleetrun_sink_dead_letters_total") == 0
+    async with asyncio.timeout(10):  # the lag gauges are refreshed every second
+        while True:
+            if await sink.metric("fleetrun_sink_consumer_lag") == 0:
+                break
+            await asyncio.sleep(0.2)
     assert await sink.stop() == 0
     assert "sink stopped" in sink.log()
 
@@ -263,3 +270,23 @@ async def test_two_sinks_in_one_group_share_the_partitions(
     shares = [orjson.loads((await s.get("/healthz"))[1])["assigned_partitions"] for s in (a, b)]
     assert sum(shares) == TOPIC_PARTITIONS["results"] + TOPIC_PARTITIONS["status"]
     assert min(shares) > 0
+
+
+async def test_sigterm_flushes_what_is_buffered_and_commits_it(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
+) -> None:
+    results = results_for(200)
+    # A linger far longer than the test: only the shutdown can flush these.
+    sink = sinks(FLEETRUN_LINGER_MS="600000")
+    await sink.start()
+    await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
+    async with asyncio.timeout(30):
+        while True:
+            if await sink.metric("fleetrun_sink_records_consumed_total") >= len(results):
+                break
+            await asyncio.sleep(0.1)
+    assert await stored_keys(pg_dsn) == []
+    assert await sink.stop() == 0
+    assert Counter(await stored_keys(pg_dsn)) == Counter(key_of(r) for r in results)
+    offsets = await committed_offsets(stack_env.kafka_bootstrap, sink.group)
+    assert sum(o for (t, _), o in offsets.items() if t == topics["results"]) == len(results)

@@ -12,6 +12,24 @@ from typing import Any
 from bench.tools import label
 
 FANOUTS = ("fanout-100", "fanout-1000", "fanout-5000")
+# One colour per tool in every plot; `@healthy` reference runs are dashed.
+COLOURS = {
+    "fleetrun": "tab:blue",
+    "plainloop": "tab:orange",
+    "seed": "tab:brown",
+    "seed-preload": "tab:pink",
+    "pssh": "tab:purple",
+    "ansible": "tab:gray",
+    "clush": "tab:green",
+}
+
+
+def style(tool: str) -> tuple[str, str]:
+    """Colour and line style of a tool's curve."""
+    base, _, suffix = tool.partition("@")
+    return COLOURS.get(base, "black"), "--" if suffix else "-"
+
+
 CDF_SCENARIOS = ("fanout-1000", "warm-500x50", "hang-1000")
 
 
@@ -38,16 +56,17 @@ def draw(docs: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
     written = []
     series = throughput_series(docs)
     if series:
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(11, 5))
         for tool, points in sorted(series.items()):
             xs, ys = zip(*sorted(points), strict=True)
-            ax.plot(xs, ys, marker="o", label=label(tool))
+            colour, line = style(tool)
+            ax.plot(xs, ys, marker="o", label=label(tool), color=colour, linestyle=line)
         ax.set_xscale("log")
         ax.set_xlabel("hosts in the request (one cold fan-out of `uname -a`)")
         ax.set_ylabel("results per second (end to end)")
         ax.set_title("Throughput vs fleet size (simulated fleet, 2-core box)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         fig.tight_layout()
         path = out_dir / "throughput.png"
         fig.savefig(path, dpi=110)
@@ -62,13 +81,16 @@ def draw(docs: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
                 if len(cdf) < 2:
                     continue
                 fractions = [i / (len(cdf) - 1) for i in range(len(cdf))]
-                ax.plot([v / 1000 for v in cdf], fractions, label=label(run["tool"]))
+                tool = run["tool"]
+                colour, line = style(tool)
+                seconds = [v / 1000 for v in cdf]
+                ax.plot(seconds, fractions, label=label(tool), color=colour, linestyle=line)
             ax.set_xscale("log")
             ax.set_xlabel("seconds from request submitted to the host's result")
             ax.set_ylabel("fraction of results")
             ax.set_title(name)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out_dir / "latency-cdf.png"
         fig.savefig(path, dpi=110)

@@ -222,7 +222,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     finally:
         summary["load_after"] = load_average()
         summary["total_s"] = round(time.perf_counter() - started, 1)
-        write(summary, "run")
+        if not args.only and not args.tool:  # the report's "last run" is a whole run only
+            write(summary, "run")
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     if not args.no_report:

@@ -1,11 +1,13 @@
 """The sink's exceptions, and the one place that sorts library errors into what to do next.
 
-Every failure the sink meets is one of three kinds:
+Every failure the sink meets is one of four kinds:
 - retry: the database or Kafka is away or busy (connection lost, server restarting, timeout,
   deadlock); the same work succeeds later, so the batch is kept and retried with backoff.
 - poison: this data can never be stored (the database rejects a value or a constraint); the
   batch is split to find the record, which goes to the dead-letter topic and table.
 - fatal: the sink itself is misconfigured (bad password, missing database); retrying cannot help.
+- unknown: anything else. Retried a few times (a library may surface a dying connection in
+  unexpected ways), then treated as fatal so a real bug stops the process loudly.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Action(enum.Enum):
     RETRY = "retry"
     POISON = "poison"
     FATAL = "fatal"
+    UNKNOWN = "unknown"
 
 
 class SinkError(Exception):
@@ -70,6 +73,9 @@ _RETRY: Final[tuple[type[BaseException], ...]] = (
     asyncpg.exceptions.InsufficientResourcesError,  # 53: disk full, too many connections
     asyncpg.exceptions.LockNotAvailableError,  # 55P03: lock_timeout
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: reached a standby during failover
+    # asyncpg's own protocol state broken by a connection dying mid-operation (seen when the
+    # server shuts down during a COPY), or a statement cache outdated by a migration.
+    asyncpg.InternalClientError,
     # A partition created by another sink at the same moment; the next attempt sees it.
     asyncpg.exceptions.UniqueViolationError,
     asyncpg.exceptions.DuplicateTableError,
@@ -100,7 +106,7 @@ def classify(exc: BaseException) -> Action:
         # An error class not listed above (say, a privilege revoked by a DBA): retrying keeps
         # every record and recovers by itself once fixed; the logs and /healthz show it.
         return Action.RETRY
-    return Action.FATAL
+    return Action.UNKNOWN
 
 
 def is_poison(exc: BaseException) -> bool:

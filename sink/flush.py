@@ -28,6 +28,9 @@ from sink.store import Store, WriteBatch, WriteOutcome
 
 log = logging.getLogger("fleetrun.sink")
 
+# Unexplained failures of one flush before the sink stops (see sink/errors.py).
+_UNEXPLAINED_RETRIES = 5
+
 # What is buffered per record: a results row or a status (each with its source record), or a
 # dead letter for a record that could not be decoded.
 Item: TypeAlias = (
@@ -59,18 +62,23 @@ class Flusher:
         """Store one flush, retrying transient failures; publish its dead letters."""
         started = self.clock()
         work = self._write_batch(flush)
-        attempt = 0
+        attempt = unexplained = 0
         while True:
             try:
                 outcome = await self.store.write(work)
                 break
             except Exception as exc:
                 action = classify(exc)
-                if action is Action.FATAL:
-                    log.error("flush failed, cannot continue: %s", describe(exc))
+                if action is not Action.RETRY:
+                    # Poison is isolated inside the store; one escaping it is unexplained too.
+                    unexplained += 1
+                    log.error(
+                        "flush failed unexpectedly", exc_info=exc, extra={"attempt": unexplained}
+                    )
+                if action is Action.FATAL or unexplained > _UNEXPLAINED_RETRIES:
                     raise FatalSinkError(f"database: {describe(exc)}") from exc
                 attempt += 1
-                self._database_failed(exc, attempt, action)
+                self._database_failed(exc, attempt)
                 await asyncio.sleep(self._backoff(attempt))
         self._database_ok()
         if outcome.dead:
@@ -96,13 +104,11 @@ class Flusher:
         work.requests = merge_requests(statuses)
         return work
 
-    def _database_failed(self, exc: BaseException, attempt: int, action: Action) -> None:
+    def _database_failed(self, exc: BaseException, attempt: int) -> None:
         self.metrics.retries.labels("flush").inc()
         self.metrics.database_up.set(0)
         if self.db_up or attempt in (1, 10) or attempt % 50 == 0:
-            level = logging.ERROR if action is Action.POISON else logging.WARNING
-            log.log(
-                level,
+            log.warning(
                 "database unavailable, pausing consumption and retrying",
                 extra={"attempt": attempt, "error": type(exc).__name__, "reason": describe(exc)},
             )
@@ -122,6 +128,7 @@ class Flusher:
                 return
             except Exception as exc:
                 if classify(exc) is not Action.RETRY:
+                    log.error("dead-letter publish failed, cannot continue", exc_info=exc)
                     raise FatalSinkError(f"dead-letter topic: {describe(exc)}") from exc
                 attempt += 1
                 self.metrics.retries.labels("dead_letter_publish").inc()

@@ -35,6 +35,13 @@ E = asyncpg.exceptions
             Action.RETRY,
         ),
         (E.QueryCanceledError("canceling statement due to statement timeout"), Action.RETRY),
+        (
+            asyncpg.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            ),
+            Action.RETRY,
+        ),
+        (E.OutdatedSchemaCacheError("cached statement plan is invalid"), Action.RETRY),
         (E.DeadlockDetectedError("deadlock detected"), Action.RETRY),
         (E.TooManyConnectionsError("too many clients"), Action.RETRY),
         (E.LockNotAvailableError("lock timeout"), Action.RETRY),
@@ -58,7 +65,7 @@ E = asyncpg.exceptions
         (kafka_errors.TopicAuthorizationFailedError(), Action.FATAL),
         (MigrationError("edited"), Action.FATAL),
         (FatalSinkError("x"), Action.FATAL),
-        (RuntimeError("a bug"), Action.FATAL),
+        (RuntimeError("a bug, or a transport closed under us"), Action.UNKNOWN),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )

@@ -70,6 +70,10 @@ def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         max_request_size=settings.max_message_bytes + _RECORD_OVERHEAD,
+        # All results of a request share its partition, and the idempotent producer keeps one
+        # batch in flight per partition: aiokafka's default 16 KiB batch (~10 results) made a
+        # big request crawl one round trip at a time until sends timed out and were retried.
+        max_batch_size=settings.producer_batch_bytes,
         linger_ms=5,  # results of one request finishing together share a batch
     )
 

@@ -78,6 +78,7 @@ class SshExecutor:
             request_pty=False,
             send_env=None,
             encoding=None,
+            encryption_algs=list(settings.ssh_ciphers) or (),
         )
         self._pool = ConnectionPool(
             self._connect,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ async def pg_dsn(stack_env: StackEnv) -> AsyncIterator[str]:
     yield stack_env.pg_dsn.rsplit("/", 1)[0] + "/" + name
     admin = await asyncpg.connect(stack_env.pg_dsn, timeout=10)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
+        for attempt in range(10):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
+                break
+            except asyncpg.InsufficientPrivilegeError:
+                # FORCE may not end an autovacuum worker (not our role) busy with the test's
+                # fresh rows; it is done in moments. The last attempt lets the error through.
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
     finally:
         await admin.close(timeout=10)

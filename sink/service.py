@@ -94,6 +94,7 @@ class SinkService:
             heartbeat_interval_ms=max(1000, s.session_timeout_ms // 3),
             max_poll_interval_ms=s.max_poll_interval_ms,
             request_timeout_ms=int(s.kafka_timeout_s * 1000),
+            check_crcs=s.kafka_check_crcs,
         )
         consumer.subscribe([s.results_topic, s.status_topic], listener=_Rebalance(self))
         self.consumer = consumer  # rebalance callbacks may run while start() joins the group

@@ -1,8 +1,10 @@
 """The sink's loop: getmany → batch → flush when due → commit after the database commit.
 
 One asyncio task polls Kafka, decodes records into rows (or dead letters) and buffers them per
-partition (sink/batch.py). Due batches are written by flush tasks, at most one per partition
-and `max_inflight_flushes` in all, so decoding the next records overlaps the database's work.
+partition (sink/batch.py). When some partition's batch is due, a flush task writes it in one
+transaction together with what other partitions have pending; at most one batch per partition
+and `max_inflight_flushes` flushes are in flight, so decoding the next records overlaps the
+database's work.
 A flush retries transient database errors with backoff until it succeeds; meanwhile every
 partition is paused (the loop keeps polling, so the consumer stays in its group). Offsets are
 committed only for batches whose transaction committed and whose dead letters Kafka has
@@ -198,9 +200,8 @@ class SinkService:
     def _start_flushes(self, now: float) -> None:
         # While the database is down, the one retrying flush is the probe; piling more
         # flushes onto a dead server would only multiply reconnect attempts.
-        if not self.flusher.db_up and self._flushes:
-            return
-        while len(self._flushes) < self.s.max_inflight_flushes:
+        limit = self.s.max_inflight_flushes if self.flusher.db_up else 1
+        while len(self._flushes) < limit:
             flush = self.batcher.next_flush(now)
             if not flush:
                 return

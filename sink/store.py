@@ -57,7 +57,14 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_RESULTS} ON COMMIT DELETE ROWS AS
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_REQUESTS} ON COMMIT DELETE ROWS AS
     SELECT {_cols(REQUEST_COLUMNS)} FROM requests WITH NO DATA;
 """  # noqa: S608 (every identifier in these statements is a constant of this module)
+# One simple-protocol round trip, two statements; the status returned is the last one's, the
+# results insert. The bare requests rows let request_summary be read from `requests` (see
+# migration 0003); the status upsert fills them in. Sorted, so concurrent flushes lock
+# requests rows in the same order.
 _INSERT_RESULTS: Final = f"""
+INSERT INTO requests (request_id)
+SELECT DISTINCT request_id FROM {STAGE_RESULTS} ORDER BY request_id
+ON CONFLICT (request_id) DO NOTHING;
 INSERT INTO results ({_cols(RESULT_COLUMNS)})
 SELECT {_cols(RESULT_COLUMNS)} FROM {STAGE_RESULTS}
 ON CONFLICT (request_id, host, attempt, finished_at) DO NOTHING
@@ -68,7 +75,7 @@ _NEWER = "(excluded.completed_at > r.completed_at OR r.completed_at IS NULL)"
 _COMPLETION_FIELDS: Final = ("duration_ms", *COUNT_COLUMNS)
 _UPSERT_REQUESTS: Final = f"""
 INSERT INTO requests AS r ({_cols(REQUEST_COLUMNS)})
-SELECT {_cols(REQUEST_COLUMNS)} FROM {STAGE_REQUESTS}
+SELECT {_cols(REQUEST_COLUMNS)} FROM {STAGE_REQUESTS} ORDER BY request_id
 ON CONFLICT (request_id) DO UPDATE SET
     principal = coalesce(r.principal, excluded.principal),
     command = coalesce(r.command, excluded.command),

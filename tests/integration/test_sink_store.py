@@ -212,6 +212,10 @@ async def test_the_views_answer_the_common_questions(store: Store) -> None:
         )
     )[0]
     assert tuple(only) == (None, 1)
+    latest_first = await fetch(
+        dsn, "SELECT request_id::text FROM request_summary ORDER BY submitted_at DESC NULLS LAST"
+    )
+    assert [r[0] for r in latest_first] == [a, b]
 
     latest = await fetch(
         dsn, "SELECT host, request_id::text, attempt FROM host_latest_result ORDER BY host"

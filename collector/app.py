@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
-import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
-from fleetrun import logs
+from fleetrun import logs, process
 from fleetrun.ops import OpsServer
-from fleetrun.settings import SettingsError, load_with_sources, render
+from fleetrun.process import EXIT_CONFIG, EXIT_OK, settings_or_exit
+
+if TYPE_CHECKING:
+    from collector.service import Collector
+    from collector.ssh import SshExecutor
 
 log = logging.getLogger("fleetrun.collector")
 
-EXIT_OK = 0
 EXIT_FAILED = 1  # Kafka unreachable at start, or records refused for good while running
-EXIT_CONFIG = 2
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "main", "serve"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,25 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print the settings (secrets masked) with where each value came from, and exit",
     )
     args = parser.parse_args(argv)
-    try:
-        settings, sources = load_with_sources(CollectorSettings, section="collector")
-    except SettingsError as exc:
-        print(f"collector: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.show_config:
-        print(render(settings, sources))
-        return EXIT_OK
+    settings = settings_or_exit(
+        CollectorSettings, section="collector", prog="collector", show_config=args.show_config
+    )
+    if isinstance(settings, int):
+        return settings
     logs.setup(settings.log_level, settings.log_format)
-    return _run_loop(serve(settings))
-
-
-def _run_loop(main_coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop  # ~8% more pooled commands per second on this kind of box (DESIGN.md)
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(main_coro)
-    result: int = uvloop.run(main_coro)
-    return result
+    return process.run(serve(settings))
 
 
 async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None = None) -> int:
@@ -72,9 +60,16 @@ async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None
         return EXIT_CONFIG
     executor = SshExecutor(settings, metrics, inventory)
     collector = Collector(settings, executor=executor, inventory=inventory, metrics=metrics)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, collector.stop)
+    with process.on_signals(lambda _sig: collector.stop()):
+        return await _serve(settings, collector, executor, metrics)
+
+
+async def _serve(
+    settings: CollectorSettings,
+    collector: Collector[Any],
+    executor: SshExecutor,
+    metrics: CollectorMetrics,
+) -> int:
     ops = OpsServer(metrics.registry, collector.health, settings.ops_host, settings.ops_port)
     try:
         await ops.start()
@@ -91,6 +86,4 @@ async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None
         return EXIT_FAILED
     finally:
         await ops.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
     return EXIT_FAILED if summary.fatal else EXIT_OK

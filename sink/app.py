@@ -12,14 +12,13 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from fleetrun import logs
+from fleetrun import logs, process
 from fleetrun.ops import OpsServer
-from fleetrun.settings import SettingsError, load_with_sources, render
+from fleetrun.process import EXIT_OK, settings_or_exit
 from sink.dlq import DeadLetterPublisher
 from sink.errors import Action, MigrationError, SinkError, classify, describe
 from sink.metrics import SinkMetrics
@@ -32,7 +31,7 @@ from sink.store import Store
 
 log = logging.getLogger("fleetrun.sink")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED = 1
 
 
 async def run_migrations(
@@ -156,28 +155,24 @@ def main(argv: list[str] | None = None) -> int:
         "--migrate-only", action="store_true", help="apply migrations and partitions, then exit"
     )
     args = parser.parse_args(argv)
-    try:
-        settings, sources = load_with_sources(SinkSettings, section="sink")
-    except SettingsError as exc:
-        print(f"sink: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.show_config:
-        print(render(settings, sources))
-        return EXIT_OK
+    settings = settings_or_exit(
+        SinkSettings, section="sink", prog="sink", show_config=args.show_config
+    )
+    if isinstance(settings, int):
+        return settings
     logs.setup(settings.log_level, settings.log_format)
     _tune_gc()
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            if args.migrate_only:
-                report, maintenance = runner.run(run_migrations(settings))
-                log.info(
-                    "migrations done",
-                    extra={"version": report.version, "applied": list(report.applied),
-                           "partitions_created": len(maintenance.created),
-                           "partitions_dropped": len(maintenance.dropped)},
-                )  # fmt: skip
-                return EXIT_OK
-            runner.run(_serve(settings))
+        if args.migrate_only:
+            report, maintenance = process.run(run_migrations(settings))
+            log.info(
+                "migrations done",
+                extra={"version": report.version, "applied": list(report.applied),
+                       "partitions_created": len(maintenance.created),
+                       "partitions_dropped": len(maintenance.dropped)},
+            )  # fmt: skip
+            return EXIT_OK
+        process.run(_serve(settings))
     except (SinkError, asyncpg.PostgresError, OSError) as exc:
         log.error("sink failed: %s", describe(exc))
         return EXIT_FAILED
@@ -186,14 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(settings: SinkSettings) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, stop, sig)
-    try:
+    with process.on_signals(lambda sig: _on_signal(stop, sig)):
         await run_sink(settings, stop)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
@@ -212,12 +201,3 @@ def _tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory

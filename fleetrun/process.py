@@ -1,0 +1,60 @@
+"""What every fleetrun service process does at its edge: settings, event loop, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from fleetrun.settings import SettingsError, load_with_sources, render
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+def settings_or_exit(cls: type[S], *, section: str, prog: str, show_config: bool) -> S | int:
+    """The settings, or an exit status: 2 after a one-line error, 0 after printing them."""
+    try:
+        settings, sources = load_with_sources(cls, section=section)
+    except SettingsError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if show_config:
+        print(render(settings, sources))
+        return EXIT_OK
+    return settings
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when available: ~8% more pooled commands per second here (DESIGN.md)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a service's main coroutine to completion on the fastest available loop."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+@contextlib.contextmanager
+def on_signals(callback: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Call `callback(sig)` on SIGTERM/SIGINT inside the running loop, while the block runs."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -104,7 +104,8 @@ def error_info(exc: BaseException, *, context: str = "") -> ErrorInfo:
     message = str(exc).strip() or _DEFAULT_MESSAGES.get(type_name, type_name)
     if isinstance(exc, OSError) and exc.errno and not isinstance(exc, socket.gaierror):
         # asyncio words refusals as "[Errno 111] Connect call failed (addr)": say what it means.
-        message = f"{os.strerror(exc.errno)}: {exc.strerror or message}"
+        reason, detail = os.strerror(exc.errno), exc.strerror or message
+        message = reason if detail == reason else f"{reason}: {detail}"
     if context:
         message = f"{context}: {message}"
     message = message.replace("\x00", "\\0")

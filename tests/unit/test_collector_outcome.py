@@ -128,3 +128,17 @@ def test_backoff_grows_until_the_cap() -> None:
 def test_backoff_rejects_nonsense(attempt: int, jitter: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         backoff_delay(attempt, 1.0, 15.0, jitter)
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "Connection refused"),
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('10.0.0.1', 22)"),
+            "Connection refused: Connect call failed ('10.0.0.1', 22)",
+        ),
+    ],
+)
+def test_os_errors_say_what_they_mean_once(exc: OSError, message: str) -> None:
+    assert error_info(exc).message == message

@@ -21,6 +21,7 @@ from schemas.codec import (
     peek_schema,
 )
 from schemas.errors import SchemaError
+from schemas.fastpath import RESULT_ROW_FIELDS, decode_result_row
 from schemas.output import OUTPUT_ENCODINGS, OutputEncoding, decode_output, encode_output
 from schemas.records import (
     DEAD_LETTER_SCHEMA,
@@ -52,6 +53,7 @@ __all__ = [
     "KINDS",
     "OUTPUT_ENCODINGS",
     "REQUEST_SCHEMA",
+    "RESULT_ROW_FIELDS",
     "RESULT_SCHEMA",
     "RESULT_STATUSES",
     "SCHEMA_IDS",
@@ -80,6 +82,7 @@ __all__ = [
     "decode_output",
     "decode_request",
     "decode_result",
+    "decode_result_row",
     "decode_status",
     "encode",
     "encode_output",

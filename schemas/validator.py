@@ -47,7 +47,9 @@ _NON_PORTABLE = re.compile(r"\\[dDwWsSbB]")
 _NO_NUL_PATTERN = "^[^\\u0000]*$"
 _BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 _BASE64_SHAPE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
-_SHA256_PATTERN = "^[0-9a-f]{64}$"  # 64 characters, each a lowercase hex digit
+# 64 characters, each a lowercase hex digit: ASCII whose bytes are all deleted by translate().
+_SHA256_PATTERN = "^[0-9a-f]{64}$"
+_HEX_DIGITS = b"0123456789abcdef"
 _MISSING: Any = object()
 
 _TYPE_TESTS = {
@@ -198,7 +200,11 @@ class _Compiler:
             if pattern == _NO_NUL_PATTERN:
                 self.emit(ind, f"if '\\x00' in {v}:")
             elif pattern == _SHA256_PATTERN:
-                self.emit(ind, f"if len({v}) != 64 or {v}.strip('0123456789abcdef'):")
+                self.emit(
+                    ind,
+                    f"if len({v}) != 64 or not {v}.isascii() "
+                    f"or {v}.encode().translate(None, {self.const(_HEX_DIGITS)}):",
+                )
             elif pattern == _BASE64_PATTERN:
                 self.emit(
                     ind, f"if len({v}) % 4 or {self.const(_BASE64_SHAPE.match)}({v}) is None:"
@@ -220,7 +226,10 @@ class _Compiler:
             return
         numeric = types is not None and set(types) <= {"integer", "number"}
         ind = indent if numeric else indent + 1
-        if not numeric:
+        if types is not None and set(types) <= {"integer", "number", "null"} and not numeric:
+            # The type check above let only numbers and None through: skip the helper call.
+            self.emit(indent, f"if {v} is not None:")
+        elif not numeric:
             self.emit(indent, f"if _is_number({v}):")
         for rule, op in (("minimum", "<"), ("maximum", ">")):
             if rule in node:

@@ -107,6 +107,38 @@ class Batcher(Generic[K, T]):
         part = self._parts.get(key)
         if part is None:
             return False
+        self._rewound(part, offset, now)
+        part.items.append(item)
+        part.offsets.append(offset)
+        part.sizes.append(nbytes)
+        part.nbytes += nbytes
+        part.next_offset = offset + 1
+        self._pending_bytes += nbytes
+        return True
+
+    def extend(
+        self, key: K, offsets: list[int], items: list[T], sizes: list[int], now: float
+    ) -> bool:
+        """Buffer a run of records at ascending offsets (one fetch's worth): add() for each."""
+        # One call per fetched run instead of one per record: the sink's loop decodes tens of
+        # thousands of records a second, and add()'s bookkeeping was ~0.3 µs of each.
+        part = self._parts.get(key)
+        if part is None:
+            return False
+        if not items:
+            return True
+        self._rewound(part, offsets[0], now)
+        part.items.extend(items)
+        part.offsets.extend(offsets)
+        part.sizes.extend(sizes)
+        nbytes = sum(sizes)
+        part.nbytes += nbytes
+        part.next_offset = offsets[-1] + 1
+        self._pending_bytes += nbytes
+        return True
+
+    def _rewound(self, part: _Partition[T], offset: int, now: float) -> None:
+        """Before buffering `offset`: drop what a rewind made stale; start the linger clock."""
         if offset < part.next_offset and part.items:
             self._pending_bytes -= part.nbytes
             part.items.clear()
@@ -115,13 +147,6 @@ class Batcher(Generic[K, T]):
             part.nbytes = 0
         if not part.items:
             part.first_at = now
-        part.items.append(item)
-        part.offsets.append(offset)
-        part.sizes.append(nbytes)
-        part.nbytes += nbytes
-        part.next_offset = offset + 1
-        self._pending_bytes += nbytes
-        return True
 
     def due(self, now: float) -> list[K]:
         """Partitions whose batch should be written now (none already being written), most

@@ -15,11 +15,13 @@ from typing import Any, Final, Protocol
 import orjson
 
 from schemas import (
+    RESULT_ROW_FIELDS,
     RESULT_STATUSES,
     DeadLetter,
     ErrorInfo,
     Result,
     Status,
+    decode_result_row,
     encode_output,
     limits,
     peek_request_id,
@@ -45,37 +47,20 @@ class SourceRecord(Protocol):
 
 # --- results --------------------------------------------------------------------------------
 
+# The fields of schemas.fastpath.decode_result_row, then where the record was read.
 RESULT_COLUMNS: Final = (
-    "request_id",
-    "host",
-    "attempt",
-    "finished_at",
-    "port",
-    "ssh_user",
-    "status",
-    "exit_status",
-    "exit_signal",
-    "stdout",
-    "stdout_encoding",
-    "stderr",
-    "stderr_encoding",
-    "stdout_bytes",
-    "stderr_bytes",
-    "stdout_truncated",
-    "stderr_truncated",
-    "stdout_sha256",
-    "stderr_sha256",
-    "started_at",
-    "duration_ms",
-    "error_type",
-    "error_message",
-    "collector",
-    "labels",
+    *("ssh_user" if name == "user" else name for name in RESULT_ROW_FIELDS),
     "kafka_partition",
     "kafka_offset",
 )
 _EMPTY_LABELS: Final = "{}"
 _EMPTY_OUTPUT: Final = ("", "utf-8")
+
+
+def decode_result_record(value: bytes | None, partition: int, offset: int) -> tuple[Any, ...]:
+    """The results row for a result message; SchemaError as from schemas.decode_result."""
+    # The sink's hot path: validated as strictly as decode_result, but no Result is built.
+    return decode_result_row(value) + (partition, offset)  # noqa: RUF005 (half the time of *)
 
 
 def result_row(r: Result, partition: int, offset: int) -> tuple[Any, ...]:

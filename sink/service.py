@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from schemas import DeadLetter, decode_result, decode_status
+from schemas import DeadLetter, decode_status
 from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
 from sink.errors import describe
 from sink.flush import Flush, Flusher, Item
 from sink.metrics import SinkMetrics
-from sink.rows import dead_letter, error_info, result_row
+from sink.rows import dead_letter, decode_result_record, error_info
 from sink.settings import SinkSettings
 from sink.store import Store, WriteOutcome
 
@@ -167,22 +167,27 @@ class SinkService:
         return min(_MAX_POLL_WAIT_S, max(0.001, deadline - self.clock()))
 
     def _ingest(self, tp: TopicPartition, records: list[ConsumerRecord], now: float) -> None:
-        is_results = tp.topic == self.s.results_topic
-        add = self.batcher.add
-        if tp not in self._first_seen and records:
+        if not records:
+            return
+        if tp not in self._first_seen:
             self._first_seen[tp] = records[0].offset
+        # Per record only what must be: decode into a row (or a dead letter) and its size.
+        # Buffering and metrics are per fetched run.
+        items: list[Item] = []
+        sizes: list[int] = []
+        is_results = tp.topic == self.s.results_topic
         for rec in records:
             value = rec.value
-            item: Item
             try:
                 if is_results:
-                    item = (result_row(decode_result(value), rec.partition, rec.offset), rec)
+                    items.append((decode_result_record(value, rec.partition, rec.offset), rec))
                 else:
-                    item = (decode_status(value), rec)
+                    items.append((decode_status(value), rec))
             except Exception as exc:  # bad input never stops the sink: it is dead-lettered
-                item = self._undecodable(rec, exc)
-            size = (len(value) if value else 0) + (len(rec.key) if rec.key else 0)
-            add(tp, rec.offset, item, size, now)
+                items.append(self._undecodable(rec, exc))
+            key = rec.key
+            sizes.append((len(value) if value else 0) + (len(key) if key else 0))
+        self.batcher.extend(tp, [rec.offset for rec in records], items, sizes, now)
         self.metrics.records.labels(tp.topic).inc(len(records))
 
     def _undecodable(self, rec: ConsumerRecord, exc: Exception) -> DeadLetter:

@@ -189,3 +189,37 @@ def test_a_flush_takes_other_partitions_along_up_to_the_limits() -> None:
     assert [b2.inflight(k) for k in "abc"] == [True, False, True]
     assert b2.next_flush(1.0) == []  # b is not due on its own yet
     assert [(x.partition, x.items) for x in b2.next_flush(1.0, force=True)] == [("b", [7])]
+
+
+def _state(b: Batcher[str, int]) -> tuple[object, ...]:
+    parts = [(k, p.items, p.offsets, p.sizes, p.nbytes, p.first_at, p.next_offset)
+             for k, p in sorted(b._parts.items())]  # fmt: skip
+    return (parts, b.buffered_bytes, b.next_deadline(), b.to_pause(), b.due(10.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "gone"]),
+            st.integers(0, 30),  # where the run starts: below the last offset is a rewind
+            st.lists(st.tuples(st.integers(1, 3), st.integers(1, 40)), max_size=6),
+            st.floats(0, 5),
+        ),
+        max_size=8,
+    )
+)
+def test_extend_is_add_for_each_record_of_an_ascending_run(
+    runs: list[tuple[str, int, list[tuple[int, int]], float]],
+) -> None:
+    one, many = batcher(), batcher()
+    for key, start, steps, now in runs:
+        offsets, sizes, offset = [], [], start
+        for step, size in steps:
+            offsets.append(offset)
+            sizes.append(size)
+            offset += step  # ascending, with gaps
+        kept = [one.add(key, o, o, n, now) for o, n in zip(offsets, sizes, strict=True)]
+        assert many.extend(key, offsets, list(offsets), sizes, now) == (key != "gone")
+        assert all(k == (key != "gone") for k in kept)
+        assert _state(one) == _state(many)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -297,6 +298,37 @@ def _count(status: str) -> int:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute(_STAGING)
+    await conn.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=_timestamptz_out,
+        decoder=_timestamptz_in,
+        format="tuple",
+    )
+
+
+# timestamptz on the wire is microseconds since 2000-01-01 UTC. asyncpg's own encoder compares
+# every value with ±infinity and converts it to UTC before subtracting the epoch: ~1 µs per
+# value, two per results row, half the client CPU of the COPY. The sink only ever writes aware
+# datetimes (validated records, datetime.now(UTC)); a naive one is refused, not guessed at.
+_PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_PG_INFINITY: Final = 2**63 - 1
+
+
+def _timestamptz_out(value: datetime) -> tuple[int]:
+    # A naive datetime (or a date) raises TypeError here: asyncpg refuses the statement.
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+def _timestamptz_in(value: tuple[int]) -> datetime:
+    # As asyncpg decodes: ±infinity as datetime.max / datetime.min, else aware UTC.
+    (microseconds,) = value
+    if microseconds == _PG_INFINITY:
+        return datetime.max
+    if microseconds == -_PG_INFINITY - 1:
+        return datetime.min
+    return _PG_EPOCH + timedelta(microseconds=microseconds)
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:

@@ -1,13 +1,14 @@
 """A validated fast path for consumers that store results in their wire form (the sink).
 
 decode_result_row(raw) accepts exactly what decode_result accepts and raises the same SchemaError
-(path, message and rule) for everything else: it runs the same compiled JSON Schema validator,
-then every cross-field rule in the same order. What it skips is building what a store does not
-need: no Result, no ErrorInfo and, for "utf-8" output (the common case), no bytes — the stored
-form of such output is the wire text itself, and its size in bytes is its length when it is
-ASCII. It returns the result flat, in RESULT_ROW_FIELDS order, as decode_result followed by
-encode_output would give it: outputs as (text, encoding) by the contract's rule, the error as
-its type and message, labels as JSON text, timestamps as aware UTC datetimes, integers as ints.
+(path, message and rule) for everything else: it runs a validator compiled from the same schema
+by the same compiler (which also hands back the values it read), then every cross-field rule in
+the same order. It skips building what a store does not need: no Result, no ErrorInfo and, for
+"utf-8" output (the common case), no bytes — the stored form of such output is the wire text
+itself, and its size in bytes is its length when it is ASCII. It returns the result flat, in
+RESULT_ROW_FIELDS order, as decode_result followed by encode_output would give it: outputs as
+(text, encoding) by the contract's rule, the error as its type and message, labels as JSON
+text, timestamps as aware UTC datetimes, integers as ints.
 tests/unit/test_codec_fastpath.py checks the equivalence on generated and mutated documents.
 """
 
@@ -23,6 +24,7 @@ from schemas.documents import _output, parse_timestamp
 from schemas.output import encode_output
 from schemas.records import RESULT_SCHEMA
 from schemas.rules import check_stream
+from schemas.validator import compile_reader
 
 RESULT_ROW_FIELDS: Final = (
     "request_id",
@@ -52,7 +54,15 @@ RESULT_ROW_FIELDS: Final = (
     "labels",
 )
 
-_validate: Final = codec._validate_result  # the very validator decode_result runs
+# The validator decode_result runs, compiled from the same schema by the same compiler, that
+# also hands back the values it read (in this order) instead of leaving them to be read again.
+_READ: Final = (
+    "request_id", "host", "port", "user", "attempt", "status", "exit_status", "exit_signal",
+    "stdout", "stderr", "stdout_encoding", "stderr_encoding", "stdout_bytes", "stderr_bytes",
+    "stdout_truncated", "stderr_truncated", "stdout_sha256", "stderr_sha256", "started_at",
+    "finished_at", "duration_ms", "error", "collector", "labels",
+)  # fmt: skip
+_validate_and_read: Final = compile_reader(codec.load_schema("result"), _READ)
 _load: Final = codec._load
 _fromisoformat: Final = datetime.fromisoformat
 _MAX_OUTPUT: Final = limits.MAX_OUTPUT_BYTES
@@ -68,82 +78,81 @@ def decode_result_row(raw: codec.RawMessage) -> tuple[Any, ...]:
         d = None
     if type(d) is not dict or d.get("schema") != RESULT_SCHEMA:
         d = _load(raw, RESULT_SCHEMA)  # raises the precise error
-    _validate(d)
+    (
+        request_id, host, port, user, attempt, status, exit_status, exit_signal, stdout, stderr,
+        stdout_encoding, stderr_encoding, stdout_bytes, stderr_bytes, stdout_truncated,
+        stderr_truncated, stdout_sha256, stderr_sha256, started_at_text, finished_at_text,
+        duration_ms, error, collector, labels,
+    ) = _validate_and_read(d)  # fmt: skip
     # From here on, result_from_doc's steps in its order, so the first failure is the same one.
     # JSON Schema counts 5.0 as an integer; stored values are real ints.
-    v = d["port"]
-    port = v if type(v) is int else int(v)
-    v = d["attempt"]
-    attempt = v if type(v) is int else int(v)
-    v = d["exit_status"]
-    exit_status = v if v is None or type(v) is int else int(v)
-    v = d["stdout_bytes"]
-    stdout_bytes = v if type(v) is int else int(v)
-    v = d["stderr_bytes"]
-    stderr_bytes = v if type(v) is int else int(v)
-    v = d["duration_ms"]
-    duration_ms = v if type(v) is int else int(v)
+    if type(port) is not int:
+        port = int(port)
+    if type(attempt) is not int:
+        attempt = int(attempt)
+    if exit_status is not None and type(exit_status) is not int:
+        exit_status = int(exit_status)
+    if type(stdout_bytes) is not int:
+        stdout_bytes = int(stdout_bytes)
+    if type(stderr_bytes) is not int:
+        stderr_bytes = int(stderr_bytes)
+    if type(duration_ms) is not int:
+        duration_ms = int(duration_ms)
     # "utf-8" text passed validation, so it has no NUL and (orjson refuses unpaired surrogates)
     # encodes: encode_output would give it back unchanged. base64 is decoded, as decode_result
     # does, and re-encoded by the rule: it may hold UTF-8 text, or non-canonical padding bits.
-    stdout = d["stdout"]
-    if d["stdout_encoding"] == "utf-8":
-        stdout_encoding = "utf-8"
+    if stdout_encoding == "utf-8":
         stdout_len = len(stdout) if stdout.isascii() else len(stdout.encode())
     else:
         data = _output(stdout, "base64", "stdout")
         stdout_len = len(data)
         stdout, stdout_encoding = encode_output(data) if data else _EMPTY_OUTPUT
-    stderr = d["stderr"]
-    if d["stderr_encoding"] == "utf-8":
-        stderr_encoding = "utf-8"
+    if stderr_encoding == "utf-8":
         stderr_len = len(stderr) if stderr.isascii() else len(stderr.encode())
     else:
         data = _output(stderr, "base64", "stderr")
         stderr_len = len(data)
         stderr, stderr_encoding = encode_output(data) if data else _EMPTY_OUTPUT
-    v = d["error"]
-    error_type, error_message = (None, None) if v is None else (v["type"], v["message"])
+    error_type, error_message = (None, None) if error is None else (error["type"], error["message"])
     try:
-        started_at = _fromisoformat(d["started_at"])
-        finished_at = _fromisoformat(d["finished_at"])
+        started_at = _fromisoformat(started_at_text)
+        finished_at = _fromisoformat(finished_at_text)
     except ValueError:
-        started_at = parse_timestamp(d["started_at"], "started_at")  # raises the precise error
-        finished_at = parse_timestamp(d["finished_at"], "finished_at")
+        started_at = parse_timestamp(started_at_text, "started_at")  # raises the precise error
+        finished_at = parse_timestamp(finished_at_text, "finished_at")
     if started_at.tzinfo is not UTC or finished_at.tzinfo is not UTC:
-        started_at = parse_timestamp(d["started_at"], "started_at")
-        finished_at = parse_timestamp(d["finished_at"], "finished_at")
+        started_at = parse_timestamp(started_at_text, "started_at")
+        finished_at = parse_timestamp(finished_at_text, "finished_at")
     # check_result's rules (output_size, truncated), as result_from_doc applies them.
-    if stdout_len != stdout_bytes or d["stdout_truncated"] or stdout_bytes > _MAX_OUTPUT:
-        check_stream("stdout", stdout_len, stdout_bytes, d["stdout_truncated"])
-    if stderr_len != stderr_bytes or d["stderr_truncated"] or stderr_bytes > _MAX_OUTPUT:
-        check_stream("stderr", stderr_len, stderr_bytes, d["stderr_truncated"])
-    labels = d["labels"]
+    if stdout_len != stdout_bytes or stdout_truncated or stdout_bytes > _MAX_OUTPUT:
+        check_stream("stdout", stdout_len, stdout_bytes, stdout_truncated)
+    if stderr_len != stderr_bytes or stderr_truncated or stderr_bytes > _MAX_OUTPUT:
+        check_stream("stderr", stderr_len, stderr_bytes, stderr_truncated)
     return (
-        d["request_id"],
-        d["host"],
+        request_id,
+        host,
         attempt,
         finished_at,
         port,
-        d["user"],
-        d["status"],
+        user,
+        status,
         exit_status,
-        d["exit_signal"],
+        exit_signal,
         stdout,
         stdout_encoding,
         stderr,
         stderr_encoding,
         stdout_bytes,
         stderr_bytes,
-        d["stdout_truncated"],
-        d["stderr_truncated"],
-        d["stdout_sha256"],
-        d["stderr_sha256"],
+        stdout_truncated,
+        stderr_truncated,
+        stdout_sha256,
+        stderr_sha256,
         started_at,
         duration_ms,
         error_type,
         error_message,
-        d["collector"],
+        collector,
         orjson.dumps(labels).decode() if labels else _EMPTY_LABELS,
     )
 

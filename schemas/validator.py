@@ -5,8 +5,9 @@ bookkeeping for every property, ~13 generic regex calls, and if/then implemented
 catching exceptions), which with orjson and record building leaves decode at ~80k records/s on
 this hardware; the contract asks for 100k/s. This compiler implements exactly the keywords the
 schema files use (listed below; anything else is refused when the module is imported, never
-silently ignored) and emits straight-line Python: one dict lookup per property, NUL checks with
-`in` instead of a regex, discriminator if/then without exceptions. Tests check that it agrees with
+silently ignored) and emits straight-line Python: one dict lookup per property, C-speed
+equivalents of the long strings' patterns (schemas/checks.py), discriminator if/then without
+exceptions. Tests check that it agrees with
 fastjsonschema and with the reference `jsonschema` implementation on generated documents.
 
 `format` is an annotation here, as in JSON Schema 2020-12 by default: every enforceable rule is
@@ -15,15 +16,24 @@ also a `pattern`, so validators in other languages apply it whether or not they 
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
+from schemas.checks import (  # noqa: F401 (the pattern constants are re-exported for tests)
+    _BASE64_PATTERN,
+    _NO_NUL_PATTERN,
+    _SHA256_PATTERN,
+    _TYPE_TESTS,
+    _is_integer,
+    _is_number,
+    compile_pattern,
+    fast_check,
+)
 from schemas.errors import SchemaDefinitionError, SchemaError
 from schemas.messages import format_path, json_equal, json_type, problem
 
 Validator = Callable[[Any], None]
+Reader = Callable[[Any], tuple[Any, ...]]
 
 VALIDATION_KEYWORDS = frozenset(
     {
@@ -38,39 +48,8 @@ ANNOTATION_KEYWORDS = frozenset(
         "format", "errorMessage",
     }
 )  # fmt: skip
-# Python's \d \w \s \b match non-ASCII characters, ECMA-262's do not: refuse them so every
-# language reads each pattern the same way.
-_NON_PORTABLE = re.compile(r"\\[dDwWsSbB]")
-# Patterns the contract uses on long strings, each with an exactly equivalent check that scans
-# in C instead of running the regex engine (equivalence is property-tested). Base64: n alphabet
-# characters then p <= 2 '=' with (n + p) % 4 == 0 is the same language as the padded grammar.
-_NO_NUL_PATTERN = "^[^\\u0000]*$"
-_BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-_BASE64_SHAPE = re.compile(r"[A-Za-z0-9+/]*={0,2}\Z")
-# 64 characters, each a lowercase hex digit: ASCII whose bytes are all deleted by translate().
-_SHA256_PATTERN = "^[0-9a-f]{64}$"
-_HEX_DIGITS = b"0123456789abcdef"
 _MISSING: Any = object()
-
-_TYPE_TESTS = {
-    "string": "isinstance({v}, str)",
-    "integer": "(type({v}) is int or _is_integer({v}))",
-    "number": "(type({v}) is int or (type({v}) is float and {v} - {v} == 0.0) or _is_number({v}))",
-    "boolean": "({v} is True or {v} is False)",
-    "null": "{v} is None",
-    "object": "isinstance({v}, dict)",
-    "array": "isinstance({v}, list)",
-}
-
-
-def _is_integer(v: Any) -> bool:
-    if isinstance(v, bool):
-        return False
-    return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+_NAMES_KEPT = 4_096
 
 
 class _Compiler:
@@ -85,6 +64,8 @@ class _Compiler:
         # Variables proven to hold a dict for the whole function (the root, when its type is
         # object): their isinstance guards are dropped.
         self.known_dicts: set[str] = set()
+        # Top-level required properties of the root: the variable that holds each, for sure.
+        self.root_values: dict[str, str] = {}
 
     def fresh(self, prefix: str) -> str:
         self.names += 1
@@ -196,21 +177,14 @@ class _Compiler:
                 self.emit(ind, f"if {n} > {node['maxLength']}:")
                 self.fail(ind + 1, path, nid, "maxLength", v)
         if "pattern" in node:
-            pattern = node["pattern"]
-            if pattern == _NO_NUL_PATTERN:
-                self.emit(ind, f"if '\\x00' in {v}:")
-            elif pattern == _SHA256_PATTERN:
-                self.emit(
-                    ind,
-                    f"if len({v}) != 64 or not {v}.isascii() "
-                    f"or {v}.encode().translate(None, {self.const(_HEX_DIGITS)}):",
-                )
-            elif pattern == _BASE64_PATTERN:
-                self.emit(
-                    ind, f"if len({v}) % 4 or {self.const(_BASE64_SHAPE.match)}({v}) is None:"
-                )
+            fast = fast_check(node["pattern"])
+            if fast is not None:
+                test, constant = fast
+                c = self.const(constant) if constant is not None else ""
+                self.emit(ind, f"if {test.format(v=v, c=c)}:")
             else:
-                self.emit(ind, f"if {self.const(compile_pattern(pattern).search)}({v}) is None:")
+                search = compile_pattern(node["pattern"]).search
+                self.emit(ind, f"if {self.const(search)}({v}) is None:")
             self.fail(ind + 1, path, nid, "pattern", v)
 
     def numbers(
@@ -264,6 +238,8 @@ class _Compiler:
                 # try/except is free in 3.11 when nothing is raised; cheaper than .get + compare
                 self.emit(ind, "try:")
                 self.emit(ind + 1, f"{x} = {v}[{key!r}]")
+                if v == "d" and ind == 2:
+                    self.root_values.setdefault(key, x)
                 self.emit(ind, "except KeyError:")
                 self.fail(ind + 1, [*path, repr(key)], nid, "required", "None")
                 self.node(sub, x, [*path, repr(key)], ind)
@@ -279,7 +255,13 @@ class _Compiler:
             self.emit(ind, f"for {k}, {x} in {v}.items():")
             self.emit(ind + 1, "pass")
             if "propertyNames" in node:
-                self.node(node["propertyNames"], k, [*path, k], ind + 1)
+                # Names come from a small vocabulary (label keys): remember those that passed
+                # (strings only, a bounded set) rather than run their pattern every time.
+                seen = self.const(set())
+                self.emit(ind + 1, f"if type({k}) is not str or {k} not in {seen}:")
+                self.node(node["propertyNames"], k, [*path, k], ind + 2)
+                self.emit(ind + 2, f"if type({k}) is str and len({seen}) < {_NAMES_KEPT}:")
+                self.emit(ind + 3, f"{seen}.add({k})")
             if extra is not True:
                 inner = ind + 1
                 if props:
@@ -354,21 +336,6 @@ class _Compiler:
         return "(" + " and ".join(tests) + ")"
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile an ECMA-262 pattern the way JSON Schema reads it (unanchored search)."""
-    if _NON_PORTABLE.search(pattern):
-        raise SchemaDefinitionError(
-            f"pattern {pattern!r} uses a class that differs across languages"
-        )
-    body = pattern
-    # Python's $ also matches before a final newline; JSON Schema's does not.
-    if body.endswith("$") and not body.endswith("\\$"):
-        body = body[:-1] + r"\Z"
-    if re.search(r"(?<!\\)\$", body):
-        raise SchemaDefinitionError(f"pattern {pattern!r}: '$' is only supported at the end")
-    return re.compile(body)
-
-
 def _holds(check: Validator, value: Any) -> bool:
     try:
         check(value)
@@ -382,12 +349,25 @@ _HELPERS = ("_MISSING", "_fail", "_holds", "_json_equal", "_is_integer", "_is_nu
 
 def compile_schema(schema: Mapping[str, Any]) -> Validator:
     """Compile a JSON Schema document (the supported subset) into a function raising SchemaError."""
+    # With nothing to return, the function compiled returns None.
+    return cast(Validator, compile_reader(schema, ()))
+
+
+def compile_reader(schema: Mapping[str, Any], returns: Sequence[str]) -> Reader:
+    """compile_schema's validator, returning the values of the named required top-level
+    properties in that order (read once, for callers that would read them again)."""
     if not isinstance(schema, Mapping):
         raise SchemaDefinitionError(f"boolean or non-object schemas are not supported: {schema!r}")
     compiler = _Compiler(schema)
     if schema.get("type") == "object":
         compiler.known_dicts.add("d")  # the first check of the function raises for non-dicts
     compiler.node(schema, "d", [], 2)
+    if returns:
+        unknown = [name for name in returns if name not in compiler.root_values]
+        if unknown:
+            raise SchemaDefinitionError(f"not required top-level properties: {unknown}")
+        values = ", ".join(compiler.root_values[name] for name in returns)
+        compiler.emit(2, f"return ({values},)")
     # Constants and helpers are closure variables: cheaper to read than globals.
     params = ", ".join(["_C", *_HELPERS])
     consts = [f"    _c{i} = _C[{i}]" for i in range(len(compiler.consts))]
@@ -416,9 +396,16 @@ def compile_schema(schema: Mapping[str, Any]) -> Validator:
         "_is_integer": _is_integer,
         "_is_number": _is_number,
     }
-    validate: Validator = namespace["make"](compiler.consts, **helpers)
+    validate: Reader = namespace["make"](compiler.consts, **helpers)
     validate.source = source  # type: ignore[attr-defined]  # for debugging: print(v.source)
     return validate
 
 
-__all__ = ["Validator", "compile_pattern", "compile_schema", "json_type"]
+__all__ = [
+    "Reader",
+    "Validator",
+    "compile_pattern",
+    "compile_reader",
+    "compile_schema",
+    "json_type",
+]

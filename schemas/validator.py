@@ -243,6 +243,8 @@ class _Compiler:
                 self.emit(ind, "except KeyError:")
                 self.fail(ind + 1, [*path, repr(key)], nid, "required", "None")
                 self.node(sub, x, [*path, repr(key)], ind)
+            elif v == "d" and key in self.root_values:  # if/then on the root: read already
+                self.node(sub, self.root_values[key], [*path, repr(key)], ind)
             else:
                 self.emit(ind, f"{x} = {v}.get({key!r}, _MISSING)")
                 self.emit(ind, f"if {x} is not _MISSING:")
@@ -330,7 +332,8 @@ class _Compiler:
             sub = self.resolve(sub)
             if set(sub) - ANNOTATION_KEYWORDS != {"const"} or not isinstance(sub["const"], str):
                 return None
-            tests.append(f"{v}.get({key!r}) == {sub['const']!r}")
+            read = self.root_values.get(key) if v == "d" else None
+            tests.append(f"{read or f'{v}.get({key!r})'} == {sub['const']!r}")
         if not tests:
             return None
         return "(" + " and ".join(tests) + ")"

@@ -28,7 +28,7 @@ import platform
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas import Result, decode_result, encode
 from sink.migrate import migrate
 from sink.partitions import Partitions
-from sink.rows import RESULT_COLUMNS, result_row
+from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
 from stack.kafka import ensure_topics
@@ -286,8 +286,7 @@ async def read_back(bootstrap: str, topic: str, rows: int) -> AsyncIterator[list
                 data = await consumer.getmany(timeout_ms=500, max_records=RAW_BATCH)
                 for records in data.values():
                     for rec in records:
-                        batch.append(result_row(decode_result(rec.value), rec.partition,
-                                                rec.offset))  # fmt: skip
+                        batch.append(decode_result_record(rec.value, rec.partition, rec.offset))
                         seen += 1
                         if len(batch) == RAW_BATCH:
                             yield batch
@@ -372,16 +371,22 @@ async def run_naive(dsn: str, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     }
 
 
-def decode_cost(n: int = 20_000) -> float:
-    """µs per record of decode_result + result_row in this process (one core), best of 3."""
+def decode_cost(n: int = 20_000) -> dict[str, float]:
+    """µs per record, in this process (one core), best of 5, of the sink's decode + row building
+    (schemas.decode_result_row) and of the same through a Result (decode_result + result_row)."""
     values = [v for _, v in backlog(n)]
-    best = float("inf")
-    for _ in range(3):
-        started = time.process_time()
-        for i, value in enumerate(values):
-            result_row(decode_result(value), 0, i)
-        best = min(best, time.process_time() - started)
-    return round(best / n * 1e6, 2)
+    ways: dict[str, Callable[[bytes, int], tuple[Any, ...]]] = {
+        "sink": lambda value, i: decode_result_record(value, 0, i),
+        "via_result": lambda value, i: result_row(decode_result(value), 0, i),
+    }
+    best = dict.fromkeys(ways, float("inf"))
+    for _ in range(5):
+        for name, way in ways.items():  # interleaved: the box's load drifts
+            started = time.process_time()
+            for i, value in enumerate(values):
+                way(value, i)
+            best[name] = min(best[name], time.process_time() - started)
+    return {name: round(seconds / n * 1e6, 2) for name, seconds in best.items()}
 
 
 async def bench(rows: int, naive_count: int) -> dict[str, Any]:
@@ -418,7 +423,9 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
         del batches
         async with fresh_database(env.pg_dsn, f"bench_naive_{tag}") as dsn:
             report["naive"] = await run_naive(dsn, sample)
-        report["decode_us_per_row"] = decode_cost()
+        cost = decode_cost()
+        report["decode_us_per_row"] = cost["sink"]
+        report["decode_via_result_us_per_row"] = cost["via_result"]
     finally:
         admin = AIOKafkaAdminClient(bootstrap_servers=env.kafka_bootstrap)
         await admin.start()
@@ -485,8 +492,10 @@ def markdown(r: dict[str, Any], day: date) -> str:
         "(runnable, not running: the box is shared with other work).",
         "",
         f"Sink peak RSS: {s['peak_rss_mib']} MiB; sink CPU: {s['sink_cpu_s']} s "
-        f"({s['cpu_us_per_row']} µs per row, of which decode_result + row building alone take "
-        f"{r['decode_us_per_row']} µs on one core). Sink / best raw: "
+        f"({s['cpu_us_per_row']} µs per row, of which decoding + validating + row building "
+        f"(schemas.decode_result_row) alone take {r['decode_us_per_row']} µs on one core; "
+        f"through a Result, decode_result + result_row, {r['decode_via_result_us_per_row']} µs). "
+        "Sink / best raw: "
         f"{r['sink_share_of_raw']}× (/ raw with 1 connection, mean of before and after: "
         f"{r['sink_share_of_raw_1_connection']}×); sink / naive: {r['sink_vs_naive']}×.",
         "",

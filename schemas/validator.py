@@ -19,10 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from schemas.checks import (  # noqa: F401 (the pattern constants are re-exported for tests)
-    _BASE64_PATTERN,
-    _NO_NUL_PATTERN,
-    _SHA256_PATTERN,
+from schemas.checks import (
     _TYPE_TESTS,
     _is_integer,
     _is_number,

@@ -9,15 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import SchemaError
+from schemas.checks import _BASE64_PATTERN, _NO_NUL_PATTERN, _SHA256_PATTERN
 from schemas.errors import SchemaDefinitionError
 from schemas.messages import format_path, json_equal
-from schemas.validator import (
-    _BASE64_PATTERN,
-    _NO_NUL_PATTERN,
-    _SHA256_PATTERN,
-    compile_pattern,
-    compile_schema,
-)
+from schemas.validator import compile_pattern, compile_schema
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Mapping
-from datetime import UTC, datetime
-from typing import Final, Generic, Literal, Protocol
+from typing import Final, Generic, Literal
 
 import schemas
 from collector.errors import CollectorError, RecordTooLarge
@@ -22,6 +21,7 @@ from collector.kafka import Publisher, Topics
 from collector.metrics import CollectorMetrics
 from collector.shrink import fit_result
 from schemas import (
+    ConsumedRecord,
     DeadLetter,
     ErrorInfo,
     Request,
@@ -39,21 +39,7 @@ Outcome = Literal["completed", "rejected", "dead_lettered"]
 _NO_USER: Final = "unknown"
 
 
-class RequestRecord(Protocol):
-    """The parts of a consumed Kafka record the handler reads (aiokafka's ConsumerRecord)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+RequestRecord = ConsumedRecord  # the collector consumes requests
 
 
 class _Acks:
@@ -225,20 +211,8 @@ class RequestHandler(Generic[H]):
     async def _dead_letter(
         self, record: RequestRecord, error: ErrorInfo, request_id: str | None
     ) -> None:
-        letter = DeadLetter(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            error=error,
-            stage="collector",
-            at=datetime.now(UTC),
-            instance=self.collector,
-            request_id=request_id,
-            source_timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC)
-            if record.timestamp >= 0
-            else None,
+        letter = DeadLetter.of(
+            record, error, stage="collector", instance=self.collector, request_id=request_id
         )
         try:
             await self.publisher.publish(self.topics.dlq, record.key, schemas.encode(letter))

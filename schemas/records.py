@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal, get_args
+from typing import ClassVar, Final, Literal, Protocol, get_args
 
 from schemas import limits
 
@@ -281,6 +281,52 @@ class DeadLetter:
     instance: str
     request_id: str | None = None  # read from the record when possible, for correlation
     source_timestamp: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        record: ConsumedRecord,
+        error: ErrorInfo,
+        *,
+        stage: DeadLetterStage,
+        instance: str,
+        request_id: str | None,
+        at: datetime | None = None,
+    ) -> DeadLetter:
+        """The dead letter for a consumed record, keeping its key and value byte for byte."""
+        timestamp = record.timestamp  # Kafka's "no timestamp" is -1
+        return cls(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            error=error,
+            stage=stage,
+            at=at or datetime.now(UTC),
+            instance=instance[: limits.MAX_INSTANCE_CHARS],
+            request_id=request_id,
+            source_timestamp=(
+                datetime.fromtimestamp(timestamp / 1000, UTC) if timestamp >= 0 else None
+            ),
+        )
+
+
+class ConsumedRecord(Protocol):
+    """The fields of a consumed Kafka record (aiokafka's ConsumerRecord) that services read."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...  # milliseconds since the epoch, -1 when absent
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 Message = Request | Result | Status | DeadLetter

@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from datetime import datetime
+from typing import Any, Final
 
 import orjson
 
 from schemas import (
     RESULT_ROW_FIELDS,
     RESULT_STATUSES,
+    ConsumedRecord,
     DeadLetter,
     ErrorInfo,
     Result,
@@ -27,22 +28,7 @@ from schemas import (
     peek_request_id,
 )
 
-
-class SourceRecord(Protocol):
-    """Where a record came from: the fields of a Kafka consumer record the sink keeps."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...  # milliseconds since the epoch
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
+SourceRecord = ConsumedRecord  # where a stored row or dead letter came from
 
 
 # --- results --------------------------------------------------------------------------------
@@ -302,21 +288,13 @@ def dead_letter(
     record: SourceRecord, error: ErrorInfo, *, instance: str, at: datetime | None = None
 ) -> DeadLetter:
     """The dead letter for a record the sink cannot store, keeping its bytes as they came."""
-    timestamp = record.timestamp
-    return DeadLetter(
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        error=error,
+    return DeadLetter.of(
+        record,
+        error,
         stage="sink",
-        at=at or datetime.now(UTC),
-        instance=instance[: limits.MAX_INSTANCE_CHARS],
+        instance=instance,
         request_id=peek_request_id(record.value),
-        source_timestamp=(
-            datetime.fromtimestamp(timestamp / 1000, UTC) if timestamp and timestamp > 0 else None
-        ),
+        at=at,
     )
 
 

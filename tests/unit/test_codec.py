@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -255,3 +255,32 @@ def test_schema_error_is_picklable_and_not_retriable() -> None:
         str(error),
     )
     assert SchemaError.retriable is False
+
+
+@dataclass(frozen=True)
+class _Consumed:
+    topic: str = "fleetrun.requests"
+    partition: int = 3
+    offset: int = 41
+    timestamp: int = 1_714_564_800_000
+    key: bytes | None = b"k\x00"
+    value: bytes | None = b"\xff not json"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [(1_714_564_800_000, T0), (0, datetime(1970, 1, 1, tzinfo=UTC)), (-1, None)],
+)
+def test_dead_letter_of_a_consumed_record_keeps_it_byte_for_byte(
+    timestamp: int, expected: datetime | None
+) -> None:
+    record = _Consumed(timestamp=timestamp)
+    error = ErrorInfo(type="SchemaError", message="not JSON")
+    letter = schemas.DeadLetter.of(
+        record, error, stage="sink", instance="x" * 1000, request_id=None, at=T0
+    )
+    assert (letter.source_topic, letter.partition, letter.offset) == ("fleetrun.requests", 3, 41)
+    assert (letter.key, letter.value, letter.error) == (b"k\x00", b"\xff not json", error)
+    assert letter.source_timestamp == expected
+    assert len(letter.instance) == schemas.limits.MAX_INSTANCE_CHARS
+    assert schemas.decode_dead_letter(schemas.encode(letter)) == letter

@@ -55,6 +55,18 @@ class Stack:
         if apps:
             for app in self.apps:
                 app.up()
+        else:
+            self.forget_stopped_apps()
+
+    def forget_stopped_apps(self) -> None:
+        """Remove app pid files whose process is gone (a reboot, a crash).
+
+        `status` lists an app while its pid file exists, as DOWN when it no longer runs; an `up`
+        without --apps does not ask for the apps, so it should not leave them reported as down.
+        """
+        for app in self.apps:
+            if app.pid() is None:
+                app.pid_file.unlink(missing_ok=True)
 
     def down(self) -> None:
         """Stop every process this stack started (by pid file); data stays for the next `up`."""

@@ -107,3 +107,28 @@ def test_failure_message_names_the_log_and_its_tail(tmp_path: Path) -> None:
     assert f"log: {log}" in message
     assert "line 99" in message
     assert "line 10\n" not in message
+
+
+def test_up_without_apps_forgets_app_pid_files_left_by_a_reboot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stack import Stack
+
+    monkeypatch.setenv("FLEETRUN_STACK_DIR", str(tmp_path))
+    stack = Stack()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)
+    collector, sink = stack.apps
+    collector.home.mkdir(parents=True)
+    collector.pid_file.write_text(f"{gone.pid}\n")  # its process is gone
+    # A live process started as `-m sink` keeps its pid file: it still runs.
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "-m", "sink"],
+        stdin=subprocess.PIPE,
+    ) as alive:
+        sink.pid_file.write_text(f"{alive.pid}\n")
+        stack.forget_stopped_apps()
+        assert not collector.pid_file.exists()
+        assert sink.pid_file.exists()
+        assert [name for name, *_ in stack.status() if name in ("collector", "sink")] == ["sink"]
+        alive.communicate(timeout=30)

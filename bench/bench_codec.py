@@ -20,16 +20,15 @@ import timeit
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 import schemas
+from bench.measure import write_results
 from schemas import Request, Result, Status, StatusCounts
 
 TARGET_DECODE_PER_S = 100_000
-RESULTS_DIR = Path(__file__).parent / "results"
 REPEATS = 7
 RUN_SECONDS = 0.25  # per timed run: long enough to swamp timer noise, short enough to finish fast
 
@@ -163,10 +162,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     """Run, print JSON, write bench/results/<date>-codec.{json,md}."""
     report = run()
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"{report['date']}-codec"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    write_results("codec", report["date"], report, markdown(report))
     print(json.dumps(report, indent=2))
 
 

@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
+from bench.measure import health, write_results
 from collector.inventory import Inventory
 from collector.settings import CollectorSettings
 from fleetrun.settings import load
@@ -58,7 +59,6 @@ from schemas import Request, Target
 from stack.config import TOPIC_PARTITIONS, StackConfig
 from stack.kafka import ensure_topics
 
-RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROUND_DEADLINE_S = 120.0
 TARGET_RATIO = 0.8
@@ -124,15 +124,9 @@ async def _ops_metric(port: int, name: str) -> float:
 
 
 async def _healthy(port: int) -> bool:
-    try:
-        async with asyncio.timeout(2):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
-            data = await reader.read()
-            writer.close()
-    except (OSError, TimeoutError):
-        return False
-    return b" 200 " in data.split(b"\r\n", 1)[0] and b'"assigned_partitions":[]' not in data
+    """Up and holding partitions (a collector without any would never see the requests)."""
+    doc = await health(port)
+    return doc is not None and doc.get("assigned_partitions") != []
 
 
 @contextlib.asynccontextmanager
@@ -474,10 +468,7 @@ def run() -> None:
 
     report = uvloop.run(main(args))
     print(json.dumps(report, indent=2))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"{report['date']}-collector"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    stem = write_results("collector", report["date"], report, markdown(report))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
 
 

@@ -40,6 +40,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.measure import write_results
 from schemas import Result, decode_result, encode
 from sink.migrate import migrate
 from sink.partitions import Partitions
@@ -49,7 +50,6 @@ from stack.config import TOPIC_PARTITIONS
 from stack.kafka import ensure_topics
 from tests.support.stackenv import StackEnv
 
-RESULTS_DIR = Path(__file__).parent / "results"
 HOSTS_PER_REQUEST = 100
 RAW_BATCH = 5_000
 PHASE_DEADLINE_S = 240.0
@@ -518,9 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     if not args.no_write:
         day = date.today()
-        RESULTS_DIR.mkdir(exist_ok=True)
-        (RESULTS_DIR / f"{day.isoformat()}-sink.json").write_text(json.dumps(report, indent=2))
-        (RESULTS_DIR / f"{day.isoformat()}-sink.md").write_text(markdown(report, day))
+        write_results("sink", day.isoformat(), report, markdown(report, day))
     return 0
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import asyncssh
 import psutil
 
+from bench.measure import write_results
 from bench.simfleet import running_fleet
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
@@ -41,7 +42,6 @@ from collector.ssh import SshExecutor
 from fleetrun.settings import load
 from schemas import Request, Target
 
-RESULTS_DIR = Path(__file__).parent / "results"
 PHASE_DEADLINE_S = 300.0
 
 
@@ -285,10 +285,7 @@ def run() -> None:
     else:
         report = asyncio.run(main(args))
     print(json.dumps(report, indent=2))
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = RESULTS_DIR / f"{report['date']}-ssh-pool"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    stem = write_results("ssh-pool", report["date"], report, markdown(report))
     print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -27,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from bench.measure import Sampler
+from bench.measure import Sampler, health
 from bench.stats import HostResult
 from schemas import Request
 from stack.config import TOPIC_PARTITIONS, StackConfig
@@ -57,25 +56,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _health(port: int) -> dict[str, object] | None:
-    try:
-        async with asyncio.timeout(2):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
-            data = await reader.read()
-            writer.close()
-    except (OSError, TimeoutError):
-        return None
-    head, _, body = data.partition(b"\r\n\r\n")
-    if b" 200 " not in head.split(b"\r\n", 1)[0]:
-        return None
-    with contextlib.suppress(ValueError):
-        value = json.loads(body)
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 def _assigned(health: Mapping[str, object]) -> bool:
@@ -109,8 +89,8 @@ async def _ready(proc: asyncio.subprocess.Process, port: int, log: Path) -> None
         while True:
             if proc.returncode is not None:
                 raise RuntimeError(f"{log.stem} exited with {proc.returncode}; see {log}")
-            health = await _health(port)
-            if health is not None and _assigned(health):
+            doc = await health(port)
+            if doc is not None and _assigned(doc):
                 return
             await asyncio.sleep(0.2)
 

@@ -9,7 +9,9 @@ waited for (ansible's forks, the ssh clients).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -236,3 +239,35 @@ def load_average() -> tuple[float, float, float]:
     """1, 5 and 15 minute load averages."""
     one, five, fifteen = os.getloadavg()
     return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def write_results(name: str, day: str, report: Mapping[str, Any], markdown: str) -> Path:
+    """Write bench/results/<day>-<name>.json and .md; return the stem."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = RESULTS_DIR / f"{day}-{name}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    return stem
+
+
+async def health(port: int) -> dict[str, Any] | None:
+    """A service's /healthz document when it answers 200, else None (not up yet, or failing)."""
+    try:
+        async with asyncio.timeout(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+    except (OSError, TimeoutError):
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        return None
+    with contextlib.suppress(ValueError):
+        value = json.loads(body)
+        if isinstance(value, dict):
+            return value
+    return None

@@ -127,6 +127,8 @@ def test_up_without_apps_forgets_app_pid_files_left_by_a_reboot(
         stdin=subprocess.PIPE,
     ) as alive:
         sink.pid_file.write_text(f"{alive.pid}\n")
+        # Popen returns once exec has begun; the new command line shows a moment later.
+        wait_until(lambda: pid_alive(alive.pid, "-m sink"), timeout_s=30, what="the child")
         stack.forget_stopped_apps()
         assert not collector.pid_file.exists()
         assert sink.pid_file.exists()

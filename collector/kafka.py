@@ -13,11 +13,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from collector.errors import CollectorError, classify
 from collector.settings import CollectorSettings
+from fleetrun.backoff import backoff_delay
 
 log = logging.getLogger("fleetrun.collector.kafka")
 
 # Producer records carry a little framing around the value (batch header, key, headers).
 _RECORD_OVERHEAD: Final = 16_384
+_BACKOFF_BASE_S: Final = 0.2
 _BACKOFF_MAX_S: Final = 5.0
 
 
@@ -114,20 +116,21 @@ class Publisher:
         (uncommitted) until the broker is back or the collector stops. A record re-sent after a
         deadline may land twice; consumers de-duplicate on their idempotency keys.
         """
-        delay = 0.2
+        failures = 0
         while True:
             try:
                 await self.send(topic, key, value)
             except CollectorError as exc:
                 if not exc.retriable:
                     raise
+                failures += 1
+                delay = backoff_delay(failures, _BACKOFF_BASE_S, _BACKOFF_MAX_S, random.random())
                 log.warning(
                     "publish failed, retrying",
                     extra={"topic": topic, "error": str(exc), "retry_in_s": round(delay, 2)}
                     | log_extra,
                 )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, _BACKOFF_MAX_S)
+                await asyncio.sleep(delay)
             else:
                 return
 

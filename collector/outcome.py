@@ -12,7 +12,7 @@
 | non-zero exit status, or killed by a signal                     | failed            |
 | anything else (key files, protocol errors, lost mid-command...) | error             |
 
-Only `unreachable` from the connection phase is retried (see collector.backoff).
+Only `unreachable` from the connection phase is retried (see fleetrun.backoff).
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 
 import asyncssh
 
-from collector.backoff import backoff_delay
 from collector.command import CommandSession, open_session, wait_command
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
@@ -39,6 +38,7 @@ from collector.outcome import (
 from collector.pool import ConnectionPool, PoolClosed, PooledConnection
 from collector.settings import CollectorSettings
 from collector.sshfiles import KeyCache, KnownHostsCache
+from fleetrun.backoff import backoff_delay
 from schemas import Request, Result
 
 log = logging.getLogger("fleetrun.collector.ssh")

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import gc
 import logging
+import random
 import signal
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from fleetrun import logs, process
+from fleetrun.backoff import backoff_delay
 from fleetrun.ops import OpsServer
 from fleetrun.process import EXIT_OK, settings_or_exit
 from sink.dlq import DeadLetterPublisher
@@ -24,7 +26,6 @@ from sink.errors import Action, MigrationError, SinkError, classify, describe
 from sink.metrics import SinkMetrics
 from sink.migrate import MigrationReport, migrate, pending
 from sink.partitions import MaintenanceReport, Partitions
-from sink.retry import backoff_s
 from sink.service import SinkService
 from sink.settings import SinkSettings
 from sink.store import Store
@@ -79,7 +80,9 @@ async def _until_ready(
             if classify(exc) is not Action.RETRY:
                 raise
             attempt += 1
-            delay = backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            delay = backoff_delay(
+                attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, random.random()
+            )
             if attempt in (1, 5) or attempt % 30 == 0:
                 log.warning(f"{what} not reachable yet, retrying", extra={"reason": describe(exc)})
             with contextlib.suppress(TimeoutError):

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from fleetrun.backoff import backoff_delay
 from schemas import DeadLetter, Status
 from sink.batch import Batch
 from sink.dlq import DeadLetterPublisher
 from sink.errors import Action, FatalSinkError, classify, describe
 from sink.metrics import SinkMetrics
-from sink.retry import backoff_s
 from sink.rows import merge_requests
 from sink.settings import SinkSettings
 from sink.store import Store, WriteBatch, WriteOutcome
@@ -87,7 +88,9 @@ class Flusher:
         return outcome
 
     def _backoff(self, attempt: int) -> float:
-        return backoff_s(attempt, self.s.retry_backoff_s, self.s.retry_backoff_max_s)
+        return backoff_delay(
+            attempt, self.s.retry_backoff_s, self.s.retry_backoff_max_s, random.random()
+        )
 
     def _write_batch(self, flush: Flush) -> WriteBatch:
         work = WriteBatch()

@@ -1,4 +1,4 @@
-"""The status table (collector.outcome) and the retry backoff (collector.backoff)."""
+"""The status table (collector.outcome) and the retry backoff (fleetrun.backoff)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.backoff import backoff_delay
 from collector.outcome import (
     ConnectTimeout,
     JumpError,
@@ -21,6 +20,7 @@ from collector.outcome import (
 )
 from collector.pool import PoolClosed
 from collector.sshfiles import KeyLoadError
+from fleetrun.backoff import backoff_delay
 from schemas import ResultStatus, limits
 
 

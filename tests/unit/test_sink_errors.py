@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
 
+from fleetrun.backoff import backoff_delay
 from sink.errors import (
     Action,
     DatabaseUnavailable,
@@ -15,7 +16,6 @@ from sink.errors import (
     describe,
     is_poison,
 )
-from sink.retry import backoff_s
 
 E = asyncpg.exceptions
 
@@ -90,5 +90,5 @@ def test_describe_is_one_line_with_the_servers_detail() -> None:
     [(1, 0.1, 0.2), (2, 0.2, 0.4), (4, 0.8, 1.6), (10, 5.0, 10.0), (500, 5.0, 10.0)],
 )
 def test_backoff_doubles_up_to_the_cap_with_jitter(attempt: int, low: float, high: float) -> None:
-    assert backoff_s(attempt, 0.2, 10.0, rand=lambda: 0.0) == pytest.approx(low)
-    assert backoff_s(attempt, 0.2, 10.0, rand=lambda: 1.0) == pytest.approx(high)
+    assert backoff_delay(attempt, 0.2, 10.0, 0.0) == pytest.approx(low)
+    assert backoff_delay(attempt, 0.2, 10.0, 1.0) == pytest.approx(high)

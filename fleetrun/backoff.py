@@ -1,4 +1,5 @@
-"""Delays between connection attempts to an unreachable host: doubling, capped, jittered."""
+"""Retry delays: doubling from a base up to a cap, with "equal jitter". Pure; used by the
+collector (connection retries, publishing) and the sink (database retries)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from bench.measure import health, write_results
+from bench.measure import box_busy_s, health, write_results
 from collector.inventory import Inventory
 from collector.settings import CollectorSettings
 from fleetrun.settings import load
@@ -177,12 +177,6 @@ def _cpu(p: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-def _box_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (every process: sshd, Kafka, others' work)."""
-    t = psutil.cpu_times()
-    return float(t.user + t.system + t.nice + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
-
-
 def _broker() -> psutil.Process | None:
     """The stack's Kafka broker process (its CPU is part of fleetrun's cost per result)."""
     from stack.kafka import Kafka
@@ -197,7 +191,7 @@ def _broker_cpu() -> float:
 
 
 def _box(busy0: float, elapsed: float, items: int) -> dict[str, float]:
-    busy = _box_busy_s() - busy0
+    busy = box_busy_s() - busy0
     cpus = psutil.cpu_count() or 1
     return {
         "box_utilisation": round(busy / (elapsed * cpus), 3),
@@ -220,7 +214,7 @@ async def fleetrun_round(
     ]
     done.expect([r.request_id for r in requests])
     values = [(r.request_id.encode(), schemas.encode(r)) for r in requests]
-    cpu0, broker0, busy0, t0 = _cpu(proc), _broker_cpu(), _box_busy_s(), time.perf_counter()
+    cpu0, broker0, busy0, t0 = _cpu(proc), _broker_cpu(), box_busy_s(), time.perf_counter()
     async with asyncio.timeout(ROUND_DEADLINE_S):
         acks = [await producer.send(topic, v, key=k) for k, v in values]
         await asyncio.gather(*acks)
@@ -259,7 +253,7 @@ async def baseline_round(
             if r.exit_status != 0:
                 failures += 1
 
-    cpu0, busy0, t0 = time.process_time(), _box_busy_s(), time.perf_counter()
+    cpu0, busy0, t0 = time.process_time(), box_busy_s(), time.perf_counter()
     async with asyncio.timeout(ROUND_DEADLINE_S):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0

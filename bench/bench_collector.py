@@ -51,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from bench.measure import box_busy_s, health, write_results
+from bench.measure import assigned, box_busy_s, health, write_results
 from collector.inventory import Inventory
 from collector.settings import CollectorSettings
 from fleetrun.settings import load
@@ -123,12 +123,6 @@ async def _ops_metric(port: int, name: str) -> float:
     return total
 
 
-async def _healthy(port: int) -> bool:
-    """Up and holding partitions (a collector without any would never see the requests)."""
-    doc = await health(port)
-    return doc is not None and doc.get("assigned_partitions") != []
-
-
 @contextlib.asynccontextmanager
 async def collector_process(
     prefix: str, log: Path, max_inflight: int, profile_to: Path | None
@@ -156,7 +150,7 @@ async def collector_process(
         )
     try:
         async with asyncio.timeout(60):
-            while not await _healthy(port):
+            while not assigned(await health(port)):
                 if proc.returncode is not None:
                     raise RuntimeError(f"collector exited; see {log}")
                 await asyncio.sleep(0.1)

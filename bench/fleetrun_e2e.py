@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from bench.measure import Sampler, health
+from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
 from schemas import Request
 from stack.config import TOPIC_PARTITIONS, StackConfig
@@ -58,14 +58,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _assigned(health: Mapping[str, object]) -> bool:
-    found = health.get("assigned_partitions")
-    details = health.get("details")
-    if found is None and isinstance(details, dict):
-        found = details.get("assigned_partitions")
-    return bool(found)
-
-
 async def _start(
     module: str, env: dict[str, str], log: Path, port: int, profile_to: Path | None = None
 ) -> asyncio.subprocess.Process:
@@ -89,8 +81,7 @@ async def _ready(proc: asyncio.subprocess.Process, port: int, log: Path) -> None
         while True:
             if proc.returncode is not None:
                 raise RuntimeError(f"{log.stem} exited with {proc.returncode}; see {log}")
-            doc = await health(port)
-            if doc is not None and _assigned(doc):
+            if assigned(await health(port)):
                 return
             await asyncio.sleep(0.2)
 

@@ -271,3 +271,12 @@ async def health(port: int) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
     return None
+
+
+def assigned(doc: Mapping[str, Any] | None) -> bool:
+    """A /healthz document (see `health`) of a service holding Kafka partitions.
+
+    fleetrun.ops serves a flat `{"ok": ..., **details}`: the collector lists its partitions,
+    the sink counts them; either is falsy when it holds none (it would never see a record).
+    """
+    return doc is not None and bool(doc.get("assigned_partitions"))

@@ -48,7 +48,6 @@ from typing import Any
 import asyncssh
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
 from bench.measure import assigned, box_busy_s, health, write_results
@@ -57,7 +56,7 @@ from collector.settings import CollectorSettings
 from fleetrun.settings import load
 from schemas import Request, Target
 from stack.config import TOPIC_PARTITIONS, StackConfig
-from stack.kafka import ensure_topics
+from tests.support.kafka import create_topics, delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROUND_DEADLINE_S = 120.0
@@ -295,21 +294,6 @@ async def pooled_connections(
                 await c.wait_closed()
 
 
-async def _topics(bootstrap: str, prefix: str) -> list[str]:
-    wanted = {prefix + name: n for name, n in TOPIC_PARTITIONS.items()}
-    await ensure_topics(bootstrap, wanted, timeout_s=30)
-    return list(wanted)
-
-
-async def _delete(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 def _top(profile: Path, sort: str, limit: int = 25) -> str:
     out = io.StringIO()
     stats = pstats.Stats(str(profile), stream=out)
@@ -320,7 +304,7 @@ def _top(profile: Path, sort: str, limit: int = 25) -> str:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings = load(CollectorSettings, section="collector")
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    names = await _topics(settings.kafka_bootstrap, prefix)
+    names = await create_topics(settings.kafka_bootstrap, prefix)
     log = Path(f"/tmp/{prefix}collector.log")
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -391,7 +375,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             report["profile_tottime"] = _top(profile, "tottime")
     finally:
         await producer.stop()
-        await _delete(settings.kafka_bootstrap, names)
+        await delete_topics(settings.kafka_bootstrap, names)
     return report
 
 

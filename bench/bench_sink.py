@@ -47,7 +47,7 @@ from sink.partitions import Partitions
 from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
-from stack.kafka import ensure_topics
+from tests.support.kafka import create_topics, delete_topics
 from tests.support.stackenv import StackEnv
 
 HOSTS_PER_REQUEST = 100
@@ -393,8 +393,7 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
     """Run every phase and return the report."""
     env = StackEnv.load()
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    topics = {prefix + name: n for name, n in TOPIC_PARTITIONS.items()}
-    await ensure_topics(env.kafka_bootstrap, topics, timeout_s=60)
+    topics = await create_topics(env.kafka_bootstrap, prefix, timeout_s=60)
     topic = prefix + "results"
     tag = uuid.uuid4().hex[:6]
     report: dict[str, Any] = {"rows": rows, "record_bytes": len(next(backlog(1))[1])}
@@ -427,12 +426,8 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
         report["decode_us_per_row"] = cost["sink"]
         report["decode_via_result_us_per_row"] = cost["via_result"]
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=env.kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics(list(topics))
-        finally:
-            await admin.close()
+        # The request timeout this call always had (aiokafka's default), not the tests' 10 s.
+        await delete_topics(env.kafka_bootstrap, topics, timeout_s=40.0)
     raw_best = max(r["rows_per_s"] for r in report["raw"])
     sink_rate = report["sink"]["rows_per_s"]
     raw1 = [r["rows_per_s"] for r in report["raw"] if r["connections"] == 1]

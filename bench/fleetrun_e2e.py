@@ -23,15 +23,15 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
 from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
 from schemas import Request
-from stack.config import TOPIC_PARTITIONS, StackConfig
-from stack.kafka import Kafka, ensure_topics
+from stack.config import StackConfig
+from stack.kafka import Kafka
 from stack.postgres import Postgres
+from tests.support.kafka import create_topics, delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0
@@ -123,8 +123,7 @@ async def services(
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench{tag}."
     bootstrap, stack_dsn = env_file["FLEETRUN_KAFKA_BOOTSTRAP"], env_file["FLEETRUN_PG_DSN"]
-    topics = {prefix + name: n for name, n in TOPIC_PARTITIONS.items()}
-    await ensure_topics(bootstrap, topics, timeout_s=60)
+    topics = await create_topics(bootstrap, prefix, timeout_s=60)
     db = f"bench_{tag}"
     await _admin_dsn_do(stack_dsn, f'CREATE DATABASE "{db}"')
     dsn = stack_dsn.rsplit("/", 1)[0] + "/" + db
@@ -158,12 +157,7 @@ async def services(
     finally:
         await asyncio.gather(*(_stop(p) for p in procs))
         with contextlib.suppress(Exception):
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-            await admin.start()
-            try:
-                await admin.delete_topics(list(topics))
-            finally:
-                await admin.close()
+            await delete_topics(bootstrap, topics)
         with contextlib.suppress(Exception):
             await _admin_dsn_do(stack_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 

@@ -18,17 +18,23 @@ def unique_prefix() -> str:
 
 
 async def create_topics(
-    bootstrap: str, prefix: str, partitions: dict[str, int] | None = None
+    bootstrap: str,
+    prefix: str,
+    partitions: dict[str, int] | None = None,
+    *,
+    timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the four fleetrun topics under `prefix`; return their names."""
     wanted = {prefix + name: n for name, n in (partitions or TOPIC_PARTITIONS).items()}
-    await ensure_topics(bootstrap, wanted, timeout_s=30)
+    await ensure_topics(bootstrap, wanted, timeout_s=timeout_s)
     return list(wanted)
 
 
-async def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
-    """Delete topics a test created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def delete_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 10.0) -> None:
+    """Delete topics a test created (`timeout_s`: the admin client's request timeout)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=round(timeout_s * 1000)
+    )
     await admin.start()
     try:
         await admin.delete_topics(list(topics))

@@ -184,10 +184,7 @@ class RequestHandler(Generic[H]):
                 stderr=b"",
                 stdout_truncated=result.stdout_bytes > 0,
                 stderr_truncated=result.stderr_bytes > 0,
-                error=ErrorInfo(
-                    type="InvalidResult",
-                    message=f"result not encodable: {exc}"[: limits.MAX_ERROR_MESSAGE_CHARS],
-                ),
+                error=ErrorInfo.bounded("InvalidResult", f"result not encodable: {exc}"),
             )
             return replacement, schemas.encode(replacement)
 

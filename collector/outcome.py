@@ -29,7 +29,7 @@ import asyncssh
 
 from collector.capture import Captured, StreamCapture
 from collector.command import Finished
-from schemas import ErrorInfo, Request, Result, ResultStatus, limits
+from schemas import ErrorInfo, Request, Result, ResultStatus
 
 if TYPE_CHECKING:
     from collector.inventory import HostSpec
@@ -108,10 +108,7 @@ def error_info(exc: BaseException, *, context: str = "") -> ErrorInfo:
         message = reason if detail == reason else f"{reason}: {detail}"
     if context:
         message = f"{context}: {message}"
-    message = message.replace("\x00", "\\0")
-    if len(message) > limits.MAX_ERROR_MESSAGE_CHARS:
-        message = message[: limits.MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return ErrorInfo(type=type_name[: limits.MAX_ERROR_TYPE_CHARS], message=message)
+    return ErrorInfo.bounded(type_name, message)
 
 
 _DEFAULT_MESSAGES: Final = {

@@ -40,6 +40,12 @@ DEAD_LETTER_SCHEMA: Final = "fleetrun.dead_letter/1"
 EMPTY_SHA256: Final = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
+def fit_text(text: str, limit: int) -> str:
+    """`text` as the contract takes it: NUL written as \\0, cut to `limit` characters with '…'."""
+    text = text.replace("\x00", "\\0")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorInfo:
     """What went wrong: a short stable type name and a message for people."""
@@ -48,12 +54,15 @@ class ErrorInfo:
     message: str
 
     @classmethod
+    def bounded(cls, error_type: str, message: str) -> ErrorInfo:
+        """An ErrorInfo within the contract's bounds, whatever the text: no NUL, lengths cut."""
+        error_type = (error_type.replace("\x00", "") or "Error")[: limits.MAX_ERROR_TYPE_CHARS]
+        return cls(type=error_type, message=fit_text(message, limits.MAX_ERROR_MESSAGE_CHARS))
+
+    @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         """Describe `exc` within the contract's bounds (no NUL, message cut to the limit)."""
-        message = str(exc).replace("\x00", "\\0")
-        if len(message) > limits.MAX_ERROR_MESSAGE_CHARS:
-            message = message[: limits.MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-        return cls(type=type(exc).__name__[: limits.MAX_ERROR_TYPE_CHARS], message=message)
+        return cls.bounded(type(exc).__name__, str(exc))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,9 +235,7 @@ class Status:
         at: datetime | None = None,
     ) -> Status:
         """The status for a request that will not run; pass `request` when it was decoded."""
-        reason = reason.replace("\x00", "\\0") or "rejected"
-        if len(reason) > limits.MAX_REASON_CHARS:
-            reason = reason[: limits.MAX_REASON_CHARS - 1] + "…"
+        reason = fit_text(reason, limits.MAX_REASON_CHARS) or "rejected"
         return cls(
             request_id=request_id,
             state="rejected",

@@ -9,8 +9,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from schemas import DeadLetter, encode
-from sink.rows import error_info
+from schemas import DeadLetter, ErrorInfo, encode
 from sink.settings import SinkSettings
 
 log = logging.getLogger("fleetrun.sink.dlq")
@@ -77,7 +76,7 @@ class DeadLetterPublisher:
                 "the dead_letters table has it] "
             )
             slim = dataclasses.replace(
-                d, value=None, error=error_info(d.error.type, note + d.error.message)
+                d, value=None, error=ErrorInfo.bounded(d.error.type, note + d.error.message)
             )
             fut = await self._producer.send(self.topic, value=encode(slim), key=d.key)
         return fut

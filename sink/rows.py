@@ -24,7 +24,6 @@ from schemas import (
     Status,
     decode_result_row,
     encode_output,
-    limits,
     peek_request_id,
 )
 
@@ -273,15 +272,6 @@ DEAD_LETTER_COLUMNS: Final = (
     "instance",
     "dead_at",
 )
-
-
-def error_info(error_type: str, message: str) -> ErrorInfo:
-    """An ErrorInfo within the contract's bounds (no NUL, lengths cut)."""
-    message = message.replace("\x00", "\\0")
-    if len(message) > limits.MAX_ERROR_MESSAGE_CHARS:
-        message = message[: limits.MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    error_type = (error_type.replace("\x00", "") or "Error")[: limits.MAX_ERROR_TYPE_CHARS]
-    return ErrorInfo(type=error_type, message=message)
 
 
 def dead_letter(

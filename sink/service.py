@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from schemas import DeadLetter, decode_status
+from schemas import DeadLetter, ErrorInfo, decode_status
 from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
 from sink.errors import describe
 from sink.flush import Flush, Flusher, Item
 from sink.metrics import SinkMetrics
-from sink.rows import dead_letter, decode_result_record, error_info
+from sink.rows import dead_letter, decode_result_record
 from sink.settings import SinkSettings
 from sink.store import Store, WriteOutcome
 
@@ -193,7 +193,7 @@ class SinkService:
     def _undecodable(self, rec: ConsumerRecord, exc: Exception) -> DeadLetter:
         kind = "result" if rec.topic == self.s.results_topic else "status"
         reason = f"not a valid {kind} record: {exc}"
-        dead = dead_letter(rec, error_info(type(exc).__name__, reason), instance=self.s.name)
+        dead = dead_letter(rec, ErrorInfo.bounded(type(exc).__name__, reason), instance=self.s.name)
         log.warning(
             "record dead-lettered",
             extra={"request_id": dead.request_id or "-", "topic": rec.topic,

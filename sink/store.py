@@ -21,7 +21,7 @@ from typing import Any, Final
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from schemas import DeadLetter
+from schemas import DeadLetter, ErrorInfo
 from sink.errors import describe, is_poison
 from sink.isolate import isolate
 from sink.partitions import Partitions
@@ -35,7 +35,6 @@ from sink.rows import (
     SourceRecord,
     dead_letter,
     dead_letter_row,
-    error_info,
 )
 from sink.settings import SinkSettings
 
@@ -249,7 +248,7 @@ def _refused(record: SourceRecord, exc: BaseException, instance: str, hint: str)
         extra={"topic": record.topic, "partition": record.partition, "offset": record.offset,
                "reason": reason},
     )  # fmt: skip
-    return dead_letter(record, error_info(type(exc).__name__, reason), instance=instance)
+    return dead_letter(record, ErrorInfo.bounded(type(exc).__name__, reason), instance=instance)
 
 
 class _Staging:

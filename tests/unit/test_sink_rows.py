@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Request, Result, Status, StatusCounts, decode_output, strategies
+from schemas import ErrorInfo, Request, Result, Status, StatusCounts, decode_output, strategies
 from sink.rows import (
     DEAD_LETTER_COLUMNS,
     REQUEST_COLUMNS,
@@ -19,7 +19,6 @@ from sink.rows import (
     RequestRow,
     dead_letter,
     dead_letter_row,
-    error_info,
     merge_statuses,
     result_row,
 )
@@ -109,7 +108,9 @@ class _Record:
 
 
 def test_dead_letters_keep_the_bytes_and_where_they_came_from() -> None:
-    d = dead_letter(_Record(), error_info("SchemaError", "bad\x00" + "x" * 5000), instance="s-1")
+    d = dead_letter(
+        _Record(), ErrorInfo.bounded("SchemaError", "bad\x00" + "x" * 5000), instance="s-1"
+    )
     assert (d.source_topic, d.partition, d.offset, d.key, d.value) == (
         "fleetrun.results",
         4,

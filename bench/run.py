@@ -33,6 +33,7 @@ from bench.scenarios import Run, Scenario, micro_benchmarks, scenarios
 from bench.simfleet import RunningFleet, running_fleet
 from bench.tools import run_tool
 from stack.config import StackConfig
+from tests.support.stackenv import StackEnv
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,15 +45,9 @@ def stack_env() -> dict[str, str]:
     """The settings `python -m stack up` wrote (Kafka bootstrap, PostgreSQL DSN, ...)."""
     path = StackConfig.from_env().env_file
     try:
-        text = path.read_text()
+        return StackEnv.load(path).values
     except FileNotFoundError:
         raise SystemExit(f"bench: no stack env file at {path}; run `python -m stack up`") from None
-    values = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def machine() -> dict[str, Any]:

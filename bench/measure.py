@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,16 +138,6 @@ class Sampler:
         }
 
 
-@contextlib.contextmanager
-def sampling(pids: Mapping[str, int], *, tree: bool = False) -> Iterator[Sampler]:
-    """Watch `pids` (name → pid) for the duration of the block."""
-    sampler = Sampler()
-    for name, pid in pids.items():
-        sampler.watch(name, pid, tree=tree)
-    with sampler:
-        yield sampler
-
-
 @dataclass(frozen=True, slots=True)
 class Capped:
     """How a capped subprocess ended, and what it cost."""
@@ -244,11 +234,18 @@ def load_average() -> tuple[float, float, float]:
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
+def write_json(name: str, day: str, doc: Mapping[str, Any], *, indent: int = 2) -> Path:
+    """Write bench/results/<day>-<name>.json; return its path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{day}-{name}.json"
+    path.write_text(json.dumps(doc, indent=indent) + "\n")
+    return path
+
+
 def write_results(name: str, day: str, report: Mapping[str, Any], markdown: str) -> Path:
     """Write bench/results/<day>-<name>.json and .md; return the stem."""
-    RESULTS_DIR.mkdir(exist_ok=True)
+    write_json(name, day, report)
     stem = RESULTS_DIR / f"{day}-{name}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown)
     return stem
 

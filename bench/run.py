@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import shutil
 import sys
@@ -28,14 +27,13 @@ from typing import Any
 import psutil
 
 from bench import report
-from bench.measure import load_average, run_capped
+from bench.measure import RESULTS_DIR, load_average, run_capped, write_json
 from bench.scenarios import Run, Scenario, micro_benchmarks, scenarios
 from bench.simfleet import RunningFleet, running_fleet
 from bench.tools import run_tool
 from stack.config import StackConfig
 from tests.support.stackenv import StackEnv
 
-RESULTS_DIR = Path(__file__).parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLEET_BASE_ADDRESS = "127.2.0.1"  # this harness's own /16: others' tests use 127.1.x
 FLEET_PORT = 2200
@@ -167,10 +165,7 @@ def run_micro(name: str, module_argv: list[str], cap_s: float, work: Path) -> di
 
 
 def write(doc: dict[str, Any], name: str) -> Path:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{doc['date']}-{name}.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path
+    return write_json(name, doc["date"], doc, indent=1)
 
 
 def _selected(name: str, only: Sequence[str]) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.bench_codec import typical_result
 from bench.measure import write_results
 from schemas import Result, decode_result, encode
 from sink.migrate import migrate
@@ -59,31 +59,15 @@ TARGET_RSS_MIB = 300
 
 
 def template() -> Result:
-    """A result of about 1 KiB on the wire, like `df -h; uname -a; uptime` on a real host."""
-    stdout = (
-        b"Filesystem      Size  Used Avail Use% Mounted on\n"
-        b"/dev/nvme0n1p2  234G  121G  102G  55% /\n"
-        b"tmpfs            16G  2.1M   16G   1% /dev/shm\n"
-        b"/dev/nvme0n1p1  511M  6.1M  505M   2% /boot/efi\n"
-        b"Linux web07.dc1 6.1.0-21-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.90-1 x86_64 GNU/Linux\n"
-        b" 12:00:01 up 41 days,  3:12,  0 users,  load average: 0.31, 0.42, 0.40\n"
-    )
+    """The codec benchmark's 1 KiB result, fresh: new request_id and timestamps, and a host
+    name of fixed width that `backlog` patches per row."""
     now = datetime.now(UTC)
-    return Result(
+    return replace(
+        typical_result(),
         request_id=str(uuid.uuid4()),
         host="web00000.dc1",
-        port=22,
-        user="deploy",
-        status="ok",
-        exit_status=0,
-        stdout=stdout,
-        stdout_bytes=len(stdout),
-        stdout_sha256=hashlib.sha256(stdout).hexdigest(),
         started_at=now - timedelta(milliseconds=152),
         finished_at=now,
-        duration_ms=152,
-        collector="collector-a-4121",
-        labels={"team": "web", "ticket": "CHG-1234", "env": "prod"},
     )
 
 

@@ -8,7 +8,7 @@ datetimes in records (microseconds); output bytes use schemas.output's rule.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -70,10 +70,6 @@ def _output(text: str, encoding: Any, path: str) -> bytes:
         return decode_output(text, encoding)
     except ValueError as exc:
         raise SchemaError(path, str(exc), "output") from None
-
-
-def _error_from(doc: Mapping[str, Any] | None) -> ErrorInfo | None:
-    return None if doc is None else ErrorInfo(type=doc["type"], message=doc["message"])
 
 
 def _maker(cls: type[T]) -> Callable[..., T]:

@@ -76,7 +76,6 @@ class _Term:
     segments: tuple[str | tuple[str, ...], ...] = ()  # literal text, or a bracket's content
     user: str | None = None
     port: int | None = None
-    size: int = 1
 
 
 class _Fail(Exception):
@@ -272,7 +271,7 @@ def _term(op: str, text: str, max_targets: int) -> _Term:
             size *= _bracket_size(seg, text)
     if size > max_targets:
         raise _Fail(f"{text!r} expands to {size:,} hosts; the limit per request is {max_targets:,}")
-    return _Term(op, text, segments=segments, user=user, port=port, size=size)
+    return _Term(op, text, segments=segments, user=user, port=port)
 
 
 def _split_port(rest: str, text: str) -> tuple[str, int | None]:

@@ -139,8 +139,7 @@ async def _maintain(
         if stop.is_set():
             return
         try:
-            async with store.pool.acquire(timeout=settings.pg_connect_timeout_s) as conn:
-                report = await store.partitions.maintain(conn)
+            report = await store.maintain_partitions()
             metrics.partitions.labels("created").inc(len(report.created))
             metrics.partitions.labels("dropped").inc(len(report.dropped))
             delay = settings.maintenance_interval_s

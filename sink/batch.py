@@ -92,11 +92,6 @@ class Batcher(Generic[K, T]):
         self._inflight_bytes -= part.inflight
         return len(part.items)
 
-    @property
-    def partitions(self) -> list[K]:
-        """The partitions being buffered (the current assignment)."""
-        return list(self._parts)
-
     # -- buffering ------------------------------------------------------------------------------
     def add(self, key: K, offset: int, item: T, nbytes: int, now: float) -> bool:
         """Buffer one record; False (nothing kept) for a partition we do not own.

@@ -153,7 +153,3 @@ class Partitions:
                 if period.lower <= sub.lower and sub.upper <= period.upper:
                     self._covered.add(sub)
             self._covered.add(period)
-
-    def forget(self) -> None:
-        """Drop the cache (another process may have changed the partitions)."""
-        self._covered.clear()

@@ -79,7 +79,7 @@ def result_row(r: Result, partition: int, offset: int) -> tuple[Any, ...]:
         None if error is None else error.type,
         None if error is None else error.message,
         r.collector,
-        orjson.dumps(r.labels).decode() if r.labels else _EMPTY_LABELS,
+        labels_json(r.labels),
         partition,
         offset,
     )

@@ -24,7 +24,7 @@ from asyncpg.pool import PoolConnectionProxy
 from schemas import DeadLetter, ErrorInfo
 from sink.errors import describe, is_poison
 from sink.isolate import isolate
-from sink.partitions import Partitions
+from sink.partitions import MaintenanceReport, Partitions
 from sink.rows import (
     COUNT_COLUMNS,
     DEAD_LETTER_COLUMNS,
@@ -171,15 +171,10 @@ class Store:
             self._pool.terminate()
         self._pool = None
 
-    async def ping(self) -> None:
-        """One round trip: raises when the database is not usable."""
-        async with self.pool.acquire(timeout=self.settings.pg_connect_timeout_s) as conn:
-            await conn.fetchval("SELECT 1", timeout=self.timeout_s)
-
-    async def maintain_partitions(self) -> None:
+    async def maintain_partitions(self) -> MaintenanceReport:
         """One partition maintenance round on a pooled connection."""
         async with self.pool.acquire(timeout=self.settings.pg_connect_timeout_s) as conn:
-            await self.partitions.maintain(conn)
+            return await self.partitions.maintain(conn)
 
     def _window_hint(self) -> str:
         s = self.settings

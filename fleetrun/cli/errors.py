@@ -11,17 +11,6 @@ EXIT_UNAVAILABLE = 5  # Kafka or PostgreSQL cannot be reached
 EXIT_NOT_FOUND = 6  # no such request (yet) in PostgreSQL
 EXIT_INTERRUPTED = 130  # Ctrl-C; the request keeps running
 
-EXIT_CODES = {
-    EXIT_OK: "every host ok",
-    EXIT_HOSTS_FAILED: "the request ran and at least one host is not ok",
-    EXIT_USAGE: "bad option, target expression or configuration value",
-    EXIT_REJECTED: "the collector rejected the request",
-    EXIT_WAIT_TIMEOUT: "gave up waiting (--wait-timeout); the request keeps running",
-    EXIT_UNAVAILABLE: "Kafka or PostgreSQL cannot be reached",
-    EXIT_NOT_FOUND: "no such request in PostgreSQL (yet)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); the request keeps running",
-}
-
 
 class CliError(Exception):
     """An error to show as one line (what is wrong and what to do), then exit with `code`."""

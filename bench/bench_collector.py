@@ -50,7 +50,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import schemas
-from bench.measure import assigned, box_busy_s, health, write_results
+from bench.measure import assigned, box_busy_s, health, stop_process, write_results
 from collector.inventory import Inventory
 from collector.settings import CollectorSettings
 from fleetrun.settings import load
@@ -155,14 +155,7 @@ async def collector_process(
                 await asyncio.sleep(0.1)
         yield psutil.Process(proc.pid), port
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                async with asyncio.timeout(60):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc, 60)
 
 
 def _cpu(p: psutil.Process) -> float:

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.bench_codec import typical_result
-from bench.measure import write_results
+from bench.measure import stop_process, write_results
 from schemas import Result, decode_result, encode
 from sink.migrate import migrate
 from sink.partitions import Partitions
@@ -218,14 +218,7 @@ async def run_sink(
         done = time.perf_counter()
     finally:
         for proc in procs:
-            if proc.returncode is None:
-                proc.terminate()
-            try:
-                async with asyncio.timeout(30):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await stop_process(proc, 30)
         await conn.close(timeout=10)
     assert first_row_at is not None
     return {

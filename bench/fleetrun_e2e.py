@@ -25,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from bench.measure import Sampler, assigned, health
+from bench.measure import Sampler, assigned, health, stop_process
 from bench.stats import HostResult
 from schemas import Request
 from stack.config import StackConfig
@@ -86,19 +86,6 @@ async def _ready(proc: asyncio.subprocess.Process, port: int, log: Path) -> None
             await asyncio.sleep(0.2)
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                await proc.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
 async def _admin_dsn_do(dsn: str, sql: str) -> None:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
@@ -155,7 +142,7 @@ async def services(
         await _ready(collector, coll_port, work / "collector.log")
         yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, work)
     finally:
-        await asyncio.gather(*(_stop(p) for p in procs))
+        await asyncio.gather(*(stop_process(p, STOP_TIMEOUT_S) for p in procs))
         with contextlib.suppress(Exception):
             await delete_topics(bootstrap, topics)
         with contextlib.suppress(Exception):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.measure import stop_process
 from bench.simfleet.config import (
     DEFAULT_BASE_ADDRESS,
     DEFAULT_HUGE_BYTES,
@@ -189,7 +190,7 @@ async def running_fleet(
             start_s=float(ready["start_s"]),
         )
     finally:
-        await _stop(proc, stop_timeout_s)
+        await stop_process(proc, stop_timeout_s)
 
 
 def _prepare_dir(dir: Path) -> StateFiles:
@@ -218,19 +219,6 @@ async def _wait_ready(
         raise SimFleetError(
             f"simfleet (pid {proc.pid}) not ready within {timeout_s:.0f}s; see {files.log}"
         ) from None
-
-
-async def _stop(proc: asyncio.subprocess.Process, timeout_s: float) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(timeout_s):
-            await proc.wait()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

@@ -20,7 +20,6 @@ from schemas import (
     Request,
     Result,
     ResultStatus,
-    StatusCounts,
     Target,
     expand_targets,
     limits,
@@ -194,12 +193,9 @@ class FanOut(Generic[H]):
     about_to_start: AboutToStart[H] | None = None
     clock: Callable[[], datetime] = _utcnow
 
-    async def run(
-        self, plan: Plan[H], on_result: Callable[[Result], Awaitable[None]]
-    ) -> StatusCounts:
+    async def run(self, plan: Plan[H], on_result: Callable[[Result], Awaitable[None]]) -> None:
         """Give every planned host exactly one final result, passed to `on_result` in order."""
         hosts: Iterator[PlannedHost[H]] = iter(plan.hosts)
-        statuses: list[ResultStatus] = []
         errors = 0
 
         async def worker() -> None:
@@ -208,7 +204,6 @@ class FanOut(Generic[H]):
             # next, so `concurrency` hosts run at any time (no waves).
             for planned in hosts:
                 result = await self._one(plan, planned, errors)
-                statuses.append(result.status)
                 if counts_as_error(result.status):
                     errors += 1
                 await on_result(result)
@@ -219,7 +214,6 @@ class FanOut(Generic[H]):
         async with asyncio.TaskGroup() as tg:
             for _ in range(width):
                 tg.create_task(worker())
-        return StatusCounts.of(statuses)
 
     async def _one(self, plan: Plan[H], planned: PlannedHost[H], errors: int) -> Result:
         request = plan.request

@@ -241,6 +241,7 @@ def _log_result(request: Request, result: Result) -> None:
         "request_id": request.request_id,
         "host": result.host,
         "status": result.status,
+        "attempt": result.attempt,
         "exit_status": result.exit_status,
         "duration_ms": result.duration_ms,
     }

@@ -29,6 +29,7 @@ errors, as are wrong types, unknown top-level tables, unknown `jump` hosts and j
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import getpass
@@ -256,16 +257,7 @@ def _lookup_ssh_config(path: Path, mtime_ns: int, name: str) -> _ConfigHost:
 def _with_jump(spec: HostSpec, jump: HostSpec) -> HostSpec:
     """`spec` reached through `jump` (appended at the far end of spec's own chain)."""
     inner = jump if spec.jump is None else _with_jump(spec.jump, jump)
-    return HostSpec(
-        spec.name,
-        spec.address,
-        spec.port,
-        spec.user,
-        spec.client_keys,
-        inner,
-        spec.known_hosts,
-        spec.config_host,
-    )
+    return dataclasses.replace(spec, jump=inner)
 
 
 # -- parsing and validation ---------------------------------------------------------------------

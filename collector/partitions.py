@@ -84,7 +84,7 @@ class Partitions:
                 log.warning("offset commit failed", extra={"error": str(classify(exc, "commit"))})
                 return
             self.tracker.mark_committed(offsets)
-            log.debug("offsets committed", extra={"offsets": _offsets(offsets)})
+            log.debug("offsets committed", extra={"offsets": format_offsets(offsets)})
 
     async def update_lag(self) -> None:
         """Consumer lag per partition: high watermark minus position."""
@@ -100,5 +100,6 @@ class Partitions:
             self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - position))
 
 
-def _offsets(offsets: dict[TopicPartition, int]) -> str:
+def format_offsets(offsets: dict[TopicPartition, int]) -> str:
+    """`partition:offset,…` for logs."""
     return ",".join(f"{tp.partition}:{o}" for tp, o in sorted(offsets.items()))

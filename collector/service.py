@@ -32,7 +32,7 @@ from collector.handler import Outcome, RequestHandler, RequestRecord
 from collector.kafka import Publisher, Topics, make_consumer, make_producer
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
-from collector.partitions import Partitions
+from collector.partitions import Partitions, format_offsets
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("fleetrun.collector")
@@ -279,10 +279,7 @@ class Collector(Generic[H]):
         if now - self._last_housekeeping < _HOUSEKEEPING_S:
             return
         self._last_housekeeping = now
-        await self.partitions.update_lag()
-        stats = getattr(self.executor, "pool_stats", None)
-        if callable(stats):
-            self.metrics.open_connections.set(stats().get("open", 0))
+        await self.partitions.update_lag()  # open_connections is kept current by the pool
 
     # --- rebalance ---------------------------------------------------------------------------
 
@@ -308,7 +305,7 @@ class Collector(Generic[H]):
         if abandoned:
             log.warning(
                 "requests handed back to the group unfinished (they will run again)",
-                extra={"offsets": _offsets({tp: o[0] for tp, o in abandoned.items()})},
+                extra={"offsets": format_offsets({tp: o[0] for tp, o in abandoned.items()})},
             )
 
     # --- shutdown ----------------------------------------------------------------------------
@@ -413,7 +410,3 @@ async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 def _names(tps: Iterable[TopicPartition]) -> str:
     return ",".join(str(tp.partition) for tp in sorted(tps))
-
-
-def _offsets(offsets: dict[TopicPartition, int]) -> str:
-    return ",".join(f"{tp.partition}:{o}" for tp, o in sorted(offsets.items()))

@@ -145,18 +145,8 @@ class SshExecutor:
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            result = build_result(host, request, collector, attempt, outcome, started_at, t0)
-            log.debug(
-                "host finished",
-                extra={
-                    "request_id": request.request_id,
-                    "host": host.name,
-                    "status": result.status,
-                    "attempt": attempt,
-                    "duration_ms": result.duration_ms,
-                },
-            )
-            return result
+            # Logged once, by whoever publishes it (collector.handler), not here as well.
+            return build_result(host, request, collector, attempt, outcome, started_at, t0)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close every pooled connection, waiting at most `timeout_s`."""

@@ -123,8 +123,8 @@ async def _run(
 
     plan = plan_request(request, FakeInventory())
     fan = FanOut(executor, collector="c1", clock=lambda: now, **kw)  # type: ignore[arg-type]
-    counts = await asyncio.wait_for(fan.run(plan, collect), timeout=5)
-    return results, counts
+    await asyncio.wait_for(fan.run(plan, collect), timeout=5)
+    return results, schemas.StatusCounts.of(r.status for r in results)
 
 
 # --- the pure rules ------------------------------------------------------------------------------

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetrun.settings import setting
-
-
-def default_collector_id() -> str:
-    """hostname-pid: unique per process, readable in results and logs."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+from fleetrun.settings import default_instance_id, setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,4 +110,4 @@ class CollectorSettings:
     @property
     def name(self) -> str:
         """The collector's id, defaulting to hostname-pid."""
-        return self.collector_id or default_collector_id()
+        return self.collector_id or default_instance_id()

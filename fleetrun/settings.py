@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 import types
 import typing
@@ -30,6 +31,11 @@ from typing import Any, TypeVar
 
 ENV_PREFIX = "FLEETRUN_"
 T = TypeVar("T")
+
+
+def default_instance_id() -> str:
+    """hostname-pid: unique per process, readable in results, dead letters and logs."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class SettingsError(Exception):

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -27,6 +27,7 @@ from schemas import (
     peek_request_id,
 )
 
+R = TypeVar("R")  # what a merged status came with (its consumed record, in the sink)
 SourceRecord = ConsumedRecord  # where a stored row or dead letter came from
 
 
@@ -230,11 +231,9 @@ def _later_completion(a: RequestRow, b: RequestRow) -> RequestRow:
     return max(a, b, key=lambda r: (r.completed_at, r.duration_ms or 0, r.counts or ()))
 
 
-def merge_requests(
-    statuses: Iterable[tuple[Status, SourceRecord]],
-) -> list[tuple[RequestRow, list[SourceRecord]]]:
+def merge_requests(statuses: Iterable[tuple[Status, R]]) -> list[tuple[RequestRow, list[R]]]:
     """One merged row per request_id, with the records of every status behind it."""
-    merged: dict[str, tuple[RequestRow, list[SourceRecord]]] = {}
+    merged: dict[str, tuple[RequestRow, list[R]]] = {}
     for status, record in statuses:
         row = RequestRow.of(status)
         seen = merged.get(status.request_id)
@@ -248,12 +247,7 @@ def merge_requests(
 
 def merge_statuses(statuses: Iterable[Status]) -> dict[str, RequestRow]:
     """One merged row per request_id."""
-    rows: dict[str, RequestRow] = {}
-    for s in statuses:
-        row = RequestRow.of(s)
-        seen = rows.get(s.request_id)
-        rows[s.request_id] = row if seen is None else seen.merge(row)
-    return rows
+    return {row.request_id: row for row, _ in merge_requests((s, None) for s in statuses)}
 
 
 # --- dead letters --------------------------------------------------------------------------------

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 
-from fleetrun.settings import SettingsError, setting
+from fleetrun.settings import SettingsError, default_instance_id, setting
 
 PARTITION_INTERVALS = ("daily", "weekly", "monthly")
-
-
-def default_sink_id() -> str:
-    """hostname-pid: unique per process, readable in dead letters and logs."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +140,7 @@ class SinkSettings:
     @property
     def name(self) -> str:
         """The sink's id, defaulting to hostname-pid."""
-        return self.sink_id or default_sink_id()
+        return self.sink_id or default_instance_id()
 
     @property
     def results_topic(self) -> str:

@@ -11,7 +11,7 @@ import pytest
 from schemas import Request, Result, Status, StatusCounts, decode_output
 from sink.app import run_migrations
 from sink.partitions import Partitions
-from sink.rows import merge_requests, result_row
+from sink.rows import SourceRecord, merge_requests, result_row
 from sink.settings import SinkSettings
 from sink.store import ResultItem, Store, WriteBatch
 from tests.support.sink import fetch, make_result
@@ -145,7 +145,8 @@ async def test_request_rows_merge_statuses_in_any_order_across_flushes(
     statuses = [accepted, completed] if order != "completed-first" else [completed, accepted]
     flushes = [statuses] if order == "same-flush" else [[s] for s in statuses]
     for offset, flush in enumerate(flushes):
-        items = merge_requests([(s, Rec("t.status", offset)) for s in flush])
+        pairs: list[tuple[Status, SourceRecord]] = [(s, Rec("t.status", offset)) for s in flush]
+        items = merge_requests(pairs)
         await store.write(WriteBatch(requests=items))
     row = (await fetch(store.settings.pg_dsn, "SELECT * FROM requests"))[0]
     assert row["state"] == "completed"
@@ -190,7 +191,10 @@ async def test_the_views_answer_the_common_questions(store: Store) -> None:
             at=t0 + timedelta(seconds=6),
         ),
     ]
-    requests = merge_requests([(s, Rec("t.status", i)) for i, s in enumerate(statuses)])
+    pairs: list[tuple[Status, SourceRecord]] = [
+        (s, Rec("t.status", i)) for i, s in enumerate(statuses)
+    ]
+    requests = merge_requests(pairs)
     await store.write(WriteBatch(results=result_items(results), requests=requests))
     dsn = store.settings.pg_dsn
 

@@ -206,7 +206,10 @@ async def test_discard_counts_a_replacement() -> None:
 async def test_idle_connections_are_reaped_after_the_ttl() -> None:
     pool = make_pool(Connector(), idle_ttl_s=0.1)
     entry, _ = await pool.acquire(A, soon())
-    await asyncio.sleep(0.25)
+    # The control: B, idle since after A was taken, must be reaped; by then A is past the TTL.
+    control, _ = await pool.acquire(B, soon())
+    pool.release(control)
+    await until(control.conn.is_closed)
     assert pool.stats()["open"] == 1  # in use: never reaped
     pool.release(entry)
     await until(lambda: pool.stats()["open"] == 0)
@@ -223,7 +226,11 @@ async def test_jump_connections_carry_tunnels_and_stay_while_needed() -> None:
     assert jump_conn.tunnel is None
     assert entry.key == pool_key(BEHIND)
     assert entry.jump is not None
-    await asyncio.sleep(0.3)
+    # The control: C, idle since after the jump connection was last used, must be reaped; by
+    # then the jump connection is past the TTL too.
+    control, _ = await pool.acquire(C, soon())
+    pool.release(control)
+    await until(control.conn.is_closed)
     assert not jump_conn.is_closed()  # idle itself, but a tunnel runs through it
     pool.release(entry)
     await until(lambda: jump_conn.is_closed() and target_conn.is_closed())

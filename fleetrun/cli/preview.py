@@ -8,13 +8,15 @@ from fleetrun.settings import SettingsError, load
 from schemas import SchemaError, expand_targets, fold
 
 
-def preview(_cli: CliSettings, expressions: list[str]) -> str:
+def preview(cli: CliSettings, expressions: list[str]) -> str:
     """The folded host set, its size, and one line per host: user@address:port (via jump)."""
     from collector.inventory import Inventory
     from collector.settings import CollectorSettings
 
+    # The rest of the resolution (ssh_user, ssh_config, ...) is the collector's configuration.
+    overrides = {"inventory": cli.inventory} if cli.inventory is not None else None
     try:
-        cfg = load(CollectorSettings, section="collector")
+        cfg = load(CollectorSettings, section="collector", overrides=overrides)
         inventory = Inventory.load(cfg.inventory, cfg)
     except (SettingsError, SchemaError, OSError) as exc:
         raise CliError(f"inventory: {exc}") from None

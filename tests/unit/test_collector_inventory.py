@@ -217,3 +217,25 @@ def test_host_spec_is_hashable_and_printable() -> None:
     spec = HostSpec("a", "10.0.0.1", 22, "u", jump=HostSpec("b", "10.0.0.2", 22, "u"))
     assert {spec: 1}[dataclasses.replace(spec)] == 1
     assert str(spec) == "u@a(10.0.0.1:22) via u@b(10.0.0.2:22)"
+
+
+def test_hosts_preview_reads_the_cli_inventory_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetrun.cli.preview import preview
+    from fleetrun.cli.settings import CliSettings
+
+    # Nothing else names an inventory: no env var, no env file, no config file.
+    for name in ("FLEETRUN_INVENTORY", "FLEETRUN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    empty_env = tmp_path / "empty.env"
+    empty_env.write_text("")
+    monkeypatch.setenv("FLEETRUN_ENV_FILE", str(empty_env))
+    path = tmp_path / "inventory.toml"
+    path.write_text(STACK_STYLE)
+    text = preview(CliSettings(inventory=path), ["@demo"])
+    assert text.splitlines() == [
+        "demo[1-2] (2 hosts)",
+        "  demo1  fleetrun@127.0.11.1:2222",
+        "  demo2  fleetrun@127.0.11.2:2222",
+    ]

@@ -158,17 +158,7 @@ class StatusCounts:
     @property
     def total(self) -> int:
         """Sum over all statuses."""
-        return (
-            self.ok
-            + self.failed
-            + self.timeout
-            + self.unreachable
-            + self.auth_failed
-            + self.host_key_mismatch
-            + self.skipped
-            + self.expired
-            + self.error
-        )
+        return sum(getattr(self, status) for status in RESULT_STATUSES)
 
     @classmethod
     def of(cls, statuses: Iterable[ResultStatus]) -> StatusCounts:

@@ -99,22 +99,12 @@ class Batcher(Generic[K, T]):
         An offset below the last one buffered means the consumer was rewound (a seek): the
         pending records are dropped and buffering restarts there, so no offset is skipped.
         """
-        part = self._parts.get(key)
-        if part is None:
-            return False
-        self._rewound(part, offset, now)
-        part.items.append(item)
-        part.offsets.append(offset)
-        part.sizes.append(nbytes)
-        part.nbytes += nbytes
-        part.next_offset = offset + 1
-        self._pending_bytes += nbytes
-        return True
+        return self.extend(key, [offset], [item], [nbytes], now)
 
     def extend(
         self, key: K, offsets: list[int], items: list[T], sizes: list[int], now: float
     ) -> bool:
-        """Buffer a run of records at ascending offsets (one fetch's worth): add() for each."""
+        """Buffer a run of records at ascending offsets (one fetch's worth), as add() does one."""
         # One call per fetched run instead of one per record: the sink's loop decodes tens of
         # thousands of records a second, and add()'s bookkeeping was ~0.3 µs of each.
         part = self._parts.get(key)

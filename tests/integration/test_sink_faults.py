@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -122,12 +123,58 @@ async def test_postgres_down_for_20s_under_a_steady_stream_loses_and_duplicates_
     assert await sink.stop() == 0
 
 
+# The sink's own connections to the test's database: how many, and how many are running a
+# statement (a server-side request not answered yet; COPY waiting for the rest of its rows is one).
+_SINK_BACKENDS = """
+SELECT count(*) FILTER (WHERE state = 'active'), count(*)
+FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid()
+"""
+
+
 async def _stored_and_committed(
-    dsn: str, bootstrap: str, group: str, topic: str
+    conn: asyncpg.Connection, bootstrap: str, group: str, topic: str
 ) -> tuple[int, int]:
-    stored = len(await stored_keys(dsn))
+    stored = int(await conn.fetchval("SELECT count(*) FROM results", timeout=30))
     offsets = await committed_offsets(bootstrap, group)
     return stored, sum(o for (t, _), o in offsets.items() if t == topic and o > 0)
+
+
+async def _settled(
+    dsn: str, bootstrap: str, group: str, topic: str, *, killed: bool, timeout_s: float
+) -> tuple[int, int] | None:
+    """(rows stored, offsets committed) once nothing the sink sent is still being worked on.
+
+    Frozen (`killed` false): none of its database connections is running a statement. Killed:
+    its connections are gone, so each of its transactions has committed or rolled back. Then
+    the counts must read the same twice in a row, so that an offset commit the broker had
+    already received is in them. None if that does not happen within `timeout_s` (frozen
+    mid-statement, the server waits for the rest of it for ever); killed, that fails the test.
+    """
+    conn = await asyncpg.connect(dsn, timeout=10)
+    last: tuple[int, int] | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                backends = await conn.fetchrow(_SINK_BACKENDS, timeout=10)
+                assert backends is not None
+                active, connected = backends
+                busy = connected if killed else active
+                if busy:
+                    last = None
+                else:
+                    now = await _stored_and_committed(conn, bootstrap, group, topic)
+                    if now == last:
+                        return now
+                    last = now
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        if killed:
+            raise
+        return None
+    finally:
+        await conn.close(timeout=10)
 
 
 async def _kill_between_database_and_kafka_commits(
@@ -135,23 +182,34 @@ async def _kill_between_database_and_kafka_commits(
 ) -> tuple[int, int]:
     """SIGKILL the sink at a moment when some batches are stored but not yet committed.
 
-    The process is frozen (SIGSTOP) first, so what is stored and what is committed can be read
-    while nothing moves; if no batch is caught between its two commits, it runs on a little
-    and is frozen again. Returns (rows stored, offsets committed) once the kill has settled:
-    a COMMIT or an offset commit the servers had already received still completes.
+    The process is frozen (SIGSTOP) first, and what is stored and what is committed is read
+    once the servers have answered everything it sent (so the kill cannot change it); if it is
+    frozen mid-statement, or no batch is caught between its two commits, it runs on until it
+    has stored or committed more and is frozen again. Returns (rows stored, offsets committed)
+    once the kill has settled. The freeze stays well inside the group's session timeout (6 s,
+    heartbeats every 2 s): a rebalance would re-read and count duplicates of its own.
     """
-    async with asyncio.timeout(60):
+    group = sink.group
+    async with asyncio.timeout(120):
         while True:
             sink.suspend()
-            await asyncio.sleep(0.3)  # requests already on the wire are answered
-            stored, committed = await _stored_and_committed(dsn, bootstrap, sink.group, topic)
-            if stored > committed:
+            frozen = await _settled(dsn, bootstrap, group, topic, killed=False, timeout_s=2)
+            if frozen is not None and frozen[0] > frozen[1]:
                 await sink.kill()
                 break
-            sink.resume()
-            await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)
-    return await _stored_and_committed(dsn, bootstrap, sink.group, topic)
+            conn = await asyncpg.connect(dsn, timeout=10)
+            try:
+                now = frozen or await _stored_and_committed(conn, bootstrap, group, topic)
+                before = now
+                sink.resume()
+                while now == before:
+                    await asyncio.sleep(0.05)
+                    now = await _stored_and_committed(conn, bootstrap, group, topic)
+            finally:
+                await conn.close(timeout=10)
+    settled = await _settled(dsn, bootstrap, group, topic, killed=True, timeout_s=30)
+    assert settled is not None
+    return settled
 
 
 async def test_sigkill_mid_batch_then_restart_stores_every_result_exactly_once(

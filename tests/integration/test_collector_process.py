@@ -26,7 +26,6 @@ from tests.support.collector import (
     read_until,
     request_partitions,
     running_collector,
-    spawn_collector,
     ssh_run,
     submit,
     wait_committed,
@@ -54,18 +53,17 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
     )
     c = _request("echo C")
     log = tmp_path / "collector.log"
-    first = await spawn_collector(
+    async with collector_process(
         topics.prefix, log, shutdown_grace_s=6, max_inflight_requests=2, collector_id="first"
-    )
-    await first.wait_healthy()
-    # One partition, in this order: A's offset can be committed while B's is still open.
-    placed = await submit(topics.bootstrap, topics["requests"], [a, b, c], partition=0)
-    await read_until(
-        topics.bootstrap,
-        topics.prefix,
-        lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
-    )
-    assert await first.terminate(timeout_s=40) == 0
+    ) as first:
+        # One partition, in this order: A's offset can be committed while B's is still open.
+        placed = await submit(topics.bootstrap, topics["requests"], [a, b, c], partition=0)
+        await read_until(
+            topics.bootstrap,
+            topics.prefix,
+            lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
+        )
+        assert await first.terminate(timeout_s=40) == 0
     text = log.read_text()
     assert "abandoned=1" in text, text[-2000:]
     seen = await read_until(topics.bootstrap, topics.prefix, finished(a.request_id), settle_s=0.5)
@@ -233,14 +231,15 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
 async def test_a_second_sigterm_skips_the_grace_period(topics: Topics, tmp_path: Path) -> None:
     request = _request("sleep 30")
     log = tmp_path / "collector.log"
-    sub = await spawn_collector(topics.prefix, log, shutdown_grace_s=120)
-    await sub.wait_healthy()
-    await submit(topics.bootstrap, topics["requests"], [request])
-    await read_until(topics.bootstrap, topics.prefix, lambda s: bool(s.states(request.request_id)))
-    sub.proc.send_signal(signal.SIGTERM)
-    await sub.wait_log("draining in-flight requests")
-    # The remote commands are killed and the collector exits well before 120 s.
-    assert await sub.terminate(timeout_s=20) == 0
+    async with collector_process(topics.prefix, log, shutdown_grace_s=120) as sub:
+        await submit(topics.bootstrap, topics["requests"], [request])
+        await read_until(
+            topics.bootstrap, topics.prefix, lambda s: bool(s.states(request.request_id))
+        )
+        sub.proc.send_signal(signal.SIGTERM)
+        await sub.wait_log("draining in-flight requests")
+        # The remote commands are killed and the collector exits well before 120 s.
+        assert await sub.terminate(timeout_s=20) == 0
     text = log.read_text()
     assert "second stop request" in text
     assert "abandoned=1" in text

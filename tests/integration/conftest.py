@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,8 +11,13 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from collector.inventory import Inventory
+from collector.metrics import CollectorMetrics
+from collector.settings import CollectorSettings
+from collector.ssh import SshExecutor
 from stack.proc import port_open
 from tests.support.kafka import create_topics, delete_topics, unique_prefix
+from tests.support.sshexec import MakeExecutor, executor
 from tests.support.stackenv import StackEnv
 
 
@@ -77,3 +83,24 @@ async def pg_dsn(stack_env: StackEnv) -> AsyncIterator[str]:
                 await asyncio.sleep(0.5 * (attempt + 1))
     finally:
         await admin.close(timeout=10)
+
+
+@pytest.fixture
+async def make_executor() -> AsyncIterator[MakeExecutor]:
+    """Builds executors like `sshexec.executor`; every one is closed at teardown, even when
+    closing another fails."""
+    made: list[SshExecutor] = []
+
+    def make(
+        settings: CollectorSettings,
+        inventory: Inventory | None = None,
+        metrics: CollectorMetrics | None = None,
+    ) -> SshExecutor:
+        e = executor(settings, inventory, metrics)
+        made.append(e)
+        return e
+
+    yield make
+    async with contextlib.AsyncExitStack() as closing:
+        for e in made:
+            closing.push_async_callback(e.close)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncssh
 import pytest
@@ -14,7 +13,7 @@ from collector.metrics import CollectorMetrics
 from collector.ssh import SshExecutor
 from schemas import Target
 from tests.support.sshexec import (
-    executor,
+    MakeExecutor,
     kill_pids,
     marker,
     metric,
@@ -33,10 +32,8 @@ def metrics() -> CollectorMetrics:
 
 
 @pytest.fixture
-async def ex(stack_env: StackEnv, metrics: CollectorMetrics) -> AsyncIterator[SshExecutor]:
-    e = executor(stack_settings(stack_env), metrics=metrics)
-    yield e
-    await e.close()
+def ex(stack_env: StackEnv, metrics: CollectorMetrics, make_executor: MakeExecutor) -> SshExecutor:
+    return make_executor(stack_settings(stack_env), metrics=metrics)
 
 
 @pytest.fixture
@@ -117,13 +114,12 @@ async def test_timeout_kills_the_whole_command(
     await wait_gone(stack_env.ssh_user, f"sleep {m}")
 
 
-async def test_a_command_ignoring_term_gets_kill(stack_env: StackEnv, demo: list[HostSpec]) -> None:
-    e = executor(stack_settings(stack_env, ssh_kill_grace_s=0.5))
+async def test_a_command_ignoring_term_gets_kill(
+    stack_env: StackEnv, demo: list[HostSpec], make_executor: MakeExecutor
+) -> None:
+    e = make_executor(stack_settings(stack_env, ssh_kill_grace_s=0.5))
     m = marker()
-    try:
-        r = await e.run(demo[1], request(f"trap '' TERM; sleep {m}", timeout_s=1), collector="c")
-    finally:
-        await e.close()
+    r = await e.run(demo[1], request(f"trap '' TERM; sleep {m}", timeout_s=1), collector="c")
     assert r.status == "timeout"
     assert r.error is not None
     assert "sent KILL" in r.error.message
@@ -164,23 +160,22 @@ async def test_second_request_reuses_the_pooled_connection(
 
 
 async def test_channels_per_connection_and_one_connect_at_a_time(
-    stack_env: StackEnv, demo: list[HostSpec]
+    stack_env: StackEnv, demo: list[HostSpec], make_executor: MakeExecutor
 ) -> None:
-    e = executor(stack_settings(stack_env, max_sessions_per_connection=2))
-    try:
-        results = await asyncio.gather(
-            *(e.run(demo[0], request("sleep 0.3"), collector="c") for _ in range(6))
-        )
-        stats = e.pool_stats()
-    finally:
-        await e.close()
+    e = make_executor(stack_settings(stack_env, max_sessions_per_connection=2))
+    results = await asyncio.gather(
+        *(e.run(demo[0], request("sleep 0.3"), collector="c") for _ in range(6))
+    )
+    stats = e.pool_stats()
     assert {r.status for r in results} == {"ok"}
     assert (stats["new_total"], stats["open"], stats["reused_total"]) == (3, 3, 3)
 
 
-async def test_global_session_cap(stack_env: StackEnv, demo: list[HostSpec]) -> None:
+async def test_global_session_cap(
+    stack_env: StackEnv, demo: list[HostSpec], make_executor: MakeExecutor
+) -> None:
     metrics = CollectorMetrics()
-    e = executor(stack_settings(stack_env, max_sessions=2), metrics=metrics)
+    e = make_executor(stack_settings(stack_env, max_sessions=2), metrics=metrics)
     seen: list[float] = []
     started: list[tuple[str, int]] = []
 
@@ -188,13 +183,10 @@ async def test_global_session_cap(stack_env: StackEnv, demo: list[HostSpec]) -> 
         started.append((host.name, attempt))
         seen.append(metric(metrics, "fleetrun_collector_inflight_sessions"))
 
-    try:
-        req = request("sleep 0.2")
-        results = await asyncio.gather(
-            *(e.run(h, req, collector="c", on_start=on_start) for h in demo * 2)
-        )
-    finally:
-        await e.close()
+    req = request("sleep 0.2")
+    results = await asyncio.gather(
+        *(e.run(h, req, collector="c", on_start=on_start) for h in demo * 2)
+    )
     assert {r.status for r in results} == {"ok"}
     assert sorted(started) == sorted((h.name, 1) for h in demo * 2)
     assert max(seen) <= 2

@@ -9,14 +9,16 @@ import re
 import psutil
 
 from collector.capture import MARKER_TEMPLATE
-from tests.support.sshexec import executor, request, stack_host, stack_settings
+from tests.support.sshexec import MakeExecutor, request, stack_host, stack_settings
 from tests.support.stackenv import StackEnv
 
 SIZE = 200_000_000
 MAX_RSS_GROWTH = 64 * 1024 * 1024
 
 
-async def test_200_mb_of_output_is_capped_with_exact_size_and_digest(stack_env: StackEnv) -> None:
+async def test_200_mb_of_output_is_capped_with_exact_size_and_digest(
+    stack_env: StackEnv, make_executor: MakeExecutor
+) -> None:
     # The host hashes what it prints and reports the digest on stderr (fd 3 is the real stdout).
     cmd = f"{{ head -c {SIZE} /dev/urandom | tee /dev/fd/3 | sha256sum >&2; }} 3>&1"
     proc = psutil.Process()
@@ -32,7 +34,7 @@ async def test_200_mb_of_output_is_capped_with_exact_size_and_digest(stack_env: 
                 async with asyncio.timeout(0.02):
                     await done.wait()
 
-    e = executor(stack_settings(stack_env))
+    e = make_executor(stack_settings(stack_env))
     sampler = asyncio.create_task(sample())
     try:
         req = request(cmd, max_output_bytes=65_536, timeout_s=120)
@@ -40,7 +42,6 @@ async def test_200_mb_of_output_is_capped_with_exact_size_and_digest(stack_env: 
     finally:
         done.set()
         await sampler
-        await e.close()
     assert r.status == "ok", r.error
     assert r.stdout_bytes == SIZE
     assert r.stdout_truncated

@@ -9,8 +9,8 @@ from collector.settings import CollectorSettings
 from schemas import Target
 from tests.support.sshd import extra_sshd, keygen, public_key, sign_host_key
 from tests.support.sshexec import (
+    MakeExecutor,
     closed_port,
-    executor,
     host_key_line,
     known_hosts_with,
     request,
@@ -31,20 +31,19 @@ def stack_hosts_toml(env: StackEnv) -> str:
     )
 
 
-async def test_jump_through_demo1_to_demo2(stack_env: StackEnv, tmp_path: Path) -> None:
+async def test_jump_through_demo1_to_demo2(
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
+) -> None:
     settings = stack_settings(stack_env)
     text = stack_hosts_toml(stack_env).replace("[hosts.demo2]\n", '[hosts.demo2]\njump = "demo1"\n')
     inv = inventory(settings, tmp_path / "inv.toml", text)
     demo2 = inv.resolve(Target("demo2"))
     assert demo2.jump is not None
     assert demo2.jump.name == "demo1"
-    e = executor(settings, inv)
-    try:
-        r = await e.run(demo2, request("echo $SSH_CONNECTION"), collector="c")
-        again = await e.run(demo2, request("true"), collector="c")
-        stats = e.pool_stats()
-    finally:
-        await e.close()
+    e = make_executor(settings, inv)
+    r = await e.run(demo2, request("echo $SSH_CONNECTION"), collector="c")
+    again = await e.run(demo2, request("true"), collector="c")
+    stats = e.pool_stats()
     assert (r.status, again.status) == ("ok", "ok"), r.error
     # SSH_CONNECTION = client_ip client_port server_ip server_port: demo2's own sshd served it.
     assert r.stdout.split()[2] == stack_env.ssh_hosts[1].address.encode()
@@ -52,7 +51,7 @@ async def test_jump_through_demo1_to_demo2(stack_env: StackEnv, tmp_path: Path) 
 
 
 async def test_jump_host_is_the_only_way_in_and_is_replaced_when_dead(
-    stack_env: StackEnv, tmp_path: Path
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
 ) -> None:
     demo1, demo2 = stack_env.ssh_hosts[:2]
     async with TcpProxy(demo1.address, demo1.port) as gate:
@@ -68,22 +67,21 @@ async def test_jump_host_is_the_only_way_in_and_is_replaced_when_dead(
             f'[hosts.gate]\naddress = "{gate.host}"\nport = {gate.port}\n'
             f'[hosts.demo2]\naddress = "{demo2.address}"\nport = {demo2.port}\njump = "gate"\n',
         )
-        e = executor(settings, inv)
-        try:
-            host = inv.resolve(Target("demo2"))
-            first = await e.run(host, request("hostname"), collector="c")
-            assert gate.accepted == 1  # one TCP connection from us: to the jump host
-            gate.cut()  # the jump connection dies, and the tunnel inside it with it
-            second = await e.run(host, request("true"), collector="c")
-            stats = e.pool_stats()
-        finally:
-            await e.close()
+        e = make_executor(settings, inv)
+        host = inv.resolve(Target("demo2"))
+        first = await e.run(host, request("hostname"), collector="c")
+        assert gate.accepted == 1  # one TCP connection from us: to the jump host
+        gate.cut()  # the jump connection dies, and the tunnel inside it with it
+        second = await e.run(host, request("true"), collector="c")
+        stats = e.pool_stats()
     assert (first.status, second.status) == ("ok", "ok"), (first.error, second.error)
     assert gate.accepted == 2
     assert stats["open"] == 2
 
 
-async def test_ssh_ca_host_certificate(stack_env: StackEnv, tmp_path: Path) -> None:
+async def test_ssh_ca_host_certificate(
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
+) -> None:
     ca = keygen(tmp_path / "host_ca", "fleetrun-test-ca")
     other_ca = keygen(tmp_path / "other_ca", "someone-else")
     host_key = keygen(tmp_path / "ssh_host_ed25519_key", "cert-host")
@@ -102,18 +100,15 @@ async def test_ssh_ca_host_certificate(stack_env: StackEnv, tmp_path: Path) -> N
             known = tmp_path / f"known_hosts.{label}"
             # Only the CA is listed: the host key itself appears nowhere.
             known.write_text(f"@cert-authority * {public_key(ca_key)}\n")
-            e = executor(stack_settings(stack_env, ssh_known_hosts=known))
-            try:
-                outcomes[label] = await e.run(host, request("echo certified"), collector="c")
-            finally:
-                await e.close()
+            e = make_executor(stack_settings(stack_env, ssh_known_hosts=known))
+            outcomes[label] = await e.run(host, request("echo certified"), collector="c")
     assert outcomes["trusted"].status == "ok", outcomes["trusted"].error
     assert outcomes["trusted"].stdout == b"certified\n"
     assert outcomes["other"].status == "host_key_mismatch"
 
 
 async def test_host_certificate_for_another_name_is_refused(
-    stack_env: StackEnv, tmp_path: Path
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
 ) -> None:
     ca = keygen(tmp_path / "host_ca")
     host_key = keygen(tmp_path / "ssh_host_ed25519_key")
@@ -123,16 +118,15 @@ async def test_host_certificate_for_another_name_is_refused(
     ) as sshd:
         known = tmp_path / "known_hosts"
         known.write_text(f"@cert-authority * {public_key(ca)}\n")
-        e = executor(stack_settings(stack_env, ssh_known_hosts=known))
-        try:
-            host = HostSpec("certhost", sshd.address, sshd.port, stack_env.ssh_user)
-            r = await e.run(host, request("true"), collector="c")
-        finally:
-            await e.close()
+        e = make_executor(stack_settings(stack_env, ssh_known_hosts=known))
+        host = HostSpec("certhost", sshd.address, sshd.port, stack_env.ssh_user)
+        r = await e.run(host, request("true"), collector="c")
     assert r.status == "host_key_mismatch"
 
 
-async def test_ssh_config_alias(stack_env: StackEnv, tmp_path: Path) -> None:
+async def test_ssh_config_alias(
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
+) -> None:
     demo3 = stack_env.ssh_hosts[2]
     config = tmp_path / "ssh_config"
     config.write_text(
@@ -145,17 +139,16 @@ async def test_ssh_config_alias(stack_env: StackEnv, tmp_path: Path) -> None:
     inv = inventory(settings, tmp_path / "inv.toml", "")
     host = inv.resolve(Target("box3"))
     assert (host.address, host.port, host.user) == (demo3.address, demo3.port, stack_env.ssh_user)
-    e = executor(settings, inv)
-    try:
-        r = await e.run(host, request("echo $SSH_CONNECTION"), collector="c")
-    finally:
-        await e.close()
+    e = make_executor(settings, inv)
+    r = await e.run(host, request("echo $SSH_CONNECTION"), collector="c")
     assert r.status == "ok", r.error
     assert (r.host, r.port, r.user) == ("box3", demo3.port, stack_env.ssh_user)
     assert r.stdout.split()[2] == demo3.address.encode()
 
 
-async def test_jump_failures_say_which_hop_failed(stack_env: StackEnv, tmp_path: Path) -> None:
+async def test_jump_failures_say_which_hop_failed(
+    stack_env: StackEnv, tmp_path: Path, make_executor: MakeExecutor
+) -> None:
     demo1 = stack_env.ssh_hosts[0]
     settings = stack_settings(stack_env)
     inv = inventory(
@@ -166,13 +159,10 @@ async def test_jump_failures_say_which_hop_failed(stack_env: StackEnv, tmp_path:
         f'[hosts.behind-demo1]\naddress = "127.0.0.1"\nport = {closed_port()}\njump = "demo1"\n'
         '[hosts.behind-gone]\naddress = "127.0.0.1"\nport = 22\njump = "gone"\n',
     )
-    e = executor(settings, inv)
-    try:
-        req = request("true")
-        target_down = await e.run(inv.resolve(Target("behind-demo1")), req, collector="c")
-        jump_down = await e.run(inv.resolve(Target("behind-gone")), req, collector="c")
-    finally:
-        await e.close()
+    e = make_executor(settings, inv)
+    req = request("true")
+    target_down = await e.run(inv.resolve(Target("behind-demo1")), req, collector="c")
+    jump_down = await e.run(inv.resolve(Target("behind-gone")), req, collector="c")
     assert target_down.status == "unreachable"
     assert target_down.error is not None
     assert target_down.error.message.startswith("behind-demo1 via jump host demo1: ")

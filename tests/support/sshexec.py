@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
@@ -44,6 +44,17 @@ def executor(
     """An executor (with its own metrics registry unless given one)."""
     inventory = inventory or Inventory.load(settings.inventory, settings)
     return SshExecutor(settings, metrics or CollectorMetrics(), inventory)
+
+
+class MakeExecutor(Protocol):
+    """The `make_executor` fixture: `executor(...)` whose result is closed at teardown."""
+
+    def __call__(
+        self,
+        settings: CollectorSettings,
+        inventory: Inventory | None = None,
+        metrics: CollectorMetrics | None = None,
+    ) -> SshExecutor: ...
 
 
 def request(command: str, **options: Any) -> Request:

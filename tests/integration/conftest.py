@@ -16,6 +16,7 @@ from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from stack.proc import port_open
+from tests.support.collector import ssh_all
 from tests.support.kafka import create_topics, delete_topics, unique_prefix
 from tests.support.sshexec import MakeExecutor, executor
 from tests.support.stackenv import StackEnv
@@ -37,6 +38,15 @@ def stack_env() -> StackEnv:
     if down:
         pytest.fail(f"stack services not reachable: {', '.join(down)}; run `make stack-up`")
     return env
+
+
+@pytest.fixture
+async def remote_tag(stack_env: StackEnv) -> AsyncIterator[str]:
+    """A unique tag for files a test leaves on the stack's hosts, named
+    /tmp/fleetrun-<what>-<tag>-<anything>; every host's are removed at teardown, pass or fail."""
+    tag = uuid.uuid4().hex
+    yield tag
+    await ssh_all(stack_env, f"rm -f /tmp/fleetrun-*-{tag}-*")
 
 
 @dataclass(frozen=True, slots=True)

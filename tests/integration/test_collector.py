@@ -21,7 +21,7 @@ from tests.support.collector import (
     read_until,
     request_partitions,
     running_collector,
-    ssh_run,
+    ssh_all,
     submit,
     wait_committed,
 )
@@ -84,8 +84,10 @@ async def test_error_budget_skips_hosts_not_yet_started(topics: Topics) -> None:
     assert completed.counts == StatusCounts(failed=1, skipped=2)
 
 
-async def test_expired_request_runs_nothing(topics: Topics, stack_env: StackEnv) -> None:
-    marker = f"/tmp/fleetrun-expired-{uuid.uuid4().hex}"
+async def test_expired_request_runs_nothing(
+    topics: Topics, stack_env: StackEnv, remote_tag: str
+) -> None:
+    marker = f"/tmp/fleetrun-expired-{remote_tag}-marker"  # removed by remote_tag if made
     now = datetime.now(UTC)
     request = Request(
         request_id=str(uuid.uuid4()),
@@ -108,16 +110,9 @@ async def test_expired_request_runs_nothing(topics: Topics, stack_env: StackEnv)
     assert sorted((r.host, r.status) for r in results) == [(h, "expired") for h in DEMO]
     assert [s.state for s in statuses] == ["accepted", "completed"]
     # Proof that nothing ran: the command would have created the marker on every host.
-    for host in stack_env.ssh_hosts:
-        out = await ssh_run(
-            host.address,
-            host.port,
-            stack_env.ssh_user,
-            stack_env.client_key,
-            stack_env.known_hosts,
-            f"test -e {marker} && echo present || echo absent",
-        )
-        assert out.strip() == "absent", host.name
+    outs = await ssh_all(stack_env, f"test -e {marker} && echo present || echo absent")
+    for name, out in outs.items():
+        assert out.strip() == "absent", name
 
 
 async def test_invalid_request_goes_to_the_dlq_with_a_rejected_status(topics: Topics) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from tests.support.collector import (
     committed,
     counts_by_host,
     finished,
+    hangs_until_redelivered,
     read_until,
     request_partitions,
     running_collector,
-    ssh_run,
     submit,
     wait_committed,
 )
@@ -41,16 +40,12 @@ def _request(command: str, **options: object) -> Request:
 
 
 async def test_sigterm_mid_request_loses_nothing_and_redelivers(
-    topics: Topics, tmp_path: Path, stack_env: StackEnv
+    topics: Topics, tmp_path: Path, remote_tag: str
 ) -> None:
-    tag = uuid.uuid4().hex
     # A finishes within the grace period; B outlives it on its first delivery only (a marker per
     # host, keyed by the sshd address it reached); C is still queued when SIGTERM arrives.
     a = _request("sleep 3; echo A")
-    b = _request(
-        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-b-{tag}-$3; "
-        'if [ -e "$m" ]; then echo again; else touch "$m"; sleep 60; fi'
-    )
+    b = _request(hangs_until_redelivered("b", remote_tag))
     c = _request("echo C")
     log = tmp_path / "collector.log"
     async with collector_process(
@@ -95,15 +90,6 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
         assert Counter(seen.states(request.request_id))["completed"] == 1
     assert {r.collector for r in seen.for_request(a.request_id)[0]} == {"first"}
     assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
-    for host in stack_env.ssh_hosts:
-        await ssh_run(
-            host.address,
-            host.port,
-            stack_env.ssh_user,
-            stack_env.client_key,
-            stack_env.known_hosts,
-            f"rm -f /tmp/fleetrun-b-{tag}-*",
-        )
 
 
 async def test_broker_restart_mid_request_loses_no_result(topics: Topics) -> None:
@@ -179,17 +165,13 @@ async def test_two_collectors_in_one_group_handle_each_request_once(
 
 
 async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
-    topics: Topics, stack_env: StackEnv
+    topics: Topics, remote_tag: str
 ) -> None:
-    tag = uuid.uuid4().hex
     # On revocation, A (a few seconds left) finishes within rebalance_drain_s and is committed;
     # B (60 s on its first delivery) is cancelled, left uncommitted and runs again on the
     # partition's next owner, where its per-host marker makes it finish at once.
     a = _request("sleep 2; echo A")
-    b = _request(
-        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-rb-{tag}-$3; "
-        'if [ -e "$m" ]; then echo again; else touch "$m"; sleep 60; fi'
-    )
+    b = _request(hangs_until_redelivered("rb", remote_tag))
     one = collector_settings(topics.prefix, collector_id="one", rebalance_drain_s=4.0)
     two = collector_settings(topics.prefix, collector_id="two", rebalance_drain_s=4.0)
     async with running_collector(one) as first:
@@ -217,15 +199,6 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
     assert counts_by_host(results_b) == dict.fromkeys(DEMO, 1)
     assert {r.stdout for r in results_b} == {b"again\n"}
     assert Counter(seen.states(b.request_id)) == {"accepted": 2, "completed": 1}
-    for host in stack_env.ssh_hosts:
-        await ssh_run(
-            host.address,
-            host.port,
-            stack_env.ssh_user,
-            stack_env.client_key,
-            stack_env.known_hosts,
-            f"rm -f /tmp/fleetrun-rb-{tag}-*",
-        )
 
 
 async def test_a_second_sigterm_skips_the_grace_period(topics: Topics, tmp_path: Path) -> None:

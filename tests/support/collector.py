@@ -27,6 +27,7 @@ from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from fleetrun.settings import load
 from schemas import Request, Result, Status
+from tests.support.stackenv import StackEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,6 +232,26 @@ async def ssh_run(host: str, port: int, user: str, key: Path, known_hosts: Path,
             result = await conn.run(cmd, check=False)
     out = result.stdout
     return out if isinstance(out, str) else (out or b"").decode()
+
+
+async def ssh_all(env: StackEnv, cmd: str) -> dict[str, str]:
+    """Run `cmd` on every stack host directly (not through the collector); name → stdout."""
+    outs = await asyncio.gather(
+        *(
+            ssh_run(h.address, h.port, env.ssh_user, env.client_key, env.known_hosts, cmd)
+            for h in env.ssh_hosts
+        )
+    )
+    return {h.name: out for h, out in zip(env.ssh_hosts, outs, strict=True)}
+
+
+def hangs_until_redelivered(name: str, tag: str) -> str:
+    """A command that hangs (60 s) the first time it runs on a host and prints "again" when it
+    runs there again: a marker per host, /tmp/fleetrun-{name}-{tag}-<sshd address it reached>."""
+    return (
+        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-{name}-{tag}-$3; "
+        'if [ -e "$m" ]; then echo again; else touch "$m"; sleep 60; fi'
+    )
 
 
 def free_port() -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,6 +19,7 @@ from collector.ssh import SshExecutor
 from stack.proc import port_open
 from tests.support.collector import ssh_all
 from tests.support.kafka import create_topics, delete_topics, unique_prefix
+from tests.support.sink import SinkProcess
 from tests.support.sshexec import MakeExecutor, executor
 from tests.support.stackenv import StackEnv
 
@@ -114,3 +116,30 @@ async def make_executor() -> AsyncIterator[MakeExecutor]:
     async with contextlib.AsyncExitStack() as closing:
         for e in made:
             closing.push_async_callback(e.close)
+
+
+MakeSink = Callable[..., SinkProcess]
+
+
+@pytest.fixture
+async def sinks(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
+) -> AsyncIterator[MakeSink]:
+    """Sink processes for this test's topics and database (keyword arguments: extra environment
+    variables); killed at the end if still up."""
+    made: list[SinkProcess] = []
+
+    def make(**env: str) -> SinkProcess:
+        sink = SinkProcess(
+            stack_env.kafka_bootstrap,
+            topics.prefix,
+            pg_dsn,
+            tmp_path / f"sink{len(made)}.log",
+            extra_env=env,
+        )
+        made.append(sink)
+        return sink
+
+    yield make
+    for sink in made:
+        await sink.kill()

@@ -11,8 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import asyncpg
 import orjson
@@ -20,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import Result, encode
-from tests.integration.conftest import Topics
+from tests.integration.conftest import MakeSink, Topics
 from tests.support.sink import (
     ROOT,
     SinkProcess,
@@ -55,15 +54,6 @@ def postgres_restarts() -> Iterator[None]:
     _stack("start", "postgres")
 
 
-@pytest.fixture
-async def sink(
-    stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
-) -> AsyncIterator[SinkProcess]:
-    proc = SinkProcess(stack_env.kafka_bootstrap, topics.prefix, pg_dsn, tmp_path / "sink.log")
-    yield proc
-    await proc.kill()
-
-
 async def _steady_stream(bootstrap: str, topic: str, results: list[Result], seconds: float) -> None:
     """Publish `results` evenly over `seconds` (bounded in count and time)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -85,10 +75,11 @@ async def test_postgres_down_for_20s_under_a_steady_stream_loses_and_duplicates_
     stack_env: StackEnv,
     topics: Topics,
     pg_dsn: str,
-    sink: SinkProcess,
+    sinks: MakeSink,
     postgres_restarts: None,
 ) -> None:
     results = results_for(2_000, hosts_per_request=20)
+    sink = sinks()
     await sink.start()
     stream = asyncio.create_task(
         _steady_stream(stack_env.kafka_bootstrap, topics["results"], results, seconds=28)
@@ -213,23 +204,23 @@ async def _kill_between_database_and_kafka_commits(
 
 
 async def test_sigkill_mid_batch_then_restart_stores_every_result_exactly_once(
-    stack_env: StackEnv, topics: Topics, pg_dsn: str, sink: SinkProcess
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
 ) -> None:
     n = 60_000
     results = results_for(n, hosts_per_request=50)
     await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
     bootstrap, topic = stack_env.kafka_bootstrap, topics["results"]
     # Small batches and several flushes in flight: at any moment some are being written.
-    sink.extra_env.update(FLEETRUN_BATCH_MAX_ROWS="300", FLEETRUN_MAX_INFLIGHT_FLUSHES="3")
+    sink = sinks(FLEETRUN_BATCH_MAX_ROWS="300", FLEETRUN_MAX_INFLIGHT_FLUSHES="3")
     redelivered = total_redelivered = 0
     for progress in (n // 4, n // 2):
         await sink.start()
         # Stored but uncommitted rows of the previous kill come again, and are skipped.
-        async with asyncio.timeout(90):
-            while True:
-                if await sink.metric("fleetrun_sink_duplicate_results_total") >= redelivered:
-                    break
-                await asyncio.sleep(0.1)
+        await sink.wait_metric(
+            "fleetrun_sink_duplicate_results_total",
+            lambda count: count >= redelivered,  # noqa: B023 - awaited within this iteration
+            timeout_s=90,
+        )
         await wait_for_rows(pg_dsn, progress, timeout_s=90)
         assert await sink.metric("fleetrun_sink_duplicate_results_total") == redelivered
         stored, committed = await _kill_between_database_and_kafka_commits(

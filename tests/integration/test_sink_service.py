@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Request, Status, StatusCounts, decode_dead_letter, decode_output, encode
 from stack.config import TOPIC_PARTITIONS
-from tests.integration.conftest import Topics
+from tests.integration.conftest import MakeSink, Topics
 from tests.support.kafka import consume_n
 from tests.support.sink import (
-    SinkProcess,
     committed_offsets,
     fetch,
     key_of,
@@ -31,31 +26,6 @@ from tests.support.sink import (
     wait_for_rows,
 )
 from tests.support.stackenv import StackEnv
-
-MakeSink = Callable[..., SinkProcess]
-
-
-@pytest.fixture
-async def sinks(
-    stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
-) -> AsyncIterator[MakeSink]:
-    """Sink processes for this test's topics and database; killed at the end if still up."""
-    made: list[SinkProcess] = []
-
-    def make(**env: str) -> SinkProcess:
-        sink = SinkProcess(
-            stack_env.kafka_bootstrap,
-            topics.prefix,
-            pg_dsn,
-            tmp_path / f"sink{len(made)}.log",
-            extra_env=env,
-        )
-        made.append(sink)
-        return sink
-
-    yield make
-    for sink in made:
-        await sink.kill()
 
 
 def _statuses(request_id: str, hosts: int, at: datetime) -> list[Status]:
@@ -118,11 +88,8 @@ async def test_each_result_lands_once_with_its_request(
     assert await sink.metric('fleetrun_sink_rows_written_total{table="results"}') == 600
     assert await sink.metric("fleetrun_sink_batch_rows_count") >= 6
     assert await sink.metric("fleetrun_sink_dead_letters_total") == 0
-    async with asyncio.timeout(10):  # the lag gauges are refreshed every second
-        while True:
-            if await sink.metric("fleetrun_sink_consumer_lag") == 0:
-                break
-            await asyncio.sleep(0.2)
+    # The lag gauges are refreshed every second.
+    await sink.wait_metric("fleetrun_sink_consumer_lag", lambda lag: lag == 0, timeout_s=10)
     assert await sink.stop() == 0
     assert "sink stopped" in sink.log()
 
@@ -280,11 +247,9 @@ async def test_sigterm_flushes_what_is_buffered_and_commits_it(
     sink = sinks(FLEETRUN_LINGER_MS="600000")
     await sink.start()
     await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
-    async with asyncio.timeout(30):
-        while True:
-            if await sink.metric("fleetrun_sink_records_consumed_total") >= len(results):
-                break
-            await asyncio.sleep(0.1)
+    await sink.wait_metric(
+        "fleetrun_sink_records_consumed_total", lambda count: count >= len(results), timeout_s=30
+    )
     assert await stored_keys(pg_dsn) == []
     assert await sink.stop() == 0
     assert Counter(await stored_keys(pg_dsn)) == Counter(key_of(r) for r in results)

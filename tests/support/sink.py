@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,6 +242,25 @@ class SinkProcess:
                 if head == name or head.startswith(name + "{"):
                     total += float(value)
         return total
+
+    async def wait_metric(
+        self, name: str, predicate: Callable[[float], bool], *, timeout_s: float
+    ) -> float:
+        """Poll `metric(name)` until `predicate` holds for it and return that value; fail with
+        the last value seen if it does not within `timeout_s` (or if the sink exits)."""
+        last: float | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    self._check_alive()
+                    last = await self.metric(name)
+                    if predicate(last):
+                        return last
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(
+                f"{name}: last value seen {last}, not the one awaited within {timeout_s}s"
+            ) from None
 
     async def stop(self, *, timeout_s: float = 30) -> int:
         """SIGTERM and wait; returns the exit status."""

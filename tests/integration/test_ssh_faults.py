@@ -15,11 +15,11 @@ import pytest
 
 from collector.inventory import HostSpec
 from collector.metrics import CollectorMetrics
+from tests.support.net import free_port
 from tests.support.netns import Blackhole, blackhole_namespace
 from tests.support.sshd import keygen
 from tests.support.sshexec import (
     MakeExecutor,
-    closed_port,
     host_key_line,
     kill_pids,
     known_hosts_with,
@@ -72,7 +72,7 @@ def consume(path: Path) -> str:
 
 async def test_closed_port_is_unreachable(stack_env: StackEnv, make_executor: MakeExecutor) -> None:
     e = make_executor(stack_settings(stack_env))
-    host = HostSpec("closed", "127.0.0.1", closed_port(), stack_env.ssh_user)
+    host = HostSpec("closed", "127.0.0.1", free_port(), stack_env.ssh_user)
     r = await e.run(host, request("true"), collector="c")
     assert r.status == "unreachable"
     assert r.error is not None
@@ -126,7 +126,7 @@ async def test_unreachable_is_retried_with_backoff(
     stack_env: StackEnv, make_executor: MakeExecutor
 ) -> None:
     e = make_executor(stack_settings(stack_env, retry_backoff_s=0.2, retry_backoff_max_s=1.0))
-    host = HostSpec("closed", "127.0.0.1", closed_port(), stack_env.ssh_user)
+    host = HostSpec("closed", "127.0.0.1", free_port(), stack_env.ssh_user)
     calls: list[int] = []
 
     async def on_start(h: HostSpec, attempt: int) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 from collector.inventory import HostSpec, Inventory
 from collector.settings import CollectorSettings
 from schemas import Target
+from tests.support.net import free_port
 from tests.support.sshd import extra_sshd, keygen, public_key, sign_host_key
 from tests.support.sshexec import (
     MakeExecutor,
-    closed_port,
     host_key_line,
     known_hosts_with,
     request,
@@ -155,8 +155,8 @@ async def test_jump_failures_say_which_hop_failed(
         settings,
         tmp_path / "inv.toml",
         f'[hosts.demo1]\naddress = "{demo1.address}"\nport = {demo1.port}\n'
-        f'[hosts.gone]\naddress = "127.0.0.1"\nport = {closed_port()}\n'
-        f'[hosts.behind-demo1]\naddress = "127.0.0.1"\nport = {closed_port()}\njump = "demo1"\n'
+        f'[hosts.gone]\naddress = "127.0.0.1"\nport = {free_port()}\n'
+        f'[hosts.behind-demo1]\naddress = "127.0.0.1"\nport = {free_port()}\njump = "demo1"\n'
         '[hosts.behind-gone]\naddress = "127.0.0.1"\nport = 22\njump = "gone"\n',
     )
     e = make_executor(settings, inv)

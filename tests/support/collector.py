@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -27,6 +26,7 @@ from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from fleetrun.settings import load
 from schemas import Request, Result, Status
+from tests.support.net import free_port, http_get
 from tests.support.stackenv import StackEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -254,13 +254,6 @@ def hangs_until_redelivered(name: str, tag: str) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Subprocess:
     """`python -m collector` started by a test."""
@@ -271,24 +264,15 @@ class Subprocess:
 
     async def health(self) -> dict[str, Any] | None:
         try:
-            async with asyncio.timeout(2):
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.ops_port)
-                writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
-                data = await reader.read()
-                writer.close()
+            _, body = await http_get(self.ops_port, "/healthz", timeout_s=2)
         except (OSError, TimeoutError):
             return None
-        body = data.split(b"\r\n\r\n", 1)[1]
         doc: dict[str, Any] = orjson.loads(body)
         return doc
 
     async def metrics_text(self) -> str:
-        async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.ops_port)
-            writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
-            data = await reader.read()
-            writer.close()
-        return data.split(b"\r\n\r\n", 1)[1].decode()
+        _, body = await http_get(self.ops_port, "/metrics", timeout_s=5)
+        return body.decode()
 
     async def wait_healthy(self, timeout_s: float = 30.0, *, assigned: bool = True) -> None:
         try:

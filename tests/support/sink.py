@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Result, encode
+from tests.support.net import http_get
 
 ROOT = Path(__file__).parents[2]
 Key = tuple[str, str, int]  # (request_id, host, attempt)
@@ -223,14 +224,7 @@ class SinkProcess:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         """GET /metrics or /healthz from the sink's ops endpoint."""
-        async with asyncio.timeout(10):
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.ops_port)
-            writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-            await writer.drain()
-            data = await reader.read()
-            writer.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
+        return await http_get(self.ops_port, path)
 
     async def metric(self, name: str) -> float:
         """Sum of every sample of a metric (all label values)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stack.sshd import SSHD, TEMPLATE
+from tests.support.net import free_port
 from tests.support.stackenv import StackEnv
 
 START_TIMEOUT_S = 15.0
@@ -61,13 +62,6 @@ def public_key(path: Path) -> str:
     return " ".join(Path(str(path) + ".pub").read_text().split()[:2])
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _banner(address: str, port: int) -> bool:
     try:
         with socket.create_connection((address, port), timeout=1.0) as sock:
@@ -97,7 +91,7 @@ def extra_sshd(
     """Run an sshd like the stack's hosts, plus `extra_config` lines, until the block ends."""
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = host_key or keygen(workdir / "ssh_host_ed25519_key", "test-host-key")
-    port = _free_port(address)
+    port = free_port(address)
     config = workdir / "sshd_config"
     log = workdir / "sshd.log"
     text = TEMPLATE.read_text().format(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import uuid
 from dataclasses import replace
@@ -82,14 +81,6 @@ def known_hosts_with(env: StackEnv, path: Path, *lines: str) -> Path:
     """The stack's known_hosts plus `lines`, written to `path`."""
     path.write_text(env.known_hosts.read_text() + "".join(f"{line}\n" for line in lines))
     return path
-
-
-def closed_port(address: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def marker() -> str:

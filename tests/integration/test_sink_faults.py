@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import Result, encode
 from tests.integration.conftest import MakeSink, Topics
+from tests.support.kafka import committed_total
 from tests.support.sink import (
     ROOT,
     SinkProcess,
-    committed_offsets,
     fetch,
     key_of,
     produce_results,
@@ -128,8 +128,7 @@ async def _stored_and_committed(
     conn: asyncpg.Connection, bootstrap: str, group: str, topic: str
 ) -> tuple[int, int]:
     stored = int(await conn.fetchval("SELECT count(*) FROM results", timeout=30))
-    offsets = await committed_offsets(bootstrap, group)
-    return stored, sum(o for (t, _), o in offsets.items() if t == topic and o > 0)
+    return stored, await committed_total(bootstrap, group, topic)
 
 
 async def _settled(

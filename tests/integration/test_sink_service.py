@@ -12,9 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import Request, Status, StatusCounts, decode_dead_letter, decode_output, encode
 from stack.config import TOPIC_PARTITIONS
 from tests.integration.conftest import MakeSink, Topics
-from tests.support.kafka import consume_n
+from tests.support.kafka import committed_total, consume_n
 from tests.support.sink import (
-    committed_offsets,
     fetch,
     key_of,
     make_result,
@@ -253,5 +252,5 @@ async def test_sigterm_flushes_what_is_buffered_and_commits_it(
     assert await stored_keys(pg_dsn) == []
     assert await sink.stop() == 0
     assert Counter(await stored_keys(pg_dsn)) == Counter(key_of(r) for r in results)
-    offsets = await committed_offsets(stack_env.kafka_bootstrap, sink.group)
-    assert sum(o for (t, _), o in offsets.items() if t == topics["results"]) == len(results)
+    committed = await committed_total(stack_env.kafka_bootstrap, sink.group, topics["results"])
+    assert committed == len(results)

@@ -42,6 +42,18 @@ async def delete_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: flo
         await admin.close()
 
 
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """The group's committed offsets on `topic` added up over its partitions (one with no commit
+    counts 0): how many of the topic's records the group is done with."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
 async def consume_n(
     bootstrap: str, topic: str, n: int, *, timeout_s: float = 30.0
 ) -> list[tuple[bytes | None, bytes]]:

@@ -17,9 +17,9 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Result, encode
+from tests.support.kafka import committed_total
 from tests.support.net import http_get
 
 ROOT = Path(__file__).parents[2]
@@ -125,25 +125,13 @@ async def wait_for_rows(dsn: str, n: int, *, timeout_s: float, table: str = "res
             await asyncio.sleep(0.2)
 
 
-async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    """The group's committed offsets as {(topic, partition): offset}."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
-
-
 async def wait_committed(
     bootstrap: str, group: str, topic: str, total: int, timeout_s: float
 ) -> None:
     """Wait until the group's committed offsets on `topic` add up to `total`."""
     async with asyncio.timeout(timeout_s):
         while True:
-            offsets = await committed_offsets(bootstrap, group)
-            if sum(o for (t, _), o in offsets.items() if t == topic and o > 0) >= total:
+            if await committed_total(bootstrap, group, topic) >= total:
                 return
             await asyncio.sleep(0.3)
 

@@ -26,6 +26,19 @@ POM = Path(__file__).parent / "pom.xml"
 START_TIMEOUT_S = 90.0
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, never starting with "-".
+
+    The id is 22 URL-safe base64 characters, so one in 64 starts with "-", which Kafka's
+    argument parser takes for an option; Kafka's own Uuid.randomUuid() retries for the same
+    reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka:
     """One combined broker+controller listening on 127.0.0.1."""
 
@@ -120,14 +133,13 @@ class Kafka:
     def _format_once(self) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         run(
             self._java(
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.props),
             ),

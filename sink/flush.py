@@ -142,6 +142,7 @@ class Flusher:
         m = self.metrics
         records = sum(len(b.items) for b in flush)
         m.batch_rows.observe(records)
+        m.flushes.labels(out.path).inc()
         m.flush_seconds.observe(seconds)
         m.rows_written.labels("results").inc(out.results_inserted)
         m.rows_written.labels("requests").inc(out.requests_upserted)

@@ -26,6 +26,13 @@ class SinkMetrics:
             "Results already stored (redelivered after a crash or a rewind) and skipped.",
             registry=r,
         )
+        self.flushes = Counter(
+            "fleetrun_sink_flushes",
+            "Flushes stored, by path: direct (COPY into results), staged (COPY into staging + "
+            "INSERT ON CONFLICT, after redelivered results) or split (isolating refused records).",
+            ["path"],
+            registry=r,
+        )
         self.records = Counter(
             "fleetrun_sink_records_consumed", "Kafka records taken in, by topic.", ["topic"],
             registry=r,

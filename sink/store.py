@@ -1,16 +1,21 @@
 """PostgreSQL adapter: one flush is one transaction.
 
-Results: binary COPY into a per-connection temporary staging table, then
-INSERT … SELECT … ON CONFLICT DO NOTHING on the idempotency key, so a redelivered result is a
-no-op. Status records: merged per request in Python (sink/rows.py), staged the same way and
-upserted with the same merge rules in SQL. Records the database refuses are isolated by
-splitting (sink/isolate.py, savepoints) and stored in dead_letters in the same transaction.
+Results: binary COPY straight into `results`, the common case. A redelivered result (a
+restart, a rebalance, a rewind) makes that COPY fail on the idempotency key; the flush is then
+redone through a per-connection temporary staging table and INSERT … SELECT … ON CONFLICT DO
+NOTHING, and later flushes take that path until one finds no duplicates. (The staging path
+costs the database about twice the direct COPY: every row is written twice and goes through
+the executor; see bench/REPORT.md.) Status records: merged per request in Python
+(sink/rows.py), staged and upserted with the same merge rules in SQL. Records the database
+refuses are isolated by splitting (sink/isolate.py, savepoints) and stored in dead_letters in
+the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -57,10 +62,15 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_RESULTS} ON COMMIT DELETE ROWS AS
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_REQUESTS} ON COMMIT DELETE ROWS AS
     SELECT {_cols(REQUEST_COLUMNS)} FROM requests WITH NO DATA;
 """  # noqa: S608 (every identifier in these statements is a constant of this module)
+# The bare requests rows let request_summary be read from `requests` (see migration 0003); the
+# status upsert fills them in. Sorted, so concurrent flushes lock requests rows in the same order.
+_INSERT_REQUEST_IDS: Final = """
+INSERT INTO requests (request_id)
+SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id
+ON CONFLICT (request_id) DO NOTHING
+"""
 # One simple-protocol round trip, two statements; the status returned is the last one's, the
-# results insert. The bare requests rows let request_summary be read from `requests` (see
-# migration 0003); the status upsert fills them in. Sorted, so concurrent flushes lock
-# requests rows in the same order.
+# results insert.
 _INSERT_RESULTS: Final = f"""
 INSERT INTO requests (request_id)
 SELECT DISTINCT request_id FROM {STAGE_RESULTS} ORDER BY request_id
@@ -101,6 +111,15 @@ INSERT INTO dead_letters ({_cols(DEAD_LETTER_COLUMNS)}) VALUES ({_PLACEHOLDERS})
 ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
 """  # noqa: S608
 
+
+class _Way(enum.Enum):
+    """How a flush writes its results (the value is WriteOutcome.path)."""
+
+    DIRECT = "direct"  # COPY into results
+    STAGED = "staged"  # COPY into staging, INSERT … ON CONFLICT DO NOTHING
+    CAREFUL = "split"  # staged, in savepoints, split until the refused records are found
+
+
 ResultItem = tuple[tuple[Any, ...], SourceRecord]  # (results row, where it came from)
 RequestItem = tuple[RequestRow, list[SourceRecord]]  # merged row, the statuses behind it
 
@@ -123,6 +142,7 @@ class WriteOutcome:
     requests_upserted: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     rejected: int = 0  # records the database refused (part of `dead`)
+    path: str = "direct"  # how the results were written: direct, staged or split
 
 
 class Store:
@@ -133,6 +153,8 @@ class Store:
         self.partitions = partitions
         self.timeout_s = settings.pg_statement_timeout_s
         self._pool: asyncpg.Pool | None = None
+        # A sink that starts may replay what its predecessor stored but had not committed.
+        self._duplicates_expected = True
 
     async def open(self) -> None:
         """Create the pool; connection errors propagate (the caller retries)."""
@@ -190,20 +212,35 @@ class Store:
             if batch.results:
                 times = [row[FINISHED_AT_INDEX] for row, _ in batch.results]
                 await self.partitions.ensure(conn, min(times), max(times))
-            try:
-                # The common case, in as few round trips as possible: BEGIN, COPY, INSERT,
-                # COMMIT. The event loop is busy decoding the next records, so every round
-                # trip waits for a turn; fewer of them keep the database busy.
-                async with conn.transaction():
-                    return await self._write(conn, batch, careful=False)
-            except Exception as exc:
-                if not is_poison(exc):
-                    raise
-                log.info("batch refused, splitting it to find the bad records: %s", describe(exc))
-            async with conn.transaction():
-                return await self._write(conn, batch, careful=True)
+            way = _Way.STAGED if self._duplicates_expected else _Way.DIRECT
+            while True:
+                try:
+                    # The common case, in as few round trips as possible: BEGIN, the request
+                    # ids, COPY, COMMIT. The event loop is busy decoding the next records, so
+                    # every round trip waits for a turn; fewer of them keep the database busy.
+                    async with conn.transaction():
+                        out = await self._write(conn, batch, way)
+                    break
+                except Exception as exc:
+                    way = self._next_way(way, exc)
+            if batch.results and way is not _Way.DIRECT:
+                self._duplicates_expected = out.results_duplicate > 0
+            return out
 
-    async def _write(self, conn: Conn, batch: WriteBatch, *, careful: bool) -> WriteOutcome:
+    def _next_way(self, way: _Way, exc: Exception) -> _Way:
+        """How to redo a flush that failed `way`, or raise `exc` when redoing cannot help."""
+        if way is _Way.DIRECT and isinstance(exc, asyncpg.UniqueViolationError):
+            if not self._duplicates_expected:
+                log.info("redelivered results: storing through staging until a batch has none")
+            self._duplicates_expected = True
+            return _Way.STAGED
+        if way is _Way.CAREFUL or not is_poison(exc):
+            raise exc
+        log.info("batch refused, splitting it to find the bad records: %s", describe(exc))
+        return _Way.CAREFUL
+
+    async def _write(self, conn: Conn, batch: WriteBatch, way: _Way) -> WriteOutcome:
+        careful = way is _Way.CAREFUL
         stage = _Staging(conn, self.timeout_s, savepoints=careful)
         refused: list[tuple[ResultItem, BaseException]] = []
         refused_requests: list[tuple[RequestItem, BaseException]] = []
@@ -212,10 +249,11 @@ class Store:
             refused_requests = await isolate(batch.requests, stage.requests, is_poison)
         else:
             if batch.results:
-                await stage.results(batch.results)
+                await (stage.copy_results if way is _Way.DIRECT else stage.results)(batch.results)
             if batch.requests:
                 await stage.requests(batch.requests)
         out = WriteOutcome(
+            path=way.value,
             results_inserted=stage.inserted,
             results_duplicate=len(batch.results) - len(refused) - stage.inserted,
             requests_upserted=stage.upserted,
@@ -273,6 +311,16 @@ class _Staging:
             status = await self.conn.execute(_INSERT_RESULTS, timeout=self.timeout_s)
         self._dirty.add(STAGE_RESULTS)
         self.inserted += _count(status)
+
+    async def copy_results(self, items: Sequence[ResultItem]) -> None:
+        """COPY straight into `results`: UniqueViolationError if one is stored already."""
+        rows = [row for row, _ in items]
+        ids = {row[0] for row in rows}
+        await self.conn.execute(_INSERT_REQUEST_IDS, list(ids), timeout=self.timeout_s)
+        await self.conn.copy_records_to_table(
+            "results", records=rows, columns=list(RESULT_COLUMNS), timeout=self.timeout_s
+        )
+        self.inserted += len(rows)
 
     async def requests(self, items: Sequence[RequestItem]) -> None:
         async with self._atomic():

@@ -57,6 +57,38 @@ async def test_a_batch_is_stored_once_however_often_it_is_written(store: Store) 
     assert rows[0][0] == 50
 
 
+async def test_results_are_copied_straight_in_unless_redelivered_ones_are_about(
+    store: Store,
+) -> None:
+    def batch(first: int, count: int = 20) -> list[ResultItem]:
+        rid = str(uuid.uuid4())
+        return result_items([make_result(rid, f"h{i}") for i in range(count)], first)
+
+    a, b, c, d, e = (batch(100 * n) for n in range(5))
+    steps = [
+        a,  # a starting sink may replay its predecessor's last batch: staged
+        b,  # none were: straight in
+        a + c,  # a again: the COPY fails on the key, the flush is redone staged
+        d,  # staged until a batch has no duplicates
+        e,  # straight in again
+    ]
+    outcomes = [await store.write(WriteBatch(results=items)) for items in steps]
+
+    seen = [(o.path, o.results_inserted, o.results_duplicate) for o in outcomes]
+    assert seen == [
+        ("staged", 20, 0),
+        ("direct", 20, 0),
+        ("staged", 20, 20),
+        ("staged", 20, 0),
+        ("direct", 20, 0),
+    ]
+    dsn = store.settings.pg_dsn
+    assert (await fetch(dsn, "SELECT count(*) FROM results"))[0][0] == 100
+    # Every request has its row for request_summary, whichever way its results came.
+    ids = await fetch(dsn, "SELECT count(*) FROM requests")
+    assert ids[0][0] == 5
+
+
 async def test_records_the_database_refuses_are_isolated_and_dead_lettered(store: Store) -> None:
     rid = str(uuid.uuid4())
     results = [make_result(rid, f"h{i}") for i in range(9)]
@@ -85,6 +117,18 @@ async def test_records_the_database_refuses_are_isolated_and_dead_lettered(store
     again = await store.write(WriteBatch(results=result_items(results, 100)))
     assert (again.results_inserted, again.results_duplicate, again.rejected) == (0, 7, 2)
     assert (await fetch(dsn, "SELECT count(*) FROM dead_letters"))[0][0] == 2
+
+
+async def test_a_refused_record_in_a_direct_copy_is_isolated_too(store: Store) -> None:
+    rid = str(uuid.uuid4())
+    await store.write(WriteBatch(results=result_items([make_result(rid, "warm-up")])))
+    results = [make_result(rid, f"h{i}") for i in range(5)]
+    results[2] = make_result(rid, "old", finished_at=datetime.now(UTC) - timedelta(days=40))
+
+    out = await store.write(WriteBatch(results=result_items(results, 10)))
+
+    assert (out.path, out.results_inserted, out.rejected) == ("split", 4, 1)
+    assert [d.offset for d in out.dead] == [12]
 
 
 async def test_an_older_result_within_retention_gets_its_partition_on_demand(store: Store) -> None:

@@ -12,6 +12,17 @@ KAFKA_VERSION = "4.4.0"  # keep in step with stack/pom.xml and docker-compose.ym
 # widest stream (one record per host). Status and dead letters are small.
 TOPIC_PARTITIONS: dict[str, int] = {"requests": 6, "results": 12, "status": 6, "dlq": 3}
 
+# PostgreSQL server settings, the same in the local stack (pg_ctl -o, so an existing cluster
+# gets them at its next start) and in docker-compose.yml (tests/unit/test_compose.py checks).
+# The sink writes over 1 KiB of WAL per result: with the default max_wal_size (1 GB) a backlog
+# drain checkpointed every ~9 s ("checkpoints are occurring too frequently"), and each
+# checkpoint makes the next change to every index page log a full 8 KiB page image.
+PG_SERVER_SETTINGS: dict[str, str] = {
+    "shared_buffers": "256MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+}
+
 SSH_HOST_NAMES = ("demo1", "demo2", "demo3")
 
 

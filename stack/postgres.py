@@ -7,7 +7,7 @@ import pwd
 import shutil
 from pathlib import Path
 
-from stack.config import StackConfig
+from stack.config import PG_SERVER_SETTINGS, StackConfig
 from stack.proc import StackError, apt_install, fail, run
 
 START_TIMEOUT_S = 60
@@ -58,7 +58,10 @@ class Postgres:
         """initdb on first use, start, then make sure the fleetrun role and database exist."""
         if self.pid() is None:
             self._init_once()
-            self._pg_ctl("start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log))
+            settings = " ".join(f"-c {k}={v}" for k, v in PG_SERVER_SETTINGS.items())
+            self._pg_ctl(
+                "start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log), "-o", settings
+            )
         self._ensure_role_and_db()
 
     def down(self) -> None:
@@ -113,7 +116,6 @@ listen_addresses = '127.0.0.1'
 port = {self.cfg.pg_port}
 unix_socket_directories = '{self.socket_dir}'
 max_connections = 200
-shared_buffers = 256MB
 logging_collector = off
 log_min_duration_statement = 2000
 """

@@ -13,7 +13,7 @@ import asyncssh
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stack.config import TOPIC_PARTITIONS
+from stack.config import PG_SERVER_SETTINGS, TOPIC_PARTITIONS
 from tests.integration.conftest import Topics
 from tests.support.kafka import consume_n
 from tests.support.stackenv import SshTestHost, StackEnv
@@ -67,6 +67,15 @@ async def test_postgres_round_trip(pg_dsn: str) -> None:
         await conn.close(timeout=10)
     assert [tuple(r) for r in rows] == [(1, "a\u00e9"), (2, "b")]
     assert int(version) >= 150000
+
+
+async def test_postgres_runs_with_the_stack_server_settings(pg_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_dsn, timeout=10)
+    try:
+        running = {name: await conn.fetchval(f"SHOW {name}") for name in PG_SERVER_SETTINGS}
+    finally:
+        await conn.close(timeout=10)
+    assert running == PG_SERVER_SETTINGS
 
 
 def _ssh_options(env: StackEnv, known_hosts: Path | str) -> asyncssh.SSHClientConnectionOptions:

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from stack.config import KAFKA_VERSION, SSH_HOST_NAMES, TOPIC_PARTITIONS, StackConfig
+from stack.config import (
+    KAFKA_VERSION,
+    PG_SERVER_SETTINGS,
+    SSH_HOST_NAMES,
+    TOPIC_PARTITIONS,
+    StackConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKER = ROOT / "tests" / "support" / "composecheck"
@@ -79,6 +85,10 @@ def test_postgres_matches_the_local_dsn(project: dict[str, Any], cfg: StackConfi
     user, password, db = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]
     assert cfg.pg_dsn == f"postgresql://{user}:{password}@127.0.0.1:{cfg.pg_port}/{db}"
     assert _published(pg) == [("127.0.0.1", cfg.pg_port, 5432)]
+    command = pg["command"]
+    assert command[0] == "postgres"
+    assert command[1::2] == ["-c"] * len(PG_SERVER_SETTINGS)
+    assert dict(arg.split("=", 1) for arg in command[2::2]) == PG_SERVER_SETTINGS
 
 
 def test_demo_hosts_are_published_where_the_local_stack_listens(

@@ -48,7 +48,7 @@ from sink.partitions import Partitions
 from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
-from tests.support.kafka import create_topics, delete_topics
+from tests.support.kafka import committed_with, create_topics, delete_topics
 from tests.support.stackenv import StackEnv
 
 HOSTS_PER_REQUEST = 100
@@ -151,21 +151,6 @@ async def drop_database(admin_dsn: str, name: str) -> None:
         await admin.close(timeout=10)
 
 
-async def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Sum of the group's committed offsets on `topic`."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(
-        meta.offset
-        for tp, meta in offsets.items()
-        if tp.topic == topic and tp.partition < partitions and meta.offset > 0
-    )
-
-
 async def run_sink(
     env: StackEnv, prefix: str, dsn: str, rows: int, processes: int = 1
 ) -> dict[str, Any]:
@@ -182,8 +167,9 @@ async def run_sink(
         "FLEETRUN_LOG_LEVEL": "WARNING",
     }
     results_topic = prefix + "results"
-    parts = TOPIC_PARTITIONS["results"]
     conn = await asyncpg.connect(dsn, timeout=10)
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
     started = time.perf_counter()
     procs = [
         await asyncio.create_subprocess_exec(sys.executable, "-m", "sink", env=proc_env)
@@ -195,7 +181,6 @@ async def run_sink(
     waited = [0.0] * processes
     loads: list[float] = []
     first_row_at: float | None = None
-    stored = 0
     try:
         async with asyncio.timeout(PHASE_DEADLINE_S):
             while True:
@@ -207,20 +192,23 @@ async def run_sink(
                 loads.append(os.getloadavg()[0])
                 if any(p.returncode is not None for p in procs):
                     raise RuntimeError("a sink exited early")
-                stored = await conn.fetchval("SELECT count(*) FROM results", timeout=30)
-                if stored and first_row_at is None:
+                # Progress is read from the committed offsets (the sink commits only after the
+                # rows are committed): a count(*) of the growing table every 100 ms would be a
+                # parallel scan of up to a GB competing with the sink for the same two cores.
+                if first_row_at is None and await conn.fetchval(_ANY_ROW, timeout=30):
                     first_row_at = time.perf_counter()
-                if stored >= rows:
-                    committed = await committed_total(env.kafka_bootstrap, group, results_topic,
-                                                      parts)  # fmt: skip
-                    if committed >= rows:
-                        break
+                if await committed_with(admin, group, results_topic) >= rows:
+                    break
                 await asyncio.sleep(0.1)
         done = time.perf_counter()
+        stored = await conn.fetchval("SELECT count(*) FROM results", timeout=60)
     finally:
         for proc in procs:
             await stop_process(proc, 30)
+        await admin.close()
         await conn.close(timeout=10)
+    if stored != rows:
+        raise RuntimeError(f"offsets of {rows:,} records committed but {stored:,} rows stored")
     assert first_row_at is not None
     return {
         "processes": processes,
@@ -275,6 +263,7 @@ async def read_back(bootstrap: str, topic: str, rows: int) -> AsyncIterator[list
         await consumer.stop()
 
 
+_ANY_ROW = "SELECT EXISTS (SELECT 1 FROM results)"
 _STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS stage ON COMMIT DELETE ROWS AS
 SELECT {", ".join(RESULT_COLUMNS)} FROM results WITH NO DATA

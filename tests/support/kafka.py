@@ -48,9 +48,14 @@ async def committed_total(bootstrap: str, group: str, topic: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        return await committed_with(admin, group, topic)
     finally:
         await admin.close()
+
+
+async def committed_with(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
+    """committed_total through a started admin client (for polling)."""
+    offsets = await admin.list_consumer_group_offsets(group)
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 

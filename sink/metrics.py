@@ -28,8 +28,9 @@ class SinkMetrics:
         )
         self.flushes = Counter(
             "fleetrun_sink_flushes",
-            "Flushes stored, by path: direct (COPY into results), staged (COPY into staging + "
-            "INSERT ON CONFLICT, after redelivered results) or split (isolating refused records).",
+            "Flushes stored, by how their results went in: direct (COPY into results), staged "
+            "(COPY into staging + INSERT ON CONFLICT, after redelivered results), split "
+            "(isolating refused records) or none (statuses only).",
             ["path"],
             registry=r,
         )

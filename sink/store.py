@@ -142,7 +142,7 @@ class WriteOutcome:
     requests_upserted: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     rejected: int = 0  # records the database refused (part of `dead`)
-    path: str = "direct"  # how the results were written: direct, staged or split
+    path: str = "none"  # how the results were written: direct, staged, split; none: no results
 
 
 class Store:
@@ -253,7 +253,7 @@ class Store:
             if batch.requests:
                 await stage.requests(batch.requests)
         out = WriteOutcome(
-            path=way.value,
+            path=way.value if batch.results else "none",
             results_inserted=stage.inserted,
             results_duplicate=len(batch.results) - len(refused) - stage.inserted,
             requests_upserted=stage.upserted,

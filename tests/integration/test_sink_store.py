@@ -205,9 +205,10 @@ async def test_request_rows_merge_statuses_in_any_order_across_flushes(
 async def test_rejected_requests_are_recorded(store: Store) -> None:
     rid = str(uuid.uuid4())
     status = Status.rejected(rid, "targets[0]: '@web' is not a group", collector="c-1")
-    await store.write(WriteBatch(requests=merge_requests([(status, Rec("t.status", 1))])))
+    out = await store.write(WriteBatch(requests=merge_requests([(status, Rec("t.status", 1))])))
     row = (await fetch(store.settings.pg_dsn, "SELECT state, reject_reason FROM requests"))[0]
     assert tuple(row) == ("rejected", "targets[0]: '@web' is not a group")
+    assert (out.path, out.requests_upserted) == ("none", 1)  # no results in this flush
 
 
 async def test_the_views_answer_the_common_questions(store: Store) -> None:

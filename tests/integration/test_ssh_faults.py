@@ -162,10 +162,14 @@ async def test_connection_lost_mid_command_is_an_error_and_not_rerun(
     e = make_executor(stack_settings(stack_env))
     m = marker()
     trace = Path(f"/tmp/fleetrun-test-{uuid.uuid4().hex}")
-    cmd = f"echo ran >> {trace}; sleep {m}"
+    # The collector closes the command's stdin only once the server has confirmed the exec
+    # request, so the `sleep` process (not the shell, whose command line also holds "sleep m")
+    # running means the collector knows the command started: the cut cannot race the
+    # confirmation (that case is "opening the session failed", and not re-run either).
+    cmd = f"cat > /dev/null; echo ran >> {trace}; sleep {m}"
     try:
         task = asyncio.create_task(e.run(host, request(cmd, retries=3), collector="c"))
-        pids = await wait_running(stack_env.ssh_user, f"sleep {m}")
+        pids = await wait_running(stack_env.ssh_user, f"^sleep {m}$")
         proxy.cut()
         r = await asyncio.wait_for(task, 10)
     finally:

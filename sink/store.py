@@ -69,12 +69,7 @@ INSERT INTO requests (request_id)
 SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id
 ON CONFLICT (request_id) DO NOTHING
 """
-# One simple-protocol round trip, two statements; the status returned is the last one's, the
-# results insert.
-_INSERT_RESULTS: Final = f"""
-INSERT INTO requests (request_id)
-SELECT DISTINCT request_id FROM {STAGE_RESULTS} ORDER BY request_id
-ON CONFLICT (request_id) DO NOTHING;
+_INSERT_STAGED_RESULTS: Final = f"""
 INSERT INTO results ({_cols(RESULT_COLUMNS)})
 SELECT {_cols(RESULT_COLUMNS)} FROM {STAGE_RESULTS}
 ON CONFLICT (request_id, host, attempt, finished_at) DO NOTHING
@@ -249,7 +244,7 @@ class Store:
             refused_requests = await isolate(batch.requests, stage.requests, is_poison)
         else:
             if batch.results:
-                await (stage.copy_results if way is _Way.DIRECT else stage.results)(batch.results)
+                await stage.results(batch.results, direct=way is _Way.DIRECT)
             if batch.requests:
                 await stage.requests(batch.requests)
         out = WriteOutcome(
@@ -305,22 +300,25 @@ class _Staging:
             table, records=rows, columns=list(columns), timeout=self.timeout_s
         )
 
-    async def results(self, items: Sequence[ResultItem]) -> None:
-        async with self._atomic():
-            await self._stage(STAGE_RESULTS, [row for row, _ in items], RESULT_COLUMNS)
-            status = await self.conn.execute(_INSERT_RESULTS, timeout=self.timeout_s)
-        self._dirty.add(STAGE_RESULTS)
-        self.inserted += _count(status)
-
-    async def copy_results(self, items: Sequence[ResultItem]) -> None:
-        """COPY straight into `results`: UniqueViolationError if one is stored already."""
+    async def results(self, items: Sequence[ResultItem], *, direct: bool = False) -> None:
+        """Store results rows through staging + ON CONFLICT, or with `direct` by COPY straight
+        into `results` (UniqueViolationError if one is stored already)."""
         rows = [row for row, _ in items]
-        ids = {row[0] for row in rows}
-        await self.conn.execute(_INSERT_REQUEST_IDS, list(ids), timeout=self.timeout_s)
-        await self.conn.copy_records_to_table(
-            "results", records=rows, columns=list(RESULT_COLUMNS), timeout=self.timeout_s
-        )
-        self.inserted += len(rows)
+        async with self._atomic():
+            ids = list({row[0] for row in rows})
+            await self.conn.execute(_INSERT_REQUEST_IDS, ids, timeout=self.timeout_s)
+            if direct:
+                await self.conn.copy_records_to_table(
+                    "results", records=rows, columns=list(RESULT_COLUMNS), timeout=self.timeout_s
+                )
+                inserted = len(rows)
+            else:
+                await self._stage(STAGE_RESULTS, rows, RESULT_COLUMNS)
+                status = await self.conn.execute(_INSERT_STAGED_RESULTS, timeout=self.timeout_s)
+                inserted = _count(status)
+        if not direct:
+            self._dirty.add(STAGE_RESULTS)
+        self.inserted += inserted
 
     async def requests(self, items: Sequence[RequestItem]) -> None:
         async with self._atomic():

@@ -11,8 +11,10 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# setup.py and the C source too: pip builds schemas._fastrow (the sink's decoder) in place.
+$(STAMP): pyproject.toml setup.py schemas/_fastrow.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@PYTHONPATH=. $(PY) -m stack.buildtools
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)

@@ -6,7 +6,8 @@ Against the local stack (`make stack-up`; FLEETRUN_STACK_* variables pick the in
 1. produce `rows` results (about 1 KiB each, 100 hosts per request) into fresh topics;
 2. the sink (`python -m sink`, a subprocess, default settings) drains them to committed rows:
    rows/s from its start and from its first stored row, its peak RSS and CPU (psutil); then
-   the same with two sink processes in one group;
+   the same with its C decoder off (FLEETRUN_NATIVE=0), and with two sink processes in
+   one group;
 3. the raw write path alone, for the same rows, in the same run: asyncpg binary COPY into a
    temporary staging table + INSERT … ON CONFLICT DO NOTHING (the issue's baseline), batches
    of 5,000, rows decoded beforehand (not timed), with 1 connection before and after the sink
@@ -43,6 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.bench_codec import typical_result
 from bench.measure import stop_process, write_results
 from schemas import Result, decode_result, encode
+from schemas.fastpath import decode_result_row_python
 from sink.migrate import migrate
 from sink.partitions import Partitions
 from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
@@ -152,10 +154,10 @@ async def drop_database(admin_dsn: str, name: str) -> None:
 
 
 async def run_sink(
-    env: StackEnv, prefix: str, dsn: str, rows: int, processes: int = 1
+    env: StackEnv, prefix: str, dsn: str, rows: int, processes: int = 1, *, native: bool = True
 ) -> dict[str, Any]:
     """Start `processes` × `python -m sink` in one group; wait until every row is stored and
-    committed; measure."""
+    committed; measure. `native=False` turns the C decoder off (FLEETRUN_NATIVE=0)."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     proc_env = {
         **os.environ,
@@ -165,6 +167,7 @@ async def run_sink(
         "FLEETRUN_GROUP_ID": group,
         "FLEETRUN_OPS_PORT": "0",
         "FLEETRUN_LOG_LEVEL": "WARNING",
+        "FLEETRUN_NATIVE": "1" if native else "0",
     }
     results_topic = prefix + "results"
     conn = await asyncpg.connect(dsn, timeout=10)
@@ -212,6 +215,7 @@ async def run_sink(
     assert first_row_at is not None
     return {
         "processes": processes,
+        "native_decode": native,
         "rows": stored,
         "seconds_from_start": round(done - started, 2),
         "rows_per_s_from_start": round(rows / (done - started)),
@@ -352,6 +356,7 @@ def decode_cost(n: int = 20_000) -> dict[str, float]:
     values = [v for _, v in backlog(n)]
     ways: dict[str, Callable[[bytes, int], tuple[Any, ...]]] = {
         "sink": lambda value, i: decode_result_record(value, 0, i),
+        "python": lambda value, i: (*decode_result_row_python(value), 0, i),
         "via_result": lambda value, i: result_row(decode_result(value), 0, i),
     }
     best = dict.fromkeys(ways, float("inf"))
@@ -380,11 +385,17 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
         report["raw"] = []
         report["sink_scaling"] = []
         # Raw before and after the sink: the box is shared and its load drifts.
-        for step in ("raw1", "direct1", "sink1", "raw1", "raw2", "direct2", "sink2"):
+        # "python1": the sink with its C decoder off, beside it in the same run.
+        steps = ("raw1", "direct1", "sink1", "python1", "raw1", "raw2", "direct2", "sink2")
+        for step in steps:
             count = int(step[-1])
-            if step.startswith("sink"):
+            if step.startswith(("sink", "python")):
+                native = step.startswith("sink")
                 async with fresh_database(env.pg_dsn, f"bench_sink_{tag}") as dsn:
-                    run = await run_sink(env, prefix, dsn, rows, processes=count)
+                    run = await run_sink(env, prefix, dsn, rows, processes=count, native=native)
+                if not native:
+                    report["sink_python"] = run
+                    continue
                 if count == 1:
                     report["sink"] = run
                 report["sink_scaling"].append(run)
@@ -399,6 +410,7 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
             report["naive"] = await run_naive(dsn, sample)
         cost = decode_cost()
         report["decode_us_per_row"] = cost["sink"]
+        report["decode_python_us_per_row"] = cost["python"]
         report["decode_via_result_us_per_row"] = cost["via_result"]
     finally:
         # The request timeout this call always had (aiokafka's default), not the tests' 10 s.
@@ -414,6 +426,7 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
     report["sink_share_of_raw"] = round(sink_rate / raw_best, 2)
     report["sink_share_of_raw_1_connection"] = round(sink_rate / (sum(raw1) / len(raw1)), 2)
     report["sink_vs_naive"] = round(sink_rate / report["naive"]["rows_per_s"], 1)
+    report["sink_vs_python_decoder"] = round(sink_rate / report["sink_python"]["rows_per_s"], 2)
     report["targets"] = {
         "sink_rows_per_s": [TARGET_ROWS_PER_S, sink_rate >= TARGET_ROWS_PER_S],
         "share_of_raw": [TARGET_RAW_SHARE, sink_rate >= TARGET_RAW_SHARE * raw_best],
@@ -446,6 +459,11 @@ def markdown(r: dict[str, Any], day: date) -> str:
         f"| sink, process start to last commit | {s['rows']:,} | {s['seconds_from_start']} | "
         f"{s['rows_per_s_from_start']:,} |",
     ]
+    p = r["sink_python"]
+    lines.append(
+        f"| sink with its C decoder off (FLEETRUN_NATIVE=0), first row to last commit | "
+        f"{p['rows']:,} | {p['seconds_from_first_row']} | {p['rows_per_s']:,} |"
+    )
     for run in r["sink_scaling"][1:]:
         lines.append(
             f"| sink, {run['processes']} processes in one group, first row to last commit | "
@@ -472,7 +490,10 @@ def markdown(r: dict[str, Any], day: date) -> str:
         f"Sink peak RSS: {s['peak_rss_mib']} MiB; sink CPU: {s['sink_cpu_s']} s "
         f"({s['cpu_us_per_row']} µs per row, of which decoding + validating + row building "
         f"(schemas.decode_result_row) alone take {r['decode_us_per_row']} µs on one core; "
+        f"{r['decode_python_us_per_row']} µs without the C decoder; "
         f"through a Result, decode_result + result_row, {r['decode_via_result_us_per_row']} µs). "
+        f"With its C decoder off the sink used {p['cpu_us_per_row']} µs of CPU per row; "
+        f"sink / sink without the C decoder: {r['sink_vs_python_decoder']}×. "
         "Sink / best raw (staging + upsert, the issue's baseline): "
         f"{r['sink_share_of_raw']}× (/ raw with 1 connection, mean of before and after: "
         f"{r['sink_share_of_raw_1_connection']}×); sink / best raw COPY into results: "

@@ -10,11 +10,18 @@ RESULT_ROW_FIELDS order, as decode_result followed by encode_output would give i
 (text, encoding) by the contract's rule, the error as its type and message, labels as JSON
 text, timestamps as aware UTC datetimes, integers as ints.
 tests/unit/test_codec_fastpath.py checks the equivalence on generated and mutated documents.
+
+The common result (both outputs "utf-8" and whole, timestamps in ...Z) is vouched for in C by
+schemas._fastrow when it was built (pip builds it where a C compiler exists; NATIVE says whether
+it is in use); everything else, including every error, goes through the Python code below.
+FLEETRUN_NATIVE=0 turns the C path off, to compare or to rule it out.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any, Final
 
 import orjson
@@ -70,8 +77,39 @@ _EMPTY_OUTPUT: Final = ("", "utf-8")
 _EMPTY_LABELS: Final = "{}"
 
 
-def decode_result_row(raw: codec.RawMessage) -> tuple[Any, ...]:
-    """Validate a fleetrun.result/1 message exactly as decode_result does; its fields, flat."""
+def _native_module() -> ModuleType | None:
+    if os.environ.get("FLEETRUN_NATIVE", "1") == "0":
+        return None
+    try:
+        from schemas import _fastrow  # type: ignore[attr-defined]  # built by setup.py
+    except ImportError:
+        return None
+    statuses = frozenset(codec.load_schema("result")["properties"]["status"]["enum"])
+    _fastrow.configure(orjson.loads, orjson.dumps, _MAX_OUTPUT, statuses)
+    return _fastrow  # type: ignore[no-any-return]
+
+
+_native: Final = _native_module()
+NATIVE: Final = _native is not None
+
+
+def decode_result_row(raw: codec.RawMessage, *extra: Any) -> tuple[Any, ...]:
+    """Validate a fleetrun.result/1 message exactly as decode_result does; its fields, flat,
+    then `extra` (the sink appends where it read the record)."""
+    if _native is not None:
+        row: tuple[Any, ...] | None = _native.row(raw, *extra)
+        if row is not None:
+            return row
+    return decode_result_row_python(raw) + extra
+
+
+def native_row(raw: codec.RawMessage, *extra: Any) -> tuple[Any, ...] | None:
+    """The C half alone: the row (plus `extra`) when it vouches for `raw`, else None."""
+    return None if _native is None else _native.row(raw, *extra)
+
+
+def decode_result_row_python(raw: codec.RawMessage) -> tuple[Any, ...]:
+    """decode_result_row without the C path: for every message it cannot vouch for, and tests."""
     try:
         d = orjson.loads(raw)  # type: ignore[arg-type]  # None raises TypeError: below
     except (orjson.JSONDecodeError, TypeError):
@@ -157,4 +195,10 @@ def decode_result_row(raw: codec.RawMessage) -> tuple[Any, ...]:
     )
 
 
-__all__ = ["RESULT_ROW_FIELDS", "decode_result_row"]
+__all__ = [
+    "NATIVE",
+    "RESULT_ROW_FIELDS",
+    "decode_result_row",
+    "decode_result_row_python",
+    "native_row",
+]

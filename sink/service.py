@@ -25,6 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas import DeadLetter, ErrorInfo, decode_status
+from schemas.fastpath import NATIVE
 from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
 from sink.errors import describe
@@ -128,6 +129,7 @@ class SinkService:
             "buffered_bytes": self.batcher.buffered_bytes,
             "inflight_flushes": len(self._flushes),
             "seconds_since_commit": round(self.clock() - self._last_commit, 1),
+            "native_decode": NATIVE,
         }
         return self.running and self.flusher.db_up and self._fatal is None, details
 

@@ -1,8 +1,10 @@
 """schemas.fastpath.decode_result_row is decode_result + the sink's row building, only cheaper.
 
 For every input — schema-generated documents, records with arbitrary output, the contract's
-examples, mutations aimed at each cross-field rule, random mutations, non-JSON — both paths
-either give the same stored row or raise the same error (type, message, path and rule).
+examples, mutations aimed at each cross-field rule, random mutations, non-JSON — every path
+(decode_result + result_row, the fast path in Python, the fast path with its C half) either gives
+the same stored row or raises the same error (type, message, path and rule); and whenever the C
+half vouches for a message on its own, its row is that same row.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from hypothesis import strategies as st
 import schemas
 from schemas import SchemaError, limits
 from schemas import strategies as S
-from schemas.fastpath import RESULT_ROW_FIELDS, decode_result_row
+from schemas.fastpath import (
+    RESULT_ROW_FIELDS,
+    decode_result_row,
+    decode_result_row_python,
+    native_row,
+)
 from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
 from tests.unit.test_codec_properties import (
     DOCUMENTS,
@@ -55,13 +62,22 @@ def _reference(raw: Any) -> tuple[Any, ...]:
 
 
 def assert_same(raw: Any) -> Outcome:
-    """Both paths agree on `raw`; returns the outcome."""
+    """Every path agrees on `raw`; returns the outcome."""
     expected = _outcome(_reference, raw)
-    assert _outcome(decode_result_row, raw) == expected, raw
+    for path in (decode_result_row, decode_result_row_python):
+        assert _outcome(path, raw) == expected, (path.__name__, raw)
+    native = native_row(raw)
+    if native is not None:
+        assert expected[0] == "row", ("the C path accepted what the contract refuses", raw)
+        assert native == expected[1], raw
     if expected[0] == "row":
         # Values of the same type too: asyncpg encodes by type (an int is not a float).
-        fast = decode_result_row(raw)
-        assert [type(v) for v in fast] == [type(v) for v in expected[1]]
+        for row in (decode_result_row(raw), native):
+            if row is not None:
+                assert [type(v) for v in row] == [type(v) for v in expected[1]]
+                assert [getattr(v, "tzinfo", None) for v in row] == [
+                    getattr(v, "tzinfo", None) for v in expected[1]
+                ]
     return expected
 
 

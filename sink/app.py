@@ -124,7 +124,7 @@ async def run_sink(
             )
             if not NATIVE:
                 log.warning(
-                    "decoding results in pure Python, ~25% more CPU per row: schemas._fastrow "
+                    "decoding results in pure Python, ~40% more CPU per row: schemas._fastrow "
                     "was not built (reinstall where a C compiler exists) or "
                     "FLEETRUN_NATIVE=0"
                 )

@@ -37,7 +37,7 @@ def main() -> int:
     except StackError as exc:
         print(
             f"setup: the sink's native decoder will not be built ({exc}); fleetrun works "
-            "without it, using ~30% more CPU per stored result",
+            "without it, using ~40% more CPU per stored result",
             file=sys.stderr,
         )
     return 0

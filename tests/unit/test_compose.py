@@ -120,7 +120,7 @@ def test_the_fleetrun_image_builds_what_pip_installs_here() -> None:
     assert packages <= copied
     assert "COPY pyproject.toml setup.py README.md ./" in dockerfile
     # The sink's native decoder is compiled in the build stage; the image refuses to exist
-    # without it (the Python path would work, at ~25% more CPU per row).
+    # without it (the Python path would work, at ~40% more CPU per row).
     assert "gcc" in dockerfile
     assert "assert NATIVE" in dockerfile
 

@@ -8,6 +8,7 @@ and the test suite names what is missing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import sysconfig
@@ -19,8 +20,9 @@ from stack.proc import StackError, apt_install
 def missing() -> list[str]:
     """Debian packages that would provide what is missing (empty: nothing is)."""
     packages = []
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None and shutil.which("cc") is None:
+    # The compiler setuptools will run: $CC, else the one this Python was built with.
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
         packages += ["gcc", "libc6-dev"]
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
         # The Debian interpreter's headers; another interpreter ships its own.

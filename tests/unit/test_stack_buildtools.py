@@ -37,3 +37,10 @@ def test_not_being_able_to_install_them_is_a_warning(
     err = capsys.readouterr().err
     assert "native decoder will not be built" in err
     assert "install them" in err
+
+
+def test_the_compiler_checked_is_the_one_setuptools_will_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CC", "no-such-compiler-here -O2")
+    assert buildtools.missing()[:2] == ["gcc", "libc6-dev"]

@@ -7,7 +7,6 @@ every rule the C code implements and on odd values in every field.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import os
@@ -25,7 +24,7 @@ import schemas
 from schemas import limits
 from schemas import strategies as S
 from schemas.fastpath import NATIVE, decode_result_row, decode_result_row_python, native_row
-from tests.unit.test_codec_fastpath import OK_DOC, SETTINGS, assert_same
+from tests.unit.test_codec_fastpath import OK_DOC, SETTINGS, _doc, assert_same
 from tests.unit.test_codec_properties import _wire
 
 # sha256 of result.schema.json without its prose (see _rules): the rules schemas/_fastrow.c
@@ -41,12 +40,6 @@ def _rules(node: Any) -> Any:
     if isinstance(node, list):
         return [_rules(v) for v in node]
     return node
-
-
-def _doc(**changes: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(OK_DOC)
-    doc.update(changes)
-    return doc
 
 
 def test_the_native_module_is_built_and_in_use() -> None:

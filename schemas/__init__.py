@@ -1,12 +1,13 @@
-"""fleetrun's wire contract: JSON Schemas, typed records, the orjson codec and target expressions.
+"""fleetrun's wire contract: JSON Schemas, the msgspec records and codec, target expressions.
 
 The JSON Schema files beside this module (request, result, status, dead_letter) are the contract
-other teams read; everything here is driven by them. See schemas/README.md.
+other teams read; the records in schemas.records say the same in Python. See schemas/README.md.
 """
 
 from schemas.codec import (
     CROSS_FIELD_RULES,
     KINDS,
+    RECORD_TYPES,
     SCHEMA_IDS,
     RawMessage,
     as_document,
@@ -18,33 +19,37 @@ from schemas.codec import (
     encode,
     load_schema,
     peek_request_id,
-    peek_schema,
 )
 from schemas.errors import SchemaError
-from schemas.fastpath import RESULT_ROW_FIELDS, decode_result_row
-from schemas.output import OUTPUT_ENCODINGS, OutputEncoding, decode_output, encode_output
+from schemas.fields import (
+    DEAD_LETTER_STAGES,
+    OUTPUT_ENCODINGS,
+    RESULT_STATUSES,
+    STATUS_STATES,
+    DeadLetterStage,
+    OutputEncoding,
+    ResultStatus,
+    StatusState,
+)
+from schemas.output import decode_output, encode_output
 from schemas.records import (
     DEAD_LETTER_SCHEMA,
-    DEAD_LETTER_STAGES,
     EMPTY_SHA256,
     REQUEST_SCHEMA,
     RESULT_SCHEMA,
-    RESULT_STATUSES,
     STATUS_SCHEMA,
-    STATUS_STATES,
     ConsumedRecord,
     DeadLetter,
-    DeadLetterStage,
     ErrorInfo,
     Message,
     Request,
     Result,
-    ResultStatus,
     Status,
     StatusCounts,
-    StatusState,
+    known,
 )
 from schemas.targets import GroupSource, Target, TargetError, check_targets, expand_targets, fold
+from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
 
 __all__ = [
     "CROSS_FIELD_RULES",
@@ -53,8 +58,8 @@ __all__ = [
     "EMPTY_SHA256",
     "KINDS",
     "OUTPUT_ENCODINGS",
+    "RECORD_TYPES",
     "REQUEST_SCHEMA",
-    "RESULT_ROW_FIELDS",
     "RESULT_SCHEMA",
     "RESULT_STATUSES",
     "SCHEMA_IDS",
@@ -84,13 +89,15 @@ __all__ = [
     "decode_output",
     "decode_request",
     "decode_result",
-    "decode_result_row",
     "decode_status",
     "encode",
     "encode_output",
     "expand_targets",
     "fold",
+    "format_timestamp",
+    "known",
     "load_schema",
+    "now_timestamp",
+    "parse_timestamp",
     "peek_request_id",
-    "peek_schema",
 ]

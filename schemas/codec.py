@@ -1,31 +1,22 @@
-"""One codec for the wire contract: records ⇄ JSON bytes (orjson), validated both ways.
+"""One codec for the wire contract: records ⇄ JSON bytes, with msgspec, validated both ways.
 
-decode_<kind>(raw) parses, checks the schema id, validates against schemas/<kind>.schema.json
-(compiled once at import), builds the record and applies the few cross-field rules a JSON Schema
-cannot state (listed in CROSS_FIELD_RULES and schemas/README.md). Every failure is one SchemaError
-whose message names the field path and the problem.
+decode_<kind>(raw) is one msgspec decode: it parses, checks the schema id (the records' tag),
+every field's bound (schemas.fields) and the records' own rules (schemas.records), in C except
+for those rules. Every failure is one SchemaError naming the field path, the problem and the
+rule (schemas.explain). encode() writes a record and, by default, proves it decodes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import msgspec
 import orjson
 
-from schemas.documents import (
-    dead_letter_doc,
-    dead_letter_from_doc,
-    request_doc,
-    request_from_doc,
-    result_doc,
-    result_from_doc,
-    status_doc,
-    status_from_doc,
-)
 from schemas.errors import SchemaError
+from schemas.explain import explain, json_type
 from schemas.records import (
     DEAD_LETTER_SCHEMA,
     REQUEST_SCHEMA,
@@ -37,10 +28,9 @@ from schemas.records import (
     Result,
     Status,
 )
-from schemas.rules import CROSS_FIELD_RULES, check_request, check_result, check_status, no_check
-from schemas.validator import Validator, compile_schema, json_type
 
 RawMessage = bytes | bytearray | memoryview | str | None
+M = TypeVar("M", Request, Result, Status, DeadLetter)
 
 KINDS: Final = ("request", "result", "status", "dead_letter")
 SCHEMA_IDS: Final = {
@@ -49,8 +39,34 @@ SCHEMA_IDS: Final = {
     "status": STATUS_SCHEMA,
     "dead_letter": DEAD_LETTER_SCHEMA,
 }
-_SCHEMA_ID = re.compile(r"fleetrun\.([a-z_]+)/([0-9]+)\Z")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+RECORD_TYPES: Final[dict[str, type[Message]]] = {
+    "request": Request,
+    "result": Result,
+    "status": Status,
+    "dead_letter": DeadLetter,
+}
+# The rules beyond the schema files (schemas/README.md): a document valid against its schema
+# file may still be refused for these, and only these.
+CROSS_FIELD_RULES: Final = frozenset(
+    {
+        "date-time",
+        "expires_at",
+        "targets",
+        "output",
+        "output_size",
+        "truncated",
+        "counts",
+        "integer",
+    }
+)
+_SCHEMA_ID: Final = re.compile(r"fleetrun\.([a-z_]+)/([0-9]+)\Z")
+_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_ABSENT: Final[Any] = object()  # a document's missing `schema`, told apart from `"schema": null`
+
+_encoder: Final = msgspec.json.Encoder()
+# One decoder for every kind: a union of tagged records makes msgspec require the `schema` field
+# (a lone tagged record would accept a message without it) at no extra cost.
+_decoder: Final = msgspec.json.Decoder(Message)
 
 
 def load_schema(kind: str) -> dict[str, Any]:
@@ -60,128 +76,169 @@ def load_schema(kind: str) -> dict[str, Any]:
     return schema
 
 
-_VALIDATORS: Final[dict[str, Validator]] = {
-    kind: compile_schema(load_schema(kind)) for kind in KINDS
-}
-_validate_result = _VALIDATORS["result"]
-
-
-# --- public API ------------------------------------------------------------------------------
-
-
-def encode(msg: Message, *, validate: bool = True) -> bytes:
-    """Serialise a record to JSON bytes; with `validate`, refuse what the contract forbids."""
-    kind, to_doc, check = _ENCODERS[type(msg)]
-    doc = to_doc(msg)
-    if validate:
-        _VALIDATORS[kind](doc)
-        check(msg)
-    try:
-        return orjson.dumps(doc)
-    except TypeError as exc:  # only reachable with validate=False
-        raise SchemaError("", f"cannot be written as JSON ({exc})", "json") from None
-
-
-def as_document(msg: Message) -> dict[str, Any]:
-    """The JSON document (a dict of JSON values) that `encode` would write for `msg`."""
-    return _ENCODERS[type(msg)][1](msg)
-
-
 def decode_request(raw: RawMessage) -> Request:
     """Parse and validate a fleetrun.request/1 message."""
-    doc = _load(raw, REQUEST_SCHEMA)
-    _VALIDATORS["request"](doc)
-    request = request_from_doc(doc)
-    check_request(request)
-    return request
+    return _decode(raw, Request)
 
 
 def decode_result(raw: RawMessage) -> Result:
     """Parse and validate a fleetrun.result/1 message."""
-    # The sink's hot path, so _load is inlined for the common case.
+    # _decode, inline: the sink decodes every result.
     try:
-        doc = orjson.loads(raw)  # type: ignore[arg-type]  # None raises TypeError: below
-    except (orjson.JSONDecodeError, TypeError):
-        doc = None
-    if type(doc) is not dict or doc.get("schema") != RESULT_SCHEMA:
-        doc = _load(raw, RESULT_SCHEMA)  # raises the precise error
-    _validate_result(doc)
-    return result_from_doc(doc)  # applies the cross-field checks too
+        msg = _decoder.decode(raw)  # type: ignore[arg-type]  # None raises TypeError
+    except (msgspec.MsgspecError, TypeError) as exc:
+        raise _refusal(exc, raw, Result) from None
+    if type(msg) is not Result:
+        raise _schema_mismatch(msg.SCHEMA, RESULT_SCHEMA)
+    return msg
 
 
 def decode_status(raw: RawMessage) -> Status:
     """Parse and validate a fleetrun.status/1 message."""
-    doc = _load(raw, STATUS_SCHEMA)
-    _VALIDATORS["status"](doc)
-    status = status_from_doc(doc)
-    check_status(status)
-    return status
+    return _decode(raw, Status)
 
 
 def decode_dead_letter(raw: RawMessage) -> DeadLetter:
     """Parse and validate a fleetrun.dead_letter/1 message."""
-    doc = _load(raw, DEAD_LETTER_SCHEMA)
-    _VALIDATORS["dead_letter"](doc)
-    return dead_letter_from_doc(doc)
+    return _decode(raw, DeadLetter)
 
 
 def decode(raw: RawMessage) -> Message:
     """Decode any fleetrun message, choosing the kind from its schema field."""
-    doc = _load_object(raw)
-    schema = doc.get("schema")
-    m = _SCHEMA_ID.match(schema) if isinstance(schema, str) else None
-    if m is None or m.group(1) not in _DECODERS:
+    try:
+        return _decoder.decode(raw)  # type: ignore[arg-type]  # None raises TypeError
+    except (msgspec.MsgspecError, TypeError, UnicodeEncodeError) as exc:
+        doc = _document(raw, exc)
+        schema = doc.get("schema", _ABSENT)
+        m = _SCHEMA_ID.match(schema) if isinstance(schema, str) else None
+        if schema is _ABSENT:
+            raise SchemaError(
+                "schema",
+                "is required: every fleetrun message names its schema, one of "
+                f"{', '.join(SCHEMA_IDS.values())}",
+                "schema",
+            ) from None
+        if m is None or m.group(1) not in RECORD_TYPES:
+            raise SchemaError(
+                "schema",
+                f"{_show(schema)} is not a fleetrun schema id; "
+                f"expected one of {', '.join(SCHEMA_IDS.values())}",
+                "schema",
+            ) from None
+        raise _refusal(exc, raw, RECORD_TYPES[m.group(1)]) from None
+
+
+def _decode(raw: RawMessage, record_type: type[M]) -> M:
+    try:
+        msg = _decoder.decode(raw)  # type: ignore[arg-type]  # None raises TypeError
+    # TypeError: `raw` is None. UnicodeEncodeError: `raw` is a str holding an unpaired surrogate.
+    except (msgspec.MsgspecError, TypeError, UnicodeEncodeError) as exc:
+        raise _refusal(exc, raw, record_type) from None
+    if type(msg) is not record_type:
+        raise _schema_mismatch(msg.SCHEMA, record_type.SCHEMA)
+    return msg
+
+
+def encode(msg: Message, *, validate: bool = True) -> bytes:
+    """Serialise a record to JSON bytes; with `validate`, refuse what the contract forbids.
+
+    Records built in Python have passed their own rules, but not their field bounds (msgspec
+    checks those while decoding): `validate` decodes the bytes once to prove them.
+    """
+    raw = _write(msg)
+    if validate:
+        try:
+            _decoder.decode(raw)
+        except msgspec.MsgspecError as exc:
+            raise _refusal(exc, raw, type(msg)) from None
+    return raw
+
+
+def as_document(msg: Message) -> dict[str, Any]:
+    """The JSON document (a dict of JSON values) that `encode` would write for `msg`."""
+    doc: dict[str, Any] = orjson.loads(_write(msg))
+    return doc
+
+
+def _write(msg: Message) -> bytes:
+    try:
+        return _encoder.encode(msg)
+    except UnicodeEncodeError:
+        # A record built in code may hold an unpaired surrogate (text decoded with
+        # surrogateescape, e.g. a label from argv); UTF-8 JSON cannot carry one.
+        path = _surrogate_at(msgspec.to_builtins(msg), "")
         raise SchemaError(
-            "schema",
-            f"{_show(schema)} is not a fleetrun schema id; "
-            f"expected one of {', '.join(SCHEMA_IDS.values())}",
-            "schema",
-        )
-    return _DECODERS[m.group(1)](raw)
+            path or "",
+            "holds an unpaired surrogate (U+D800 to U+DFFF), which UTF-8 JSON cannot carry",
+            "json",
+        ) from None
 
 
-def peek_schema(raw: RawMessage) -> str | None:
-    """The `schema` field of a message if it is JSON with one, without validating anything."""
-    doc = _loads_or_none(raw)
-    schema = doc.get("schema") if isinstance(doc, dict) else None
-    return schema if isinstance(schema, str) else None
+def _surrogate_at(value: Any, path: str) -> str | None:
+    """The path of the first string in `value` that UTF-8 cannot encode, or None."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _surrogate_at(key, path) or _surrogate_at(item, f"{path}.{key}".lstrip("."))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _surrogate_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def peek_request_id(raw: RawMessage) -> str | None:
     """The request_id of a message, even an invalid one, when one can be read; else None."""
-    doc = _loads_or_none(raw)
+    if raw is None:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
     request_id = doc.get("request_id") if isinstance(doc, dict) else None
     if isinstance(request_id, str) and _UUID.match(request_id):
         return request_id
     return None
 
 
-# --- reading ---------------------------------------------------------------------------------
+# --- refusals ----------------------------------------------------------------------------------
 
 
-def _loads_or_none(raw: RawMessage) -> Any:
-    if raw is None:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
+def _refusal(exc: Exception, raw: RawMessage, record_type: type[Any]) -> SchemaError:
+    """The one SchemaError for a message msgspec refused as `record_type`."""
+    doc = _document(raw, exc)
+    expected = record_type.SCHEMA
+    schema = doc.get("schema", _ABSENT)
+    if schema != expected:
+        return _schema_mismatch(schema, expected)
+    if not isinstance(exc, msgspec.MsgspecError):  # pragma: no cover - TypeError is for None
+        raise exc
+    return explain(exc, doc, record_type)
 
 
-def _load(raw: RawMessage, expected: str) -> dict[str, Any]:
-    doc = _load_object(raw)
-    if doc.get("schema") != expected:
-        raise _schema_mismatch(doc.get("schema"), expected)
-    return doc
-
-
-def _load_object(raw: RawMessage) -> dict[str, Any]:
+def _document(raw: RawMessage, exc: Exception) -> dict[str, Any]:
+    """The message parsed again (it was refused), or the SchemaError for not being an object."""
     if raw is None:
         raise SchemaError("", "is empty: the Kafka record has no value", "json")
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError("", f"is not valid JSON ({exc})", "json") from None
+    except orjson.JSONDecodeError as error:
+        raise SchemaError("", f"is not valid JSON ({error})", "json") from None
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        # orjson read what msgspec could not
+        raise SchemaError("", f"is not valid JSON ({exc})", "json")
     if type(doc) is not dict:
         raise SchemaError("", f"must be a JSON object, not {json_type(doc)}", "type")
     return doc
@@ -192,7 +249,7 @@ def _show(value: Any) -> str:
 
 
 def _schema_mismatch(schema: Any, expected: str) -> SchemaError:
-    if schema is None:
+    if schema is _ABSENT:
         return SchemaError(
             "schema",
             f'is required: every fleetrun message names its schema, here "{expected}"',
@@ -220,23 +277,10 @@ def _schema_mismatch(schema: Any, expected: str) -> SchemaError:
     )
 
 
-_ENCODERS: Final[dict[type, tuple[str, Callable[[Any], dict[str, Any]], Callable[[Any], None]]]] = {
-    Request: ("request", request_doc, check_request),
-    Result: ("result", result_doc, check_result),
-    Status: ("status", status_doc, check_status),
-    DeadLetter: ("dead_letter", dead_letter_doc, no_check),
-}
-_DECODERS: Final[dict[str, Callable[[RawMessage], Message]]] = {
-    "request": decode_request,
-    "result": decode_result,
-    "status": decode_status,
-    "dead_letter": decode_dead_letter,
-}
-
-
 __all__ = [
     "CROSS_FIELD_RULES",
     "KINDS",
+    "RECORD_TYPES",
     "SCHEMA_IDS",
     "RawMessage",
     "as_document",
@@ -248,5 +292,4 @@ __all__ = [
     "encode",
     "load_schema",
     "peek_request_id",
-    "peek_schema",
 ]

@@ -18,7 +18,3 @@ class SchemaError(ValueError):
 
     def __reduce__(self) -> tuple[type[SchemaError], tuple[str, str, str]]:
         return (type(self), (self.path, self.problem, self.rule))
-
-
-class SchemaDefinitionError(Exception):
-    """A schema file uses something the validator compiler does not implement."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Final, Literal, get_args
 
-OutputEncoding = Literal["utf-8", "base64"]
-OUTPUT_ENCODINGS: Final[tuple[OutputEncoding, ...]] = get_args(OutputEncoding)
+from schemas.fields import OutputEncoding
+
+_NOT_BASE64 = "is not valid base64 (RFC 4648 standard alphabet, padded, no line breaks)"
 
 
 def encode_output(data: bytes) -> tuple[str, OutputEncoding]:
@@ -21,6 +21,21 @@ def encode_output(data: bytes) -> tuple[str, OutputEncoding]:
     return base64.b64encode(data).decode("ascii"), "base64"
 
 
+def decode_base64(text: str) -> bytes:
+    """The bytes of `text` in base64 as the contract writes it (the schema files' pattern:
+    RFC 4648 standard alphabet, padded, no line breaks); ValueError for anything else."""
+    try:
+        data = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(_NOT_BASE64) from None
+    # strict_mode still takes padding after a complete group ("YWJj=", "YWJj===="), which the
+    # pattern refuses; given what strict_mode checks, the one length base64 of these bytes has
+    # (4 characters per 3 bytes, rounded up) leaves exactly the strings the pattern matches.
+    if len(text) != 4 * ((len(data) + 2) // 3):
+        raise ValueError(_NOT_BASE64)
+    return data
+
+
 def decode_output(text: str, encoding: OutputEncoding) -> bytes:
     """The captured bytes written as `text` in `encoding`; ValueError when they cannot be."""
     if encoding == "utf-8":
@@ -31,8 +46,5 @@ def decode_output(text: str, encoding: OutputEncoding) -> bytes:
         except UnicodeEncodeError:
             raise ValueError("holds an unpaired surrogate, which is not UTF-8") from None
     if encoding == "base64":
-        try:
-            return binascii.a2b_base64(text, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64 (RFC 4648, padded, no line breaks)") from None
+        return decode_base64(text)
     raise ValueError(f"unknown output encoding {encoding!r}")

@@ -1,36 +1,80 @@
-"""Typed, immutable records for the four wire messages (fleetrun.*/1).
+"""The four wire records (fleetrun.*/1) as frozen msgspec Structs: the contract, once, in Python.
 
-Records hold Python values: timezone-aware datetimes, captured output as bytes, tuples for lists.
-The codec (schemas.codec) turns them into JSON and back; schemas/*.schema.json define the wire.
+Each field's type carries its bounds (schemas.fields); `__post_init__` holds the rules a field
+type cannot state: the schema files' if/then rules and the extra rules of schemas/README.md
+("Rules beyond the schema files"). msgspec runs both while decoding and when a record is built
+in Python, so a record that exists is valid. Records hold the wire form: timestamps as RFC 3339
+text (schemas.timestamps parses them), output as text plus its encoding (`stdout_data` gives
+the bytes back). schemas.codec turns records into JSON and back.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal, Protocol, get_args
+from typing import Annotated, ClassVar, Final, Protocol, TypeVar
+
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from schemas import limits
-
-ResultStatus = Literal[
-    "ok",
-    "failed",
-    "timeout",
-    "unreachable",
-    "auth_failed",
-    "host_key_mismatch",
-    "skipped",
-    "expired",
-    "error",
-]
-RESULT_STATUSES: Final[tuple[ResultStatus, ...]] = get_args(ResultStatus)
-StatusState = Literal["accepted", "rejected", "completed"]
-STATUS_STATES: Final[tuple[StatusState, ...]] = get_args(StatusState)
-DeadLetterStage = Literal["collector", "sink"]
-DEAD_LETTER_STAGES: Final[tuple[DeadLetterStage, ...]] = get_args(DeadLetterStage)
+from schemas.errors import SchemaError
+from schemas.fields import (
+    HOST,
+    LABEL_NAME,
+    NO_NUL,
+    NOT_BLANK,
+    RESULT_STATUSES,
+    SHA256,
+    SIGNAL,
+    UUID,
+    Attempt,
+    ByteCount,
+    Command,
+    Concurrency,
+    ConnectTimeoutS,
+    DeadLetterStage,
+    Env,
+    ErrorBudget,
+    ErrorMessage,
+    ErrorType,
+    ExitStatus,
+    Host,
+    HostCount,
+    Instance,
+    Labels,
+    MaxOutputBytes,
+    Milliseconds,
+    Offset,
+    OutputEncoding,
+    OutputText,
+    Partition,
+    Port,
+    Principal,
+    Reason,
+    ResultStatus,
+    Retries,
+    Sha256,
+    Signal,
+    StatusState,
+    SubmittedTarget,
+    TargetExpression,
+    TimeoutS,
+    Timestamp,
+    Topic,
+    User,
+    Uuid,
+)
+from schemas.output import decode_base64, decode_output
+from schemas.patterns import check_patterns, plan
+from schemas.targets import check_targets
+from schemas.timestamps import (
+    check_timestamps,
+    format_timestamp,
+    now_timestamp,
+    parse_timestamp,
+)
 
 REQUEST_SCHEMA: Final = "fleetrun.request/1"
 RESULT_SCHEMA: Final = "fleetrun.result/1"
@@ -39,19 +83,33 @@ DEAD_LETTER_SCHEMA: Final = "fleetrun.dead_letter/1"
 
 EMPTY_SHA256: Final = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
+T = TypeVar("T")
+_MAX_OUTPUT: Final = limits.MAX_OUTPUT_BYTES
+
 
 def fit_text(text: str, limit: int) -> str:
-    """`text` as the contract takes it: NUL written as \\0, cut to `limit` characters with '…'."""
+    """`text` as the contract takes it: NUL written as \\0, an unpaired surrogate as \\udcff
+    (UTF-8 JSON cannot carry one), cut to `limit` characters with '…'."""
     text = text.replace("\x00", "\\0")
+    if not text.isascii():
+        # str() of an OSError names paths decoded with surrogateescape: "\udcff" for byte 0xff.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorInfo:
+def known(value: T | UnsetType) -> T | None:
+    """A status field's value, or None when the record does not carry it."""
+    return None if isinstance(value, UnsetType) else value
+
+
+class ErrorInfo(Struct, frozen=True, kw_only=True, gc=False):
     """What went wrong: a short stable type name and a message for people."""
 
-    type: str
-    message: str
+    type: ErrorType
+    message: ErrorMessage
+
+    def __post_init__(self) -> None:
+        check_patterns(self, _ERROR_CHECKS)
 
     @classmethod
     def bounded(cls, error_type: str, message: str) -> ErrorInfo:
@@ -65,39 +123,57 @@ class ErrorInfo:
         return cls.bounded(type(exc).__name__, str(exc))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Request:
+class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", tag=REQUEST_SCHEMA):
     """fleetrun.request/1: run `command` on every host `targets` expand to."""
 
     SCHEMA: ClassVar[str] = REQUEST_SCHEMA
 
-    request_id: str
-    submitted_at: datetime
-    principal: str
-    command: str
-    targets: tuple[str, ...]
-    expires_at: datetime | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    timeout_s: float = limits.DEFAULT_TIMEOUT_S
-    connect_timeout_s: float = limits.DEFAULT_CONNECT_TIMEOUT_S
-    concurrency: int = limits.DEFAULT_CONCURRENCY
-    max_errors: int | str | None = None  # a host count, "N%" of the targets, or None: no budget
-    max_output_bytes: int = limits.DEFAULT_MAX_OUTPUT_BYTES
-    retries: int = limits.DEFAULT_RETRIES
-    labels: Mapping[str, str] = field(default_factory=dict)
+    request_id: Uuid
+    submitted_at: Timestamp
+    expires_at: Timestamp | None = None
+    principal: Principal
+    command: Command
+    targets: Annotated[
+        tuple[TargetExpression, ...], Meta(min_length=1, max_length=limits.MAX_TARGET_EXPRESSIONS)
+    ]
+    env: Env = {}
+    timeout_s: TimeoutS = limits.DEFAULT_TIMEOUT_S
+    connect_timeout_s: ConnectTimeoutS = limits.DEFAULT_CONNECT_TIMEOUT_S
+    concurrency: Concurrency = limits.DEFAULT_CONCURRENCY
+    max_errors: ErrorBudget = None  # a host count, "N%" of the targets, or None: no budget
+    max_output_bytes: MaxOutputBytes = limits.DEFAULT_MAX_OUTPUT_BYTES
+    retries: Retries = limits.DEFAULT_RETRIES
+    labels: Labels = {}
+
+    def __post_init__(self) -> None:
+        check_patterns(self, _REQUEST_CHECKS)
+        if not NOT_BLANK.matches(self.command):
+            raise SchemaError("command", NOT_BLANK.message, "pattern")
+        submitted = parse_timestamp(self.submitted_at, "submitted_at")
+        expires = self.expires_at
+        if expires is not None and parse_timestamp(expires, "expires_at") <= submitted:
+            raise SchemaError(
+                "expires_at",
+                "must be after submitted_at (the request would expire before it was sent)",
+                "expires_at",
+            )
+        check_targets(self.targets)
 
     @classmethod
     def new(
         cls, *, principal: str, command: str, targets: Iterable[str], **options: object
     ) -> Request:
-        """A request with a fresh random request_id, submitted now."""
+        """A request submitted now, with a fresh random request_id unless `options` has one."""
+        fields: dict[str, object] = {
+            "request_id": str(uuid.uuid4()),
+            "submitted_at": now_timestamp(),
+            **options,
+        }
         return cls(
-            request_id=str(uuid.uuid4()),
-            submitted_at=datetime.now(UTC),
             principal=principal,
             command=command,
             targets=tuple(targets),
-            **options,  # type: ignore[arg-type]  # checked by the dataclass and the codec
+            **fields,  # type: ignore[arg-type]  # checked by msgspec and __post_init__
         )
 
     def error_budget(self, targets_total: int) -> int | None:
@@ -110,50 +186,181 @@ class Request:
         return self.max_errors
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result:
+class Result(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", tag=RESULT_SCHEMA):
     """fleetrun.result/1: the final outcome of one request on one host (one attempt)."""
 
     SCHEMA: ClassVar[str] = RESULT_SCHEMA
 
-    # Field order follows DESIGN.md; kw_only lets required fields follow defaulted ones.
-    request_id: str
-    host: str
-    port: int
-    user: str
-    attempt: int = 1
+    request_id: Uuid
+    host: Host
+    port: Port
+    user: User
+    attempt: Attempt
     status: ResultStatus
-    exit_status: int | None = None
-    exit_signal: str | None = None
-    stdout: bytes = b""  # the captured bytes (head and tail when truncated)
-    stderr: bytes = b""
-    stdout_bytes: int = 0  # size of the whole stream
-    stderr_bytes: int = 0
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    stdout_sha256: str = EMPTY_SHA256  # digest of the whole stream
-    stderr_sha256: str = EMPTY_SHA256
-    started_at: datetime
-    finished_at: datetime
-    duration_ms: int
-    error: ErrorInfo | None = None
-    collector: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    exit_status: ExitStatus | None
+    exit_signal: Signal | None
+    stdout: OutputText  # the captured bytes (head and tail when truncated), as `*_encoding` says
+    stderr: OutputText
+    stdout_encoding: OutputEncoding
+    stderr_encoding: OutputEncoding
+    stdout_bytes: ByteCount  # size of the whole stream
+    stderr_bytes: ByteCount
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_sha256: Sha256  # digest of the whole stream
+    stderr_sha256: Sha256
+    started_at: Timestamp
+    finished_at: Timestamp
+    duration_ms: Milliseconds
+    error: ErrorInfo | None
+    collector: Instance
+    labels: Labels
+
+    def __post_init__(self) -> None:
+        # Patterns, the schema file's if/then rules, then the extra rules in README's order.
+        # The sink decodes every result, so the pattern checks of plan(Result) are written out
+        # here rather than looped over (a third of the decode time; test_schemas_records
+        # proves each one is enforced).
+        v = self.request_id
+        if v not in _UUIDS and not UUID.matches(v):
+            raise SchemaError("request_id", UUID.message, "pattern")
+        v = self.host
+        if v not in _HOSTS and not HOST.matches(v):
+            raise SchemaError("host", HOST.message, "pattern")
+        if "\x00" in self.user:
+            raise SchemaError("user", NO_NUL.message, "pattern")
+        signal = self.exit_signal
+        if signal is not None and not SIGNAL.matches(signal):
+            raise SchemaError("exit_signal", SIGNAL.message, "pattern")
+        v = self.stdout_sha256
+        if v not in _DIGESTS and not SHA256.matches(v):
+            raise SchemaError("stdout_sha256", SHA256.message, "pattern")
+        v = self.stderr_sha256
+        if v not in _DIGESTS and not SHA256.matches(v):
+            raise SchemaError("stderr_sha256", SHA256.message, "pattern")
+        # started_at and finished_at: their pattern is checked with the calendar, below.
+        if "\x00" in self.collector:
+            raise SchemaError("collector", NO_NUL.message, "pattern")
+        labels = self.labels
+        if labels and not (
+            (_LABEL_NAMES.issuperset(labels) or LABEL_NAME.all_match(labels))
+            and "\x00" not in "".join(labels.values())
+        ):
+            check_patterns(self, _RESULT_CHECKS)  # raises the precise error
+        status = self.status
+        if status == "ok":
+            if self.exit_status != 0:
+                raise SchemaError("exit_status", 'must be 0 when status is "ok"', "const")
+            if self.exit_signal is not None:
+                raise SchemaError("exit_signal", 'must be null when status is "ok"', "const")
+        elif status == "error" and self.error is None:
+            raise SchemaError(
+                "error",
+                'must say what went wrong ({"type": ..., "message": ...}) when status is "error"',
+                "not",
+            )
+        # Whole ASCII text, the common stream, is settled by one test; anything else in full.
+        text = self.stdout
+        if not (
+            self.stdout_encoding == "utf-8"
+            and len(text) == self.stdout_bytes <= _MAX_OUTPUT
+            and text.isascii()
+            and "\x00" not in text
+            and not self.stdout_truncated
+        ):
+            _check_stream(
+                "stdout",
+                _captured_size("stdout", text, self.stdout_encoding),
+                self.stdout_bytes,
+                self.stdout_truncated,
+            )
+        text = self.stderr
+        if not (
+            self.stderr_encoding == "utf-8"
+            and len(text) == self.stderr_bytes <= _MAX_OUTPUT
+            and text.isascii()
+            and "\x00" not in text
+            and not self.stderr_truncated
+        ):
+            _check_stream(
+                "stderr",
+                _captured_size("stderr", text, self.stderr_encoding),
+                self.stderr_bytes,
+                self.stderr_truncated,
+            )
+        check_timestamps(self.started_at, "started_at", self.finished_at, "finished_at")
+
+    @property
+    def stdout_data(self) -> bytes:
+        """The captured stdout bytes."""
+        return decode_output(self.stdout, self.stdout_encoding)
+
+    @property
+    def stderr_data(self) -> bytes:
+        """The captured stderr bytes."""
+        return decode_output(self.stderr, self.stderr_encoding)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusCounts:
+def _captured_size(name: str, text: str, encoding: OutputEncoding) -> int:
+    """Bytes the stream's wire text stands for; SchemaError when it breaks its encoding."""
+    if encoding == "utf-8":
+        if "\x00" in text:
+            raise SchemaError(
+                name,
+                'holds a NUL character, which "utf-8" output never does: such output is sent '
+                'as "base64"',
+                "pattern",
+            )
+        if text.isascii():
+            return len(text)
+        try:
+            return len(text.encode())
+        except UnicodeEncodeError:
+            raise SchemaError(
+                name, "holds an unpaired surrogate, which is not UTF-8", "output"
+            ) from None
+    try:
+        return len(decode_base64(text))
+    except ValueError as exc:
+        raise SchemaError(name, str(exc), "pattern") from None
+
+
+def _check_stream(name: str, captured: int, total: int, truncated: bool) -> None:
+    if captured == total and not truncated and total <= _MAX_OUTPUT:
+        return  # the common case: the whole stream was kept
+    if captured > _MAX_OUTPUT:
+        raise SchemaError(
+            name,
+            f"holds {captured:,} bytes; the limit per stream is {_MAX_OUTPUT:,}",
+            "output_size",
+        )
+    if captured > total:
+        raise SchemaError(
+            name,
+            f"holds {captured:,} bytes but {name}_bytes says the stream had {total:,}",
+            "output_size",
+        )
+    if truncated != (captured < total):
+        held = f"holds {captured:,} of the stream's {total:,} bytes"
+        raise SchemaError(
+            f"{name}_truncated",
+            f"must be {'true' if captured < total else 'false'}: {name} {held}",
+            "truncated",
+        )
+
+
+class StatusCounts(Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=True):
     """Final results of a request per status; `total` is the number of targets."""
 
-    ok: int = 0
-    failed: int = 0
-    timeout: int = 0
-    unreachable: int = 0
-    auth_failed: int = 0
-    host_key_mismatch: int = 0
-    skipped: int = 0
-    expired: int = 0
-    error: int = 0
+    ok: HostCount
+    failed: HostCount
+    timeout: HostCount
+    unreachable: HostCount
+    auth_failed: HostCount
+    host_key_mismatch: HostCount
+    skipped: HostCount
+    expired: HostCount
+    error: HostCount
 
     @property
     def total(self) -> int:
@@ -164,47 +371,78 @@ class StatusCounts:
     def of(cls, statuses: Iterable[ResultStatus]) -> StatusCounts:
         """Count a sequence of result statuses."""
         counts: Counter[str] = Counter(statuses)
-        return cls(**counts)
+        return cls(**{status: counts[status] for status in RESULT_STATUSES})
 
     def as_dict(self) -> dict[ResultStatus, int]:
         """Status name to count, in RESULT_STATUSES order."""
         return {status: getattr(self, status) for status in RESULT_STATUSES}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Status:
+# Fields each state carries (README: `status` fields after `collector` are present by state).
+_REQUIRED_BY_STATE: Final[dict[str, tuple[str, ...]]] = {
+    "accepted": ("submitted_at", "principal", "command", "targets", "labels", "targets_total"),
+    "rejected": ("reason",),
+    "completed": ("counts", "duration_ms", "targets_total"),
+}
+
+
+class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", tag=STATUS_SCHEMA):
     """fleetrun.status/1: a request was accepted, rejected or completed.
 
     accepted carries the request's details and targets_total; rejected carries reason (and the
     request's details when they could be read); completed carries counts, duration_ms and
-    targets_total. Use the constructors below to get each state's fields right.
+    targets_total. Fields a state does not carry are UNSET (left out on the wire, never null);
+    `known()` reads them as None. Use the constructors below to get each state's fields right.
     """
 
     SCHEMA: ClassVar[str] = STATUS_SCHEMA
 
-    request_id: str
+    request_id: Uuid
     state: StatusState
-    at: datetime
-    collector: str
-    submitted_at: datetime | None = None
-    principal: str | None = None
-    command: str | None = None
-    targets: tuple[str, ...] | None = None
-    labels: Mapping[str, str] | None = None
-    targets_total: int | None = None
-    reason: str | None = None
-    counts: StatusCounts | None = None
-    duration_ms: int | None = None
+    at: Timestamp
+    collector: Instance
+    submitted_at: Timestamp | UnsetType = UNSET
+    principal: Principal | UnsetType = UNSET
+    command: Command | UnsetType = UNSET
+    targets: (
+        Annotated[
+            tuple[SubmittedTarget, ...],
+            Meta(min_length=1, max_length=limits.MAX_TARGET_EXPRESSIONS),
+        ]
+        | UnsetType
+    ) = UNSET
+    labels: Labels | UnsetType = UNSET
+    targets_total: HostCount | UnsetType = UNSET
+    reason: Reason | UnsetType = UNSET
+    counts: StatusCounts | UnsetType = UNSET
+    duration_ms: Milliseconds | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_patterns(self, _STATUS_CHECKS)
+        for name in _REQUIRED_BY_STATE[self.state]:
+            if getattr(self, name) is UNSET:
+                raise SchemaError(name, f'is required when state is "{self.state}"', "required")
+        parse_timestamp(self.at, "at")
+        if not isinstance(self.submitted_at, UnsetType):
+            parse_timestamp(self.submitted_at, "submitted_at")
+        counts, total = self.counts, self.targets_total
+        if isinstance(counts, StatusCounts) and isinstance(total, int) and counts.total != total:
+            raise SchemaError(
+                "counts",
+                f"add up to {counts.total:,} but targets_total is {total:,}: "
+                "every expanded target gets exactly one final result",
+                "counts",
+            )
 
     @classmethod
     def accepted(
-        cls, request: Request, *, targets_total: int, collector: str, at: datetime | None = None
+        cls, request: Request, *, targets_total: int, collector: str, at: str | None = None
     ) -> Status:
         """The status for a request whose targets expanded to `targets_total` hosts."""
         return cls(
             request_id=request.request_id,
             state="accepted",
-            at=at or datetime.now(UTC),
+            at=at or now_timestamp(),
             collector=collector,
             submitted_at=request.submitted_at,
             principal=request.principal,
@@ -222,20 +460,28 @@ class Status:
         *,
         collector: str,
         request: Request | None = None,
-        at: datetime | None = None,
+        at: str | None = None,
     ) -> Status:
         """The status for a request that will not run; pass `request` when it was decoded."""
         reason = fit_text(reason, limits.MAX_REASON_CHARS) or "rejected"
+        if request is None:
+            return cls(
+                request_id=request_id,
+                state="rejected",
+                at=at or now_timestamp(),
+                collector=collector,
+                reason=reason,
+            )
         return cls(
             request_id=request_id,
             state="rejected",
-            at=at or datetime.now(UTC),
+            at=at or now_timestamp(),
             collector=collector,
-            submitted_at=request.submitted_at if request else None,
-            principal=request.principal if request else None,
-            command=request.command if request else None,
-            targets=request.targets if request else None,
-            labels=request.labels if request else None,
+            submitted_at=request.submitted_at,
+            principal=request.principal,
+            command=request.command,
+            targets=request.targets,
+            labels=request.labels,
             reason=reason,
         )
 
@@ -247,65 +493,17 @@ class Status:
         *,
         duration_ms: int,
         collector: str,
-        at: datetime | None = None,
+        at: str | None = None,
     ) -> Status:
         """The status for a request whose every target has its final result."""
         return cls(
             request_id=request_id,
             state="completed",
-            at=at or datetime.now(UTC),
+            at=at or now_timestamp(),
             collector=collector,
             targets_total=counts.total,
             counts=counts,
             duration_ms=duration_ms,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """fleetrun.dead_letter/1: a record that could not be processed, kept byte for byte."""
-
-    SCHEMA: ClassVar[str] = DEAD_LETTER_SCHEMA
-
-    source_topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    error: ErrorInfo
-    stage: DeadLetterStage
-    at: datetime
-    instance: str
-    request_id: str | None = None  # read from the record when possible, for correlation
-    source_timestamp: datetime | None = None
-
-    @classmethod
-    def of(
-        cls,
-        record: ConsumedRecord,
-        error: ErrorInfo,
-        *,
-        stage: DeadLetterStage,
-        instance: str,
-        request_id: str | None,
-        at: datetime | None = None,
-    ) -> DeadLetter:
-        """The dead letter for a consumed record, keeping its key and value byte for byte."""
-        timestamp = record.timestamp  # Kafka's "no timestamp" is -1
-        return cls(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            error=error,
-            stage=stage,
-            at=at or datetime.now(UTC),
-            instance=instance[: limits.MAX_INSTANCE_CHARS],
-            request_id=request_id,
-            source_timestamp=(
-                datetime.fromtimestamp(timestamp / 1000, UTC) if timestamp >= 0 else None
-            ),
         )
 
 
@@ -326,4 +524,71 @@ class ConsumedRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+class DeadLetter(
+    Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", tag=DEAD_LETTER_SCHEMA
+):
+    """fleetrun.dead_letter/1: a record that could not be processed, kept byte for byte."""
+
+    SCHEMA: ClassVar[str] = DEAD_LETTER_SCHEMA
+
+    source_topic: Topic
+    partition: Partition
+    offset: Offset
+    source_timestamp: Timestamp | None = None
+    key: bytes | None  # base64 on the wire (msgspec's bytes are RFC 4648, padded)
+    value: bytes | None
+    request_id: Uuid | None = None  # read from the record when possible, for correlation
+    error: ErrorInfo
+    stage: DeadLetterStage
+    at: Timestamp
+    instance: Instance
+
+    def __post_init__(self) -> None:
+        check_patterns(self, _DEAD_LETTER_CHECKS)
+        if self.source_timestamp is not None:
+            parse_timestamp(self.source_timestamp, "source_timestamp")
+        parse_timestamp(self.at, "at")
+
+    @classmethod
+    def of(
+        cls,
+        record: ConsumedRecord,
+        error: ErrorInfo,
+        *,
+        stage: DeadLetterStage,
+        instance: str,
+        request_id: str | None,
+        at: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter for a consumed record, keeping its key and value byte for byte."""
+        timestamp = record.timestamp  # Kafka's "no timestamp" is -1
+        return cls(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            source_timestamp=_kafka_time(timestamp) if timestamp >= 0 else None,
+            key=record.key,
+            value=record.value,
+            request_id=request_id,
+            error=error,
+            stage=stage,
+            at=at or now_timestamp(),
+            instance=instance[: limits.MAX_INSTANCE_CHARS],
+        )
+
+
+def _kafka_time(milliseconds: int) -> str:
+    return format_timestamp(datetime.fromtimestamp(milliseconds / 1000, UTC))
+
+
 Message = Request | Result | Status | DeadLetter
+
+_UUIDS: Final = UUID.matched
+_HOSTS: Final = HOST.matched
+_DIGESTS: Final = SHA256.matched
+_LABEL_NAMES: Final = LABEL_NAME.matched
+_ERROR_CHECKS: Final = plan(ErrorInfo)
+_REQUEST_CHECKS: Final = plan(Request)
+_RESULT_CHECKS: Final = plan(Result)
+_STATUS_CHECKS: Final = plan(Status)
+_DEAD_LETTER_CHECKS: Final = plan(DeadLetter)

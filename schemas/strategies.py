@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import strategies as st
 
 from schemas import limits
+from schemas.fields import DEAD_LETTER_STAGES, RESULT_STATUSES
+from schemas.output import encode_output
 from schemas.records import (
-    DEAD_LETTER_STAGES,
-    RESULT_STATUSES,
     DeadLetter,
     ErrorInfo,
     Request,
@@ -33,15 +33,23 @@ def text(min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
 
 
 request_ids = st.uuids().map(str)
-# Aware datetimes in a few fixed offsets: the codec writes them as UTC and reads back the same
-# instant. Kept well inside datetime's range so conversion to UTC cannot overflow.
-timestamps = st.datetimes(
+# Aware datetimes in a few fixed offsets, kept well inside datetime's range so conversion to UTC
+# cannot overflow; records hold them as the contract's text (timestamps, below).
+datetimes = st.datetimes(
     min_value=datetime(1971, 1, 1),
     max_value=datetime(2998, 12, 31),
     timezones=st.sampled_from(
         [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
     ),
 )
+
+
+def _text(dt: datetime) -> str:
+    """`dt` as contract text, in its own offset (the codec keeps the text as written)."""
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+timestamps = datetimes.map(_text)
 host_names = st.from_regex(
     r"[a-z0-9][a-z0-9-]{0,15}(\.[a-z0-9][a-z0-9-]{0,10}){0,2}", fullmatch=True
 )
@@ -77,16 +85,16 @@ sha256s = st.binary(max_size=16).map(lambda b: hashlib.sha256(b).hexdigest())
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
     """A valid fleetrun.request/1 record."""
-    submitted_at = draw(timestamps)
+    submitted_at = draw(datetimes)
     expires_at = draw(
         st.none()
         | st.timedeltas(timedelta(microseconds=1), timedelta(days=2)).map(
-            lambda d: submitted_at + d
+            lambda d: _text(submitted_at + d)
         )
     )
     return Request(
         request_id=draw(request_ids),
-        submitted_at=submitted_at,
+        submitted_at=_text(submitted_at),
         expires_at=expires_at,
         principal=draw(text(1, 40)),
         command="echo " + draw(text(0, 200)),  # never blank
@@ -121,12 +129,12 @@ def results(draw: st.DrawFn, output: st.SearchStrategy[bytes] | None = None) -> 
         if status == "ok"
         else draw(st.none() | st.sampled_from(["KILL", "TERM", "SEGV", "x@example.org"]))
     )
-    started_at = draw(timestamps)
+    started_at = draw(datetimes)
     streams: dict[str, object] = {}
     for name in ("stdout", "stderr"):
         captured = draw(output)
         missing = draw(st.sampled_from([0, 0, 1, 10_000]))  # bytes that were not kept
-        streams[name] = captured
+        streams[name], streams[f"{name}_encoding"] = encode_output(captured)
         streams[f"{name}_bytes"] = len(captured) + missing
         streams[f"{name}_truncated"] = missing > 0
         streams[f"{name}_sha256"] = draw(sha256s)
@@ -139,8 +147,8 @@ def results(draw: st.DrawFn, output: st.SearchStrategy[bytes] | None = None) -> 
         status=status,
         exit_status=exit_status,
         exit_signal=exit_signal,
-        started_at=started_at,
-        finished_at=started_at + draw(st.timedeltas(timedelta(0), timedelta(hours=1))),
+        started_at=_text(started_at),
+        finished_at=_text(started_at + draw(st.timedeltas(timedelta(0), timedelta(hours=1)))),
         duration_ms=draw(st.integers(0, 10**9)),
         error=draw(errors) if status == "error" else draw(st.none() | errors),
         collector=draw(instances),

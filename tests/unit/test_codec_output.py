@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import decode_output, encode_output
+from schemas import decode_output, encode_output, load_schema
+from schemas.output import decode_base64
 
 
 @pytest.mark.parametrize(
@@ -41,6 +45,13 @@ def test_encoding_table(data: bytes, text: str, encoding: str) -> None:
         ("YQ==\n", "base64", "not valid base64"),
         ("Y Q==", "base64", "not valid base64"),
         ("YQ", "base64", "not valid base64"),
+        ("YWJj=", "base64", "not valid base64"),  # padding after a whole group: binascii's
+        ("YWJj====", "base64", "not valid base64"),  # strict_mode takes these, the schema not
+        ("YWJjYQ===", "base64", "not valid base64"),
+        ("=YWJj", "base64", "not valid base64"),
+        ("YW=Jj", "base64", "not valid base64"),
+        ("-_8=", "base64", "not valid base64"),  # the URL-safe alphabet
+        ("YWJjé===", "base64", "not valid base64"),
         ("x", "gzip", "unknown output encoding"),
     ],
 )
@@ -61,3 +72,24 @@ def test_any_bytes_round_trip(data: bytes) -> None:
 @given(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00")))
 def test_text_output_stays_text(text: str) -> None:
     assert encode_output(text.encode()) == (text, "utf-8")
+
+
+# The schema file's base64 pattern, with ECMA-262's `$`.
+BASE64 = re.compile(load_schema("result")["$defs"]["base64"]["pattern"][:-1] + r"\Z")
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+        st.text("AQw+/=\n -_", max_size=12),
+        st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode() + "=" * 3),
+    )
+)
+def test_base64_is_read_exactly_as_the_schema_writes_it(text: str) -> None:
+    try:
+        data = decode_base64(text)
+    except ValueError:
+        assert not BASE64.match(text)
+    else:
+        assert BASE64.match(text)
+        assert data == base64.b64decode(text, validate=True)

@@ -1,22 +1,43 @@
-"""The JSON Schema files: well-formed, documented, portable, and in step with the Python side."""
+"""The JSON Schema files: well-formed, documented, portable, and in step with the Python side.
+
+The records restate the files in Python (schemas.fields, schemas.records). Below, each record
+type is translated back into the JSON Schema keywords it implies (msgspec Meta → minLength,
+maximum...; Pattern → pattern; Literal → enum; defaults, required fields) and compared with its
+schema file, field by field: neither side can change without the other.
+"""
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from collections.abc import Iterator
-from dataclasses import fields
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal, Union
 
 import jsonschema
+import msgspec
 import pytest
 
 import schemas
-from schemas import limits, records
-from schemas.validator import ANNOTATION_KEYWORDS, VALIDATION_KEYWORDS
+from schemas import fields, limits, records
+from schemas.patterns import Pattern
 
 KINDS = list(schemas.KINDS)
+# The keywords the files may use: those whose meaning is the same in draft-07 (AsyncAPI's schema
+# format) and 2020-12, which every mainstream validator implements. No prefixItems,
+# unevaluated*, dependent*, $anchor, $dynamicRef.
+VALIDATION_KEYWORDS: Final = frozenset(
+    {
+        "type", "const", "enum", "required", "properties", "additionalProperties",
+        "propertyNames", "items", "minItems", "maxItems", "minLength", "maxLength", "minimum",
+        "maximum", "pattern", "maxProperties", "allOf", "if", "then", "else", "not", "$ref",
+    }
+)  # fmt: skip
+ANNOTATION_KEYWORDS: Final = frozenset(
+    {"$schema", "$id", "title", "description", "default", "format", "errorMessage", "$defs"}
+)
+BASE64: Final = schemas.load_schema("result")["$defs"]["base64"]["pattern"]
 
 
 def _walk(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -60,9 +81,7 @@ def test_every_field_has_a_description(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_only_keywords_the_compiler_implements(kind: str) -> None:
-    # Also keeps the files in the subset whose meaning is the same in draft-07 (AsyncAPI's
-    # schema format) and 2020-12: no prefixItems, unevaluated*, dependent*, $anchor, $dynamicRef.
+def test_only_portable_keywords(kind: str) -> None:
     schema = schemas.load_schema(kind)
     for path, node in _walk(schema):
         if path.endswith(("/properties", "/$defs")) or path == "/$defs":
@@ -80,7 +99,9 @@ def test_patterns_read_the_same_in_every_language(kind: str) -> None:
     for path, node in _walk(schemas.load_schema(kind)):
         pattern = node.get("pattern")
         if isinstance(pattern, str):
+            # No classes whose meaning differs between engines; `$` only at the very end.
             assert not re.search(r"\\[dDwWsSbB]", pattern), f"{kind}: {path}: {pattern}"
+            assert "$" not in pattern[:-1], f"{kind}: {path}: {pattern}"
             re.compile(pattern)
 
 
@@ -99,9 +120,10 @@ def test_shared_definitions_are_identical_in_every_file() -> None:
 def test_nullable_definitions_match_their_base() -> None:
     defs = {**schemas.load_schema("request")["$defs"], **schemas.load_schema("result")["$defs"]}
     assert defs["optional_timestamp"]["pattern"] == defs["timestamp"]["pattern"]
-    dead_letter_error = schemas.load_schema("dead_letter")["$defs"]["error"]
-    assert defs["optional_error"]["properties"] == dead_letter_error["properties"]
-    assert defs["optional_error"]["required"] == dead_letter_error["required"]
+    dead_letter = schemas.load_schema("dead_letter")["$defs"]
+    assert defs["optional_error"]["properties"] == dead_letter["error"]["properties"]
+    assert defs["optional_error"]["required"] == dead_letter["error"]["required"]
+    assert dead_letter["optional_base64"]["pattern"] == BASE64
 
 
 def _get(kind: str, pointer: str) -> Any:
@@ -163,13 +185,168 @@ def test_schema_files_agree_with_limits(kind: str, pointer: str, value: object) 
     assert _get(kind, pointer) == value
 
 
-def test_record_defaults_agree_with_schema_defaults() -> None:
-    request = records.Request(
-        request_id="x", submitted_at=datetime.now(UTC), principal="p", command="c", targets=("t",)
-    )
-    for name, prop in schemas.load_schema("request")["properties"].items():
-        if "default" in prop:
-            assert getattr(request, name) == prop["default"], name
+# --- the records, translated back into JSON Schema ---------------------------------------------
+
+_DROPPED: Final = ANNOTATION_KEYWORDS - {"$defs"}  # what says nothing about validity
+
+
+def schema_side(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A schema node as the records must restate it: references resolved, annotations dropped,
+    `type` always a list, `required` sorted."""
+    if "$ref" in node:
+        node = defs[node["$ref"].removeprefix("#/$defs/")] | {
+            k: v for k, v in node.items() if k != "$ref"
+        }
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED or key in ("$defs", "allOf"):
+            continue
+        if key == "properties":
+            out[key] = {name: schema_side(prop, defs) for name, prop in value.items()}
+        elif key in ("items", "propertyNames", "additionalProperties") and isinstance(value, dict):
+            out[key] = schema_side(value, defs)
+        elif key == "type":
+            out[key] = [value] if isinstance(value, str) else list(value)
+        elif key == "required":
+            out[key] = sorted(value)
+        else:
+            out[key] = value
+    return out
+
+
+_SCALARS: Final[dict[Any, str]] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def python_side(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema keywords a record field type implies."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        inner, *extras = typing.get_args(annotation)
+        out = python_side(inner)
+        kind = out["type"][0]
+        size = {"string": "Length", "array": "Items", "object": "Properties"}.get(kind, "")
+        for extra in extras:
+            if isinstance(extra, msgspec.Meta):
+                bounds = {
+                    f"min{size}": extra.min_length,
+                    f"max{size}": extra.max_length,
+                    "minimum": extra.ge,
+                    "maximum": extra.le,
+                }
+                # Not used by any field, so not translated: fail if one appears.
+                assert (extra.gt, extra.lt, extra.pattern) == (None, None, None)
+                out |= {k: v for k, v in bounds.items() if v is not None}
+            elif isinstance(extra, Pattern):
+                assert "pattern" not in out
+                out["pattern"] = extra.source
+        return out
+    if origin in (Union, types.UnionType):
+        # UnsetType: a field that may be absent, never null; the schema says so by not
+        # listing it as required.
+        members = [m for m in typing.get_args(annotation) if m is not msgspec.UnsetType]
+        merged: dict[str, Any] = {"type": []}
+        for member in members:
+            described = python_side(member)
+            merged["type"] += described.pop("type")
+            assert not set(described) & set(merged), described  # nothing said twice
+            merged |= described
+        return merged if len(members) > 1 else python_side(members[0])
+    if origin is Literal:
+        return {"enum": list(typing.get_args(annotation))}
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        names = python_side(key)
+        assert names.pop("type") == ["string"]
+        return {
+            "type": ["object"],
+            "propertyNames": names,
+            "additionalProperties": python_side(value),
+        }
+    if origin is tuple:
+        item, ellipsis = typing.get_args(annotation)
+        assert ellipsis is Ellipsis
+        return {"type": ["array"], "items": python_side(item)}
+    if annotation is bytes:  # msgspec reads and writes bytes as padded standard base64
+        return {"type": ["string"], "pattern": BASE64}
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return struct_side(annotation)
+    return {"type": [_SCALARS[annotation]]}
+
+
+def struct_side(record_type: type[msgspec.Struct]) -> dict[str, Any]:
+    hints = typing.get_type_hints(record_type, include_extras=True)
+    info = msgspec.structs.fields(record_type)
+    out: dict[str, Any] = {
+        "type": ["object"],
+        "properties": {f.name: python_side(hints[f.name]) for f in info},
+        "required": sorted(f.name for f in info if f.required),
+    }
+    schema_id = getattr(record_type, "SCHEMA", None)
+    if schema_id is not None:  # the tag: "schema", required, exactly this id
+        out["properties"]["schema"] = {"const": schema_id}
+        out["required"] = sorted([*out["required"], "schema"])
+    if record_type.__struct_config__.forbid_unknown_fields:
+        out["additionalProperties"] = False
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_field_bound_and_pattern_equals_the_schema_files(kind: str) -> None:
+    schema = schemas.load_schema(kind)
+    expected = schema_side(schema, schema.get("$defs", {}))
+    actual = struct_side(schemas.RECORD_TYPES[kind])
+    assert sorted(actual["properties"]) == sorted(expected["properties"])
+    for name, prop in expected["properties"].items():
+        assert actual["properties"][name] == prop, f"{kind}.{name}"
+    assert actual == expected
+
+
+def test_the_command_must_not_be_blank_in_both() -> None:
+    command = schemas.load_schema("request")["properties"]["command"]
+    assert [{"pattern": part["pattern"]} for part in command["allOf"]] == [
+        {"pattern": fields.NOT_BLANK.source}
+    ]
+
+
+def test_conditional_rules_agree_with_the_records() -> None:
+    result = schemas.load_schema("result")
+    encodings = [r for r in result["allOf"] if "else" in r]
+    for rule in encodings:
+        assert rule["if"]["properties"][next(iter(rule["if"]["properties"]))] == {"const": "base64"}
+        assert rule["then"]["properties"] == {
+            name: {"$ref": "#/$defs/base64"} for name in rule["else"]["properties"]
+        }
+    assert result["$defs"]["text"]["pattern"] == fields.NO_NUL.source
+    status = schemas.load_schema("status")
+    required = {
+        rule["if"]["properties"]["state"]["const"]: tuple(rule["then"]["required"])
+        for rule in status["allOf"]
+    }
+    assert required == records._REQUIRED_BY_STATE
+    assert set(required) == set(schemas.STATUS_STATES)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_record_defaults_agree_with_schema_defaults(kind: str) -> None:
+    schema = schemas.load_schema(kind)
+    record_type = schemas.RECORD_TYPES[kind]
+    for info in msgspec.structs.fields(record_type):
+        prop = schema["properties"][info.name]
+        if info.default_factory is not msgspec.NODEFAULT:
+            default: Any = info.default_factory()
+        else:
+            default = info.default
+        if default is msgspec.NODEFAULT or default is msgspec.UNSET:
+            assert "default" not in prop, f"{kind}.{info.name}"  # required, or absent-only
+        else:
+            assert prop["default"] == default, f"{kind}.{info.name}"
+            assert type(prop["default"]) in (type(default), int), f"{kind}.{info.name}"
 
 
 def test_enumerations_agree_with_records() -> None:
@@ -184,51 +361,59 @@ def test_enumerations_agree_with_records() -> None:
     assert tuple(result["$defs"]["encoding"]["enum"]) == schemas.OUTPUT_ENCODINGS
 
 
-def test_result_fields_are_the_records_fields_plus_wire_encodings() -> None:
-    wire = set(schemas.load_schema("result")["properties"]) - {
-        "schema",
-        "stdout_encoding",
-        "stderr_encoding",
+def test_the_translation_would_catch_drift() -> None:
+    # The comparison above is only as good as python_side: it must see each kind of bound.
+    assert python_side(fields.Host) == {
+        "type": ["string"],
+        "minLength": 1,
+        "maxLength": limits.MAX_HOST_CHARS,
+        "pattern": fields.HOST.source,
     }
-    assert wire == {f.name for f in fields(records.Result)}
-    assert set(schemas.load_schema("result")["required"]) == wire | {
-        "schema",
-        "stdout_encoding",
-        "stderr_encoding",
+    assert python_side(fields.ErrorBudget) == {
+        "type": ["integer", "string", "null"],
+        "minimum": 0,
+        "maximum": limits.MAX_TARGETS,
+        "pattern": fields.PERCENT.source,
     }
-
-
-@pytest.mark.parametrize(
-    ("kind", "record"),
-    [("request", records.Request), ("status", records.Status), ("dead_letter", records.DeadLetter)],
-)
-def test_other_fields_match_records(kind: str, record: type) -> None:
-    assert set(schemas.load_schema(kind)["properties"]) - {"schema"} == {
-        f.name for f in fields(record)
+    assert python_side(fields.Env)["propertyNames"] == {
+        "maxLength": limits.MAX_ENV_NAME_CHARS,
+        "pattern": limits.ENV_NAME_PATTERN,
     }
+    drifted = Annotated[str, msgspec.Meta(min_length=1, max_length=254), fields.HOST]
+    assert python_side(drifted) != python_side(fields.Host)
 
 
 def test_max_result_message_bytes_bounds_a_worst_case_result() -> None:
+    control = "\x01"  # written as \u0001: six bytes for one character
     worst = records.Result(
         request_id="0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10",
         host="h" * limits.MAX_HOST_CHARS,
         port=65535,
-        user="\x01" * limits.MAX_USER_CHARS,
+        user=control * limits.MAX_USER_CHARS,
+        attempt=limits.MAX_ATTEMPT,
         status="error",
-        stdout=b"\x01" * 4096,
+        exit_status=None,
+        exit_signal=None,
+        stdout=control * 4096,
+        stderr=control * 4096,
+        stdout_encoding="utf-8",
+        stderr_encoding="utf-8",
         stdout_bytes=4096,
-        stderr=b"\x01" * 4096,
         stderr_bytes=4096,
-        started_at=datetime.now(UTC),
-        finished_at=datetime.now(UTC),
+        stdout_truncated=False,
+        stderr_truncated=False,
+        stdout_sha256=schemas.EMPTY_SHA256,
+        stderr_sha256=schemas.EMPTY_SHA256,
+        started_at="2024-05-01T12:00:00.123456789+02:00",
+        finished_at="2024-05-01T12:00:00.123456789+02:00",
         duration_ms=limits.MAX_SAFE_INTEGER,
         error=records.ErrorInfo(
-            type="\x01" * limits.MAX_ERROR_TYPE_CHARS,
-            message="\x01" * limits.MAX_ERROR_MESSAGE_CHARS,
+            type=control * limits.MAX_ERROR_TYPE_CHARS,
+            message=control * limits.MAX_ERROR_MESSAGE_CHARS,
         ),
         collector="c" * limits.MAX_INSTANCE_CHARS,
         labels={
-            f"k{i:02d}" + "k" * 59: "\x01" * limits.MAX_LABEL_VALUE_CHARS
+            f"k{i:02d}" + "k" * 60: control * limits.MAX_LABEL_VALUE_CHARS
             for i in range(limits.MAX_LABELS)
         },
     )
@@ -241,5 +426,6 @@ def test_readme_documents_every_field_and_rule() -> None:
         section = readme.split(f"### `{schemas.SCHEMA_IDS[kind]}`", 1)[1].split("###", 1)[0]
         for name in schemas.load_schema(kind)["properties"]:
             assert f"| `{name}` |" in section, f"README: {kind}.{name} is not documented"
-    for rule in schemas.CROSS_FIELD_RULES:
-        assert f"| `{rule}` |" in readme, f"README: rule {rule} is not documented"
+    rules = readme.split("### Rules beyond the schema files", 1)[1].split("##", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_-]+)` \|", rules, re.M))
+    assert documented == set(schemas.CROSS_FIELD_RULES), "README: the extra rules differ"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import orjson
 import pytest
 from ClusterShell.RangeSet import RangeSet, RangeSetException
 from hypothesis import given
 from hypothesis import strategies as st
 
+import schemas
 from schemas import SchemaError, Target, TargetError, check_targets, expand_targets, fold
+from schemas.fields import TARGET
 
 INVENTORY = {
     "web": ["web[01-03]"],
@@ -128,6 +131,30 @@ def test_error_table(exprs: list[str], path: str, problem: str) -> None:
     assert problem in caught.value.problem
     assert isinstance(caught.value, SchemaError)
     assert caught.value.rule == "targets"
+
+
+@pytest.mark.parametrize(
+    ("exprs", "path", "problem"), ERRORS, ids=[" ".join(e)[:40] for e, _, _ in ERRORS]
+)
+def test_decoding_a_request_checks_the_grammar(exprs: list[str], path: str, problem: str) -> None:
+    raw = schemas.encode(
+        schemas.Request.new(principal="a", command="true", targets=["web01"]), validate=False
+    ).replace(b'["web01"]', orjson.dumps(exprs))
+    try:
+        check_targets(exprs)
+    except TargetError as error:
+        grammar: TargetError | None = error
+    else:
+        grammar = None
+    if grammar is None:  # needs the inventory, which only the collector has
+        assert schemas.decode_request(raw).targets == tuple(exprs)
+        return
+    with pytest.raises(SchemaError) as caught:
+        schemas.decode_request(raw)
+    if all(e and TARGET.matches(e) and len(e) <= 1024 for e in exprs):
+        assert caught.value.__reduce__() == grammar.__reduce__()
+    else:  # the schema file's own pattern or length refuses it first
+        assert caught.value.rule in ("pattern", "minLength")
 
 
 def test_unknown_group_without_inventory() -> None:

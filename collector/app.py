@@ -1,17 +1,19 @@
-"""`python -m collector [--show-config]`: settings, logs, ops endpoint, signals, the service."""
+"""The collector as a process: build it from its settings, serve until a signal, stop in order.
+
+`fleetrun collector` (fleetrun/cli) loads the settings and logging at the edge, then runs
+serve().
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
-from fleetrun import logs, process
-from fleetrun.ops import OpsServer
-from fleetrun.process import EXIT_CONFIG, EXIT_OK, settings_or_exit
+from fleetrun.runtime import process
+from fleetrun.runtime.ops import OpsServer
+from fleetrun.runtime.process import EXIT_CONFIG, EXIT_OK
 
 if TYPE_CHECKING:
     from collector.service import Collector
@@ -20,28 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleetrun.collector")
 
 EXIT_FAILED = 1  # Kafka unreachable at start, or records refused for good while running
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "main", "serve"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the collector until SIGTERM/SIGINT; returns the process exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m collector",
-        description="Consume command requests from Kafka, run them over SSH, publish results.",
-    )
-    parser.add_argument(
-        "--show-config",
-        action="store_true",
-        help="print the settings (secrets masked) with where each value came from, and exit",
-    )
-    args = parser.parse_args(argv)
-    settings = settings_or_exit(
-        CollectorSettings, section="collector", prog="collector", show_config=args.show_config
-    )
-    if isinstance(settings, int):
-        return settings
-    logs.setup(settings.log_level, settings.log_format)
-    return process.run(serve(settings))
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "serve"]
 
 
 async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None = None) -> int:

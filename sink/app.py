@@ -1,12 +1,11 @@
-"""The sink as a process: settings at the edge, start in order, stop on SIGTERM/SIGINT.
+"""The sink as a process: start in order, stop on SIGTERM/SIGINT.
 
-`python -m sink [--show-config] [--migrate-only]`; the `fleetrun sink` and `fleetrun migrate`
-commands call main() / run_sink() / run_migrations() from here.
+`fleetrun sink` and `fleetrun migrate` (fleetrun/cli) load the settings and logging at the
+edge, then call serve() or migrate_only().
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -17,11 +16,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from fleetrun import logs, process
-from fleetrun.backoff import backoff_delay
-from fleetrun.ops import OpsServer
-from fleetrun.process import EXIT_OK, settings_or_exit
-from schemas.fastpath import NATIVE
+from fleetrun.runtime import process
+from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.ops import OpsServer
+from fleetrun.runtime.process import EXIT_OK
 from sink.dlq import DeadLetterPublisher
 from sink.errors import Action, MigrationError, SinkError, classify, describe
 from sink.metrics import SinkMetrics
@@ -40,7 +38,9 @@ async def run_migrations(
     settings: SinkSettings,
 ) -> tuple[MigrationReport, MaintenanceReport]:
     """`fleetrun migrate`: apply pending migrations, then create partitions / apply retention."""
-    conn = await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_connect_timeout_s)
+    conn = await asyncpg.connect(
+        settings.pg_dsn.get_secret_value(), timeout=settings.pg_connect_timeout_s
+    )
     try:
         report = await migrate(conn)
         maintenance = await Partitions(settings).maintain(conn)
@@ -50,7 +50,9 @@ async def run_migrations(
 
 
 async def _prepare_database(settings: SinkSettings, partitions: Partitions) -> None:
-    conn = await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_connect_timeout_s)
+    conn = await asyncpg.connect(
+        settings.pg_dsn.get_secret_value(), timeout=settings.pg_connect_timeout_s
+    )
     try:
         if settings.migrate_on_start:
             report = await migrate(conn)
@@ -118,16 +120,7 @@ async def run_sink(
         await _until_ready("kafka", service.start, settings, stop)
         if not stop.is_set():
             maintenance = asyncio.create_task(_maintain(store, settings, metrics, stop))
-            log.info(
-                "sink started",
-                extra={"sink": settings.name, "ops_port": ops.port, "native_decode": NATIVE},
-            )
-            if not NATIVE:
-                log.warning(
-                    "decoding results in pure Python, ~40% more CPU per row: schemas._fastrow "
-                    "was not built (reinstall where a C compiler exists) or "
-                    "FLEETRUN_NATIVE=0"
-                )
+            log.info("sink started", extra={"sink": settings.name, "ops_port": ops.port})
         # Also when stopped while starting: run() then only shuts down what was started.
         await service.run(stop)
     finally:
@@ -155,46 +148,37 @@ async def _maintain(
             delay = settings.maintenance_interval_s
         except Exception as exc:
             # Busy tables (lock_timeout) or a database outage: try again soon.
-            log.warning("partition maintenance failed, will retry: %s", describe(exc))
+            log.warning("partition maintenance failed, will retry", extra={"reason": describe(exc)})
             delay = min(60.0, settings.maintenance_interval_s)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m sink`; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m sink", description=__doc__)
-    parser.add_argument("--show-config", action="store_true", help="print settings and exit")
-    parser.add_argument(
-        "--migrate-only", action="store_true", help="apply migrations and partitions, then exit"
-    )
-    args = parser.parse_args(argv)
-    settings = settings_or_exit(
-        SinkSettings, section="sink", prog="sink", show_config=args.show_config
-    )
-    if isinstance(settings, int):
-        return settings
-    logs.setup(settings.log_level, settings.log_format)
-    _tune_gc()
+async def serve(settings: SinkSettings) -> int:
+    """Run the sink until SIGTERM/SIGINT; the process exit status."""
+    tune_gc()
+    stop = asyncio.Event()
     try:
-        if args.migrate_only:
-            report, maintenance = process.run(run_migrations(settings))
-            log.info(
-                "migrations done",
-                extra={"version": report.version, "applied": list(report.applied),
-                       "partitions_created": len(maintenance.created),
-                       "partitions_dropped": len(maintenance.dropped)},
-            )  # fmt: skip
-            return EXIT_OK
-        process.run(_serve(settings))
+        with process.on_signals(lambda sig: _on_signal(stop, sig)):
+            await run_sink(settings, stop)
     except (SinkError, asyncpg.PostgresError, OSError) as exc:
-        log.error("sink failed: %s", describe(exc))
+        log.error("sink failed", extra={"reason": describe(exc)})
         return EXIT_FAILED
     return EXIT_OK
 
 
-async def _serve(settings: SinkSettings) -> None:
-    stop = asyncio.Event()
-    with process.on_signals(lambda sig: _on_signal(stop, sig)):
-        await run_sink(settings, stop)
+async def migrate_only(settings: SinkSettings) -> int:
+    """Apply migrations, create partitions ahead and apply retention; the exit status."""
+    try:
+        report, maintenance = await run_migrations(settings)
+    except (SinkError, asyncpg.PostgresError, OSError) as exc:
+        log.error("migration failed", extra={"reason": describe(exc)})
+        return EXIT_FAILED
+    log.info(
+        "migrations done",
+        extra={"version": report.version, "applied": list(report.applied),
+               "partitions_created": len(maintenance.created),
+               "partitions_dropped": len(maintenance.dropped)},
+    )  # fmt: skip
+    return EXIT_OK
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
@@ -202,14 +186,14 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Run the cyclic garbage collector less often than Python's default.
 
     Every record becomes a row that lives until its flush, so tens of thousands of young
     objects survive each default collection (700 allocations) and get scanned again and
-    again; rows hold no cycles and are freed by reference counting. Measured on the sink
-    benchmark: about 7% less CPU per record. Objects from imports and setup are frozen out of
-    collections altogether.
+    again; rows hold no cycles and are freed by reference counting (bench/REPORT.md has the
+    CPU per record it saves). Objects from imports and setup are frozen out of collections
+    altogether.
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)

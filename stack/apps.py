@@ -26,24 +26,23 @@ class App:
     """One fleetrun service process, started from this checkout's Python, logging to a file."""
 
     def __init__(
-        self, cfg: StackConfig, name: str, module: str, ops_port: int, prepare: Sequence[str] = ()
+        self, cfg: StackConfig, name: str, ops_port: int, prepare: Sequence[str] = ()
     ) -> None:
         self.cfg = cfg
-        self.name = name
-        self.module = module
+        self.name = name  # also its `fleetrun` command: `python -m fleetrun <name>`
         self.ops_port = ops_port
-        self.prepare = list(prepare)  # arguments of a one-shot run before starting (migrations)
+        self.prepare = list(prepare)  # a `fleetrun` command run once before starting (migrate)
         self.home = cfg.state_dir / "apps"
         self.log = self.home / f"{name}.log"
         self.pid_file = self.home / f"{name}.pid"
-        # The marker that proves a pid is ours: the module and this stack's env file.
-        self.marker = f"-m {module}"
+        # The marker that proves a pid is ours: its command line.
+        self.marker = f"-m fleetrun {name}"
 
     def _env(self) -> dict[str, str]:
         return {
             **os.environ,
             "FLEETRUN_ENV_FILE": str(self.cfg.env_file),
-            "FLEETRUN_OPS_PORT": str(self.ops_port),
+            f"FLEETRUN_{self.name.upper()}_OPS_PORT": str(self.ops_port),
         }
 
     def install(self) -> None:
@@ -60,11 +59,11 @@ class App:
         env = self._env()
         if self.prepare:
             run(
-                [sys.executable, "-m", self.module, *self.prepare],
+                [sys.executable, "-m", "fleetrun", *self.prepare],
                 what=f"{self.name}: {' '.join(self.prepare)}",
                 env=env,
             )
-        proc = spawn([sys.executable, "-m", self.module], log=self.log, env=env)
+        proc = spawn([sys.executable, "-m", "fleetrun", self.name], log=self.log, env=env)
         self.pid_file.write_text(f"{proc.pid}\n")
         try:
             wait_until(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -197,3 +198,21 @@ def spawn(
             env=env,
             start_new_session=True,  # Ctrl-C in the terminal that ran `up` must not kill it
         )
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float) -> None:
+    """SIGTERM `proc` and wait up to `timeout_s` for it to exit; past that, SIGKILL and reap it.
+
+    A process that already exited (or vanishes meanwhile) is no error.
+    """
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()

@@ -32,8 +32,8 @@ class Stack:
         self.services: list[Service] = [self.kafka, self.postgres, self.sshd]
         # fleetrun's own services, started only on request (the demo); tests start their own.
         self.apps = [
-            App(self.cfg, "collector", "collector", ops_port=9464),
-            App(self.cfg, "sink", "sink", ops_port=9465, prepare=["--migrate-only"]),
+            App(self.cfg, "collector", ops_port=9464),
+            App(self.cfg, "sink", ops_port=9465, prepare=["migrate"]),
         ]
 
     def service(self, name: str) -> Service:
@@ -100,21 +100,25 @@ class Stack:
         return str(self.cfg.state_dir / "inventory.toml")
 
     def write_env(self) -> None:
-        """Write the connection settings every test, the demo and the services read."""
+        """Write the settings tests, the demo and the services read (when pointed at the file
+        with FLEETRUN_ENV_FILE). It holds the database password: only its owner may read it."""
         hosts = ",".join(f"{h.name}={h.address}:{h.port}" for h in self.sshd.hosts)
         values = {
             "FLEETRUN_KAFKA_BOOTSTRAP": self.cfg.kafka_bootstrap,
             "FLEETRUN_TOPIC_PREFIX": self.cfg.topic_prefix,
             "FLEETRUN_PG_DSN": self.cfg.pg_dsn,
-            "FLEETRUN_SSH_USER": self.cfg.ssh_user,
-            "FLEETRUN_SSH_CLIENT_KEYS": str(self.sshd.client_key),
-            "FLEETRUN_SSH_KNOWN_HOSTS": str(self.sshd.known_hosts),
-            "FLEETRUN_INVENTORY": self.inventory_file,
+            "FLEETRUN_COLLECTOR_SSH_USER": self.cfg.ssh_user,
+            "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(self.sshd.client_key),
+            "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(self.sshd.known_hosts),
+            "FLEETRUN_COLLECTOR_INVENTORY": self.inventory_file,
+            "FLEETRUN_CLI_INVENTORY": self.inventory_file,  # for `fleetrun hosts @demo`
             "FLEETRUN_STACK_SSH_HOSTS": hosts,
             "FLEETRUN_STACK_DIR": str(self.cfg.state_dir),
         }
         lines = ["# Written by `python -m stack up`; read by tests, the demo and the services."]
         lines += [f"{k}={v}" for k, v in values.items()]
+        self.cfg.env_file.touch(mode=0o600)
+        self.cfg.env_file.chmod(0o600)  # also when an older stack wrote it readable by all
         self.cfg.env_file.write_text("\n".join(lines) + "\n")
         self._write_inventory()
 

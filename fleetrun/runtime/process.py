@@ -1,38 +1,21 @@
-"""What every fleetrun service process does at its edge: settings, event loop, signals."""
+"""What every fleetrun service process does at its edge: event loop, signals, exit codes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from fleetrun.settings import SettingsError, load_with_sources, render
-
 T = TypeVar("T")
-S = TypeVar("S")
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
 
 
-def settings_or_exit(cls: type[S], *, section: str, prog: str, show_config: bool) -> S | int:
-    """The settings, or an exit status: 2 after a one-line error, 0 after printing them."""
-    try:
-        settings, sources = load_with_sources(cls, section=section)
-    except SettingsError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if show_config:
-        print(render(settings, sources))
-        return EXIT_OK
-    return settings
-
-
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when available: ~8% more pooled commands per second here (DESIGN.md)."""
+    """uvloop's loop when available: more pooled commands per second (bench/REPORT.md)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds

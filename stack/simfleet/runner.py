@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.measure import stop_process
-from bench.simfleet.config import (
+from stack.proc import stop_process
+from stack.simfleet.config import (
     DEFAULT_BASE_ADDRESS,
     DEFAULT_HUGE_BYTES,
     DEFAULT_PORT,
@@ -21,7 +21,7 @@ from bench.simfleet.config import (
     SimHost,
     Spread,
 )
-from bench.simfleet.files import StateFiles, parse_hosts, read_json
+from stack.simfleet.files import StateFiles, parse_hosts, read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.02
@@ -124,7 +124,7 @@ def fleet_argv(
     argv = [
         sys.executable,
         "-m",
-        "bench.simfleet",
+        "stack.simfleet",
         *("--hosts", str(n), "--dir", str(dir), "--profile", profile, "--seed", str(seed)),
         *("--base-address", base_address, "--port", str(port), "--spread", str(spread)),
         *("--slow-s", str(slow_s), "--handshake-delay-s", str(handshake_delay_s)),
@@ -152,7 +152,7 @@ async def running_fleet(
     ready_timeout_s: float | None = None,
     stop_timeout_s: float = 10.0,
 ) -> AsyncIterator[RunningFleet]:
-    """Run `python -m bench.simfleet` as a subprocess until the block exits.
+    """Run `python -m stack.simfleet` as a subprocess until the block exits.
 
     Waits for the `ready` file (default deadline 30 s + 5 ms per host); stops with SIGTERM,
     then SIGKILL after `stop_timeout_s`.

@@ -6,7 +6,7 @@ One asyncssh server process answers as N distinct hosts, one loopback address ea
 
 Run it::
 
-    python -m bench.simfleet --hosts 1000 --dir .stack/simfleet \
+    python -m stack.simfleet --hosts 1000 --dir .stack/simfleet \
         --profile ok=0.9,fail=0.03,hang=0.02,dead=0.05 --seed 1
 
 or from tests, as a subprocess::
@@ -66,10 +66,10 @@ clear message unless hosts + `--max-connections` (default: hosts) + 100 spare fi
 that room, new connections are accepted and closed at once (`connections_refused`).
 """
 
-from bench.simfleet.config import Behaviour, ConfigError, FleetConfig, SimHost, Spread
-from bench.simfleet.runner import RunningFleet, SimFleetError, running_fleet
-from bench.simfleet.server import SimFleet, StartError
-from bench.simfleet.shell import BINARY_PAYLOAD
+from stack.simfleet.config import Behaviour, ConfigError, FleetConfig, SimHost, Spread
+from stack.simfleet.runner import RunningFleet, SimFleetError, running_fleet
+from stack.simfleet.server import SimFleet, StartError
+from stack.simfleet.shell import BINARY_PAYLOAD
 
 __all__ = [
     "BINARY_PAYLOAD",

@@ -51,19 +51,19 @@ class StackEnv:
 
     @property
     def ssh_user(self) -> str:
-        return self["FLEETRUN_SSH_USER"]
+        return self["FLEETRUN_COLLECTOR_SSH_USER"]
 
     @property
     def client_key(self) -> Path:
-        return Path(self["FLEETRUN_SSH_CLIENT_KEYS"])
+        return Path(self["FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS"])
 
     @property
     def known_hosts(self) -> Path:
-        return Path(self["FLEETRUN_SSH_KNOWN_HOSTS"])
+        return Path(self["FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS"])
 
     @property
     def inventory(self) -> Path:
-        return Path(self["FLEETRUN_INVENTORY"])
+        return Path(self["FLEETRUN_COLLECTOR_INVENTORY"])
 
     @property
     def ssh_hosts(self) -> list[SshTestHost]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncssh
 
-from bench.simfleet.config import FleetConfig, SimHost
-from bench.simfleet.shell import (
+from stack.simfleet.config import FleetConfig, SimHost
+from stack.simfleet.shell import (
     Disconnect,
     Exit,
     Fill,

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.simfleet.config import Behaviour, fail_status
+from stack.simfleet.config import Behaviour, fail_status
 
 KERNEL_RELEASE = "6.1.0-21-amd64"
 KERNEL_VERSION = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.90-1 (2024-05-03)"

@@ -8,6 +8,7 @@ rows in PostgreSQL, shows them with `fleetrun results` and with plain SQL, and s
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ def _show(argv: list[str], shown: str | None = None) -> subprocess.CompletedProc
     """Print the command as a user would type it, then run it with output to the terminal."""
     shown = shown or shlex.join("fleetrun" if a == FLEETRUN else a for a in argv)
     print(f"\n$ {shown}", flush=True)
-    return subprocess.run(argv, text=True, check=False, timeout=300)
+    return subprocess.run(argv, text=True, check=False, timeout=300, env=_ENV)
 
 
 def _wait_for_rows(dsn: str, request_id: str) -> None:
@@ -58,9 +59,14 @@ def _wait_for_rows(dsn: str, request_id: str) -> None:
     )
 
 
+_CFG = StackConfig.from_env()
+# The CLI reads the stack's settings only because it is told to, as a user would tell it.
+_ENV = {**os.environ, "FLEETRUN_ENV_FILE": str(_CFG.env_file)}
+
+
 def main() -> int:
     """Run the demo; exit non-zero with the reason if any step fails."""
-    cfg = StackConfig.from_env()
+    cfg = _CFG
     request_id = str(uuid.uuid4())
     ran = _show([FLEETRUN, "run", COMMAND, "-t", "@demo", "--wait", "--request-id", request_id])
     if ran.returncode != 0:
@@ -78,6 +84,7 @@ def main() -> int:
     if shutil.which("psql"):
         _show(["psql", dsn, "-c", sql], shown=f'psql {dsn} -c "{sql}"')
     print("\nThe stack keeps running. Next:")
+    print(f"  export FLEETRUN_ENV_FILE={cfg.env_file}   # the CLI's settings for this stack")
     print("  .venv/bin/fleetrun run 'df -h /' -t @demo --wait   # another command")
     print("  .venv/bin/fleetrun requests                       # what ran, newest first")
     print(f"  psql {dsn}")

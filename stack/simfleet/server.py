@@ -16,16 +16,16 @@ from typing import cast
 
 import asyncssh
 
-from bench.simfleet.config import Behaviour, FleetConfig, SimHost, build_hosts
-from bench.simfleet.files import (
+from stack.simfleet.config import Behaviour, FleetConfig, SimHost, build_hosts
+from stack.simfleet.files import (
     StateFiles,
     atomic_write,
     hosts_text,
     inventory_toml,
     write_json,
 )
-from bench.simfleet.keys import derive_host_key, known_hosts_line, load_or_create_client_key
-from bench.simfleet.session import Runtime, SimSession
+from stack.simfleet.keys import derive_host_key, known_hosts_line, load_or_create_client_key
+from stack.simfleet.session import Runtime, SimSession
 
 log = logging.getLogger("simfleet")
 

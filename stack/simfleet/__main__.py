@@ -1,4 +1,4 @@
-"""CLI: `python -m bench.simfleet --hosts 1000 --dir DIR --profile ... --seed 1`.
+"""CLI: `python -m stack.simfleet --hosts 1000 --dir DIR --profile ... --seed 1`.
 
 Runs in the foreground until SIGTERM/SIGINT; SIGUSR1 writes stats.json.
 """
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
-from bench.simfleet.config import (
+from stack.simfleet.config import (
     DEFAULT_BASE_ADDRESS,
     DEFAULT_DIR,
     DEFAULT_HUGE_BYTES,
@@ -24,8 +24,8 @@ from bench.simfleet.config import (
     FleetConfig,
     Spread,
 )
-from bench.simfleet.files import StateFiles
-from bench.simfleet.server import SimFleet, StartError
+from stack.simfleet.files import StateFiles
+from stack.simfleet.server import SimFleet, StartError
 
 log = logging.getLogger("simfleet")
 PARENT_POLL_S = 1.0
@@ -34,7 +34,7 @@ PARENT_POLL_S = 1.0
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(
-        prog="python -m bench.simfleet",
+        prog="python -m stack.simfleet",
         description="Simulated SSH fleet: one asyncssh process answering as N loopback hosts.",
     )
     p.add_argument("--hosts", type=int, default=100, help="number of hosts (default 100)")

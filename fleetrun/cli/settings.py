@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import getpass
 import socket
-from dataclasses import dataclass
-from pathlib import Path
 
-from fleetrun.settings import setting
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from fleetrun.runtime.settings import Maybe, ServiceSettings, UserPath
 
 
 def default_principal() -> str:
@@ -19,23 +20,31 @@ def default_principal() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True, slots=True)
-class CliSettings:
-    """Settings of `fleetrun run/results/status/requests/hosts`; env FLEETRUN_<NAME> or `[cli]`."""
+class CliSettings(ServiceSettings):
+    """Settings of `fleetrun run/results/status/requests/hosts/config`; env FLEETRUN_CLI_<NAME> or
+    TOML `[cli]`."""
 
-    kafka_bootstrap: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
-    topic_prefix: str = setting("fleetrun.", "Prefix of the fleetrun topics.")
-    pg_dsn: str = setting(
-        "postgresql://fleetrun@127.0.0.1:5432/fleetrun",
-        "PostgreSQL DSN the sink writes to (for results/status/requests).",
-        secret=True,
+    model_config = SettingsConfigDict(env_prefix="FLEETRUN_CLI_")
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
     )
-    inventory: Path | None = setting(
-        None, "The collector's inventory file, for `fleetrun hosts` previews of @groups."
+    topic_prefix: str = Field(default="fleetrun.", description="Prefix of the fleetrun topics.")
+    pg_dsn: SecretStr = Field(
+        default=SecretStr("postgresql://fleetrun@127.0.0.1:5432/fleetrun"),
+        description="PostgreSQL DSN the sink writes to (for results/status/requests).",
     )
-    principal: str = setting("", "Who submits requests (default: user@hostname).")
-    kafka_timeout_s: float = setting(15.0, "Deadline to reach Kafka and have a request acked.")
-    pg_timeout_s: float = setting(10.0, "Deadline for PostgreSQL connections and queries.")
+    inventory: Maybe[UserPath] = Field(
+        default=None,
+        description="The collector's inventory file, for `fleetrun hosts` previews of @groups.",
+    )
+    principal: str = Field(default="", description="Who submits requests (default: user@hostname).")
+    kafka_timeout_s: float = Field(
+        default=15.0, description="Deadline to reach Kafka and have a request acked."
+    )
+    pg_timeout_s: float = Field(
+        default=10.0, description="Deadline for PostgreSQL connections and queries."
+    )
 
     @property
     def who(self) -> str:

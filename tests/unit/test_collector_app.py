@@ -1,13 +1,15 @@
-"""`python -m collector` front matter and the one place Kafka errors are classified."""
+"""`fleetrun collector` front matter and the one place Kafka errors are classified."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from aiokafka import errors as kafka_errors
 
-from collector import main
 from collector.errors import CollectorError, RecordTooLarge, classify, is_retriable
 from collector.kafka import Topics
 
@@ -21,25 +23,46 @@ def env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def _collector(*args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetrun collector ARGS` as a user runs it, in this test's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetrun", "collector", *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_show_config_prints_every_setting_with_its_source(
-    env_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    env_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FLEETRUN_MAX_INFLIGHT_REQUESTS", "7")
-    assert main(["--show-config"]) == 0
-    out = capsys.readouterr().out
-    assert "FLEETRUN_KAFKA_BOOTSTRAP" in out
-    assert f"127.0.0.1:1    # env file {env_file}" in out
-    assert "FLEETRUN_MAX_INFLIGHT_REQUESTS" in out
-    assert "= 7    # environment" in out
-    assert "FLEETRUN_REBALANCE_DRAIN_S" in out
+    monkeypatch.setenv("FLEETRUN_COLLECTOR_MAX_INFLIGHT_REQUESTS", "7")
+    monkeypatch.setenv("FLEETRUN_SINK_MAX_POLL_INTERVAL_MS", "1")  # the sink's, not ours
+    shown = _collector("--show-config")
+    assert shown.returncode == 0, shown.stderr
+    rows = {
+        line.split(" = ")[0].rstrip(): line.split(" = ")[1] for line in shown.stdout.splitlines()
+    }
+    assert len(rows) == 34  # every setting of the collector, each under its own name
+    assert all(name.startswith("FLEETRUN_COLLECTOR_") for name in rows)
+    assert rows["FLEETRUN_COLLECTOR_KAFKA_BOOTSTRAP"] == (
+        f"127.0.0.1:1    # env file {env_file} (as FLEETRUN_KAFKA_BOOTSTRAP)"
+    )
+    assert rows["FLEETRUN_COLLECTOR_MAX_INFLIGHT_REQUESTS"] == "7    # environment"
+    assert rows["FLEETRUN_COLLECTOR_MAX_POLL_INTERVAL_MS"] == "300000    # default"
+    assert rows["FLEETRUN_COLLECTOR_REBALANCE_DRAIN_S"] == "20.0    # default"
 
 
-def test_a_bad_setting_exits_2_naming_it(
-    env_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FLEETRUN_MAX_INFLIGHT_REQUESTS", "many")
-    assert main(["--show-config"]) == 2
-    assert "FLEETRUN_MAX_INFLIGHT_REQUESTS='many'" in capsys.readouterr().err
+def test_a_bad_setting_exits_2_naming_it(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETRUN_COLLECTOR_MAX_INFLIGHT_REQUESTS", "many")
+    shown = _collector("--show-config")
+    assert shown.returncode == 2
+    assert (
+        "fleetrun: FLEETRUN_COLLECTOR_MAX_INFLIGHT_REQUESTS='many' (from environment): "
+        "expected a whole number" in shown.stderr
+    )
 
 
 def test_topics_follow_the_prefix() -> None:

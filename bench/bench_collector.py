@@ -3,7 +3,7 @@
     python -m bench.bench_collector [--requests 100] [--rounds 7] [--max-inflight 16]
         [--command 'uname -n'] [--profile]
 
-The collector runs as `python -m collector` (a subprocess, as in production) on a private set of
+The collector runs as `fleetrun collector` (a subprocess, as in production) on a private set of
 topics; the benchmark produces `--requests` requests to the stack's three real sshd hosts
 (demo1..3) at once and waits for every `completed` status. Measured per round: results/s
 (3 × requests / wall time from the first request produced to the last completed status read)
@@ -50,13 +50,14 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import schemas
-from bench.measure import assigned, box_busy_s, health, stop_process, write_results
+from bench.measure import assigned, box_busy_s, health, write_results
 from collector.inventory import Inventory
 from collector.settings import CollectorSettings
-from fleetrun.settings import load
+from fleetrun.runtime.settings import load
 from schemas import Request, Target
 from stack.config import TOPIC_PARTITIONS, StackConfig
-from tests.support.kafka import create_topics, delete_topics
+from stack.proc import stop_process
+from stack.topics import create_topics, delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROUND_DEADLINE_S = 120.0
@@ -126,7 +127,7 @@ async def _ops_metric(port: int, name: str) -> float:
 async def collector_process(
     prefix: str, log: Path, max_inflight: int, profile_to: Path | None
 ) -> AsyncIterator[tuple[psutil.Process, int]]:
-    """`python -m collector` on the benchmark's topics; yields (process, ops port)."""
+    """`fleetrun collector` on the benchmark's topics; yields (process, ops port)."""
     import socket
 
     with socket.socket() as s:
@@ -134,15 +135,15 @@ async def collector_process(
         port = s.getsockname()[1]
     env = dict(os.environ) | {
         "FLEETRUN_TOPIC_PREFIX": prefix,
-        "FLEETRUN_GROUP_ID": prefix + "collector",
-        "FLEETRUN_OPS_PORT": str(port),
-        "FLEETRUN_MAX_INFLIGHT_REQUESTS": str(max_inflight),
+        "FLEETRUN_COLLECTOR_GROUP_ID": prefix + "collector",
+        "FLEETRUN_COLLECTOR_OPS_PORT": str(port),
+        "FLEETRUN_COLLECTOR_MAX_INFLIGHT_REQUESTS": str(max_inflight),
         "FLEETRUN_COLLECTOR_ID": "bench",
     }
     argv = [sys.executable]
     if profile_to is not None:
         argv += ["-m", "cProfile", "-o", str(profile_to)]
-    argv += ["-m", "collector"]
+    argv += ["-m", "fleetrun", "collector"]
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=REPO_ROOT
@@ -388,7 +389,7 @@ def markdown(r: dict[str, Any]) -> str:
         "| path | results/s | process CPU ms/result | broker CPU ms/result | "
         "whole-box CPU ms/result | box busy | rounds (results/s) |",
         "|---|---:|---:|---:|---:|---:|---|",
-        f"| fleetrun: Kafka → `python -m collector` → SSH → Kafka | "
+        f"| fleetrun: Kafka → `fleetrun collector` → SSH → Kafka | "
         f"{r['fleetrun']['results_per_s']} | {_median(f, 'cpu_ms_per_result')} | "
         f"{_median(f, 'broker_cpu_ms_per_result')} | {_median(f, 'box_cpu_ms_per_item')} | "
         f"{_median(f, 'box_utilisation'):.0%} | "

@@ -4,10 +4,9 @@
 
 Against the local stack (`make stack-up`; FLEETRUN_STACK_* variables pick the instance):
 1. produce `rows` results (about 1 KiB each, 100 hosts per request) into fresh topics;
-2. the sink (`python -m sink`, a subprocess, default settings) drains them to committed rows:
+2. the sink (`fleetrun sink`, a subprocess, default settings) drains them to committed rows:
    rows/s from its start and from its first stored row, its peak RSS and CPU (psutil); then
-   the same with its C decoder off (FLEETRUN_NATIVE=0), and with two sink processes in
-   one group;
+   the same with two sink processes in one group;
 3. the raw write path alone, for the same rows, in the same run: asyncpg binary COPY into a
    temporary staging table + INSERT … ON CONFLICT DO NOTHING (the issue's baseline), batches
    of 5,000, rows decoded beforehand (not timed), with 1 connection before and after the sink
@@ -31,32 +30,34 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 
 from bench.bench_codec import typical_result
-from bench.measure import stop_process, write_results
-from schemas import Result, decode_result, encode
-from schemas.fastpath import decode_result_row_python
+from bench.measure import write_results
+from schemas import Result, decode_result, encode, format_timestamp
 from sink.migrate import migrate
 from sink.partitions import Partitions
-from sink.rows import RESULT_COLUMNS, decode_result_record, result_row
+from sink.rows import RESULT_COLUMNS, decode_result_record
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
-from tests.support.kafka import committed_with, create_topics, delete_topics
-from tests.support.stackenv import StackEnv
+from stack.env import StackEnv
+from stack.proc import stop_process
+from stack.topics import committed_with, create_topics, delete_topics
 
 HOSTS_PER_REQUEST = 100
 RAW_BATCH = 5_000
 PHASE_DEADLINE_S = 240.0
 TARGET_ROWS_PER_S = 50_000
+TARGET_TWO_SINKS_ROWS_PER_S = 65_000
 TARGET_RAW_SHARE = 0.5
 TARGET_RSS_MIB = 300
 
@@ -65,12 +66,12 @@ def template() -> Result:
     """The codec benchmark's 1 KiB result, fresh: new request_id and timestamps, and a host
     name of fixed width that `backlog` patches per row."""
     now = datetime.now(UTC)
-    return replace(
+    return msgspec.structs.replace(
         typical_result(),
         request_id=str(uuid.uuid4()),
         host="web00000.dc1",
-        started_at=now - timedelta(milliseconds=152),
-        finished_at=now,
+        started_at=format_timestamp(now - timedelta(milliseconds=152)),
+        finished_at=format_timestamp(now),
     )
 
 
@@ -79,7 +80,7 @@ def backlog(rows: int) -> Iterator[tuple[bytes, bytes]]:
     base = template()
     for first in range(0, rows, HOSTS_PER_REQUEST):
         request_id = str(uuid.uuid4())
-        raw = encode(replace(base, request_id=request_id))
+        raw = encode(msgspec.structs.replace(base, request_id=request_id))
         key = request_id.encode()
         for i in range(first, min(rows, first + HOSTS_PER_REQUEST)):
             # The host name has a fixed width, so patching it keeps the JSON valid and sized.
@@ -129,7 +130,7 @@ async def fresh_database(admin_dsn: str, name: str) -> AsyncIterator[str]:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         await migrate(conn)
-        await Partitions(SinkSettings(pg_dsn=dsn)).maintain(conn)
+        await Partitions(SinkSettings(pg_dsn=SecretStr(dsn))).maintain(conn)
     finally:
         await conn.close(timeout=10)
     try:
@@ -154,20 +155,19 @@ async def drop_database(admin_dsn: str, name: str) -> None:
 
 
 async def run_sink(
-    env: StackEnv, prefix: str, dsn: str, rows: int, processes: int = 1, *, native: bool = True
+    env: StackEnv, prefix: str, dsn: str, rows: int, processes: int = 1
 ) -> dict[str, Any]:
-    """Start `processes` × `python -m sink` in one group; wait until every row is stored and
-    committed; measure. `native=False` turns the C decoder off (FLEETRUN_NATIVE=0)."""
+    """Start `processes` × `fleetrun sink` in one group; wait until every row is stored and
+    committed; measure."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     proc_env = {
         **os.environ,
         "FLEETRUN_KAFKA_BOOTSTRAP": env.kafka_bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
-        "FLEETRUN_GROUP_ID": group,
-        "FLEETRUN_OPS_PORT": "0",
-        "FLEETRUN_LOG_LEVEL": "WARNING",
-        "FLEETRUN_NATIVE": "1" if native else "0",
+        "FLEETRUN_SINK_GROUP_ID": group,
+        "FLEETRUN_SINK_OPS_PORT": "0",
+        "FLEETRUN_SINK_LOG_LEVEL": "WARNING",
     }
     results_topic = prefix + "results"
     conn = await asyncpg.connect(dsn, timeout=10)
@@ -175,7 +175,7 @@ async def run_sink(
     await admin.start()
     started = time.perf_counter()
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", "sink", env=proc_env)
+        await asyncio.create_subprocess_exec(sys.executable, "-m", "fleetrun", "sink", env=proc_env)
         for _ in range(processes)
     ]
     watched = [psutil.Process(p.pid) for p in procs]
@@ -215,7 +215,6 @@ async def run_sink(
     assert first_row_at is not None
     return {
         "processes": processes,
-        "native_decode": native,
         "rows": stored,
         "seconds_from_start": round(done - started, 2),
         "rows_per_s_from_start": round(rows / (done - started)),
@@ -352,12 +351,11 @@ async def run_naive(dsn: str, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
 
 def decode_cost(n: int = 20_000) -> dict[str, float]:
     """µs per record, in this process (one core), best of 5, of the sink's decode + row building
-    (schemas.decode_result_row) and of the same through a Result (decode_result + result_row)."""
+    (sink.rows.decode_result_record) and of decoding alone (schemas.decode_result)."""
     values = [v for _, v in backlog(n)]
-    ways: dict[str, Callable[[bytes, int], tuple[Any, ...]]] = {
+    ways: dict[str, Callable[[bytes, int], object]] = {
         "sink": lambda value, i: decode_result_record(value, 0, i),
-        "python": lambda value, i: (*decode_result_row_python(value), 0, i),
-        "via_result": lambda value, i: result_row(decode_result(value), 0, i),
+        "decode": lambda value, i: decode_result(value),
     }
     best = dict.fromkeys(ways, float("inf"))
     for _ in range(5):
@@ -385,17 +383,12 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
         report["raw"] = []
         report["sink_scaling"] = []
         # Raw before and after the sink: the box is shared and its load drifts.
-        # "python1": the sink with its C decoder off, beside it in the same run.
-        steps = ("raw1", "direct1", "sink1", "python1", "raw1", "raw2", "direct2", "sink2")
+        steps = ("raw1", "direct1", "sink1", "raw1", "raw2", "direct2", "sink2")
         for step in steps:
             count = int(step[-1])
-            if step.startswith(("sink", "python")):
-                native = step.startswith("sink")
+            if step.startswith("sink"):
                 async with fresh_database(env.pg_dsn, f"bench_sink_{tag}") as dsn:
-                    run = await run_sink(env, prefix, dsn, rows, processes=count, native=native)
-                if not native:
-                    report["sink_python"] = run
-                    continue
+                    run = await run_sink(env, prefix, dsn, rows, processes=count)
                 if count == 1:
                     report["sink"] = run
                 report["sink_scaling"].append(run)
@@ -410,8 +403,7 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
             report["naive"] = await run_naive(dsn, sample)
         cost = decode_cost()
         report["decode_us_per_row"] = cost["sink"]
-        report["decode_python_us_per_row"] = cost["python"]
-        report["decode_via_result_us_per_row"] = cost["via_result"]
+        report["decode_only_us_per_row"] = cost["decode"]
     finally:
         # The request timeout this call always had (aiokafka's default), not the tests' 10 s.
         await delete_topics(env.kafka_bootstrap, topics, timeout_s=40.0)
@@ -426,9 +418,10 @@ async def bench(rows: int, naive_count: int) -> dict[str, Any]:
     report["sink_share_of_raw"] = round(sink_rate / raw_best, 2)
     report["sink_share_of_raw_1_connection"] = round(sink_rate / (sum(raw1) / len(raw1)), 2)
     report["sink_vs_naive"] = round(sink_rate / report["naive"]["rows_per_s"], 1)
-    report["sink_vs_python_decoder"] = round(sink_rate / report["sink_python"]["rows_per_s"], 2)
+    two = max(run["rows_per_s"] for run in report["sink_scaling"] if run["processes"] == 2)
     report["targets"] = {
         "sink_rows_per_s": [TARGET_ROWS_PER_S, sink_rate >= TARGET_ROWS_PER_S],
+        "two_sinks_rows_per_s": [TARGET_TWO_SINKS_ROWS_PER_S, two >= TARGET_TWO_SINKS_ROWS_PER_S],
         "share_of_raw": [TARGET_RAW_SHARE, sink_rate >= TARGET_RAW_SHARE * raw_best],
         "peak_rss_mib": [TARGET_RSS_MIB, report["sink"]["peak_rss_mib"] <= TARGET_RSS_MIB],
     }
@@ -454,16 +447,11 @@ def markdown(r: dict[str, Any], day: date) -> str:
         "",
         "| writer | rows | seconds | rows/s |",
         "|---|---:|---:|---:|",
-        f"| sink (`python -m sink`, defaults), first row to last commit | {s['rows']:,} | "
+        f"| sink (`fleetrun sink`, defaults), first row to last commit | {s['rows']:,} | "
         f"{s['seconds_from_first_row']} | **{s['rows_per_s']:,}** |",
         f"| sink, process start to last commit | {s['rows']:,} | {s['seconds_from_start']} | "
         f"{s['rows_per_s_from_start']:,} |",
     ]
-    p = r["sink_python"]
-    lines.append(
-        f"| sink with its C decoder off (FLEETRUN_NATIVE=0), first row to last commit | "
-        f"{p['rows']:,} | {p['seconds_from_first_row']} | {p['rows_per_s']:,} |"
-    )
     for run in r["sink_scaling"][1:]:
         lines.append(
             f"| sink, {run['processes']} processes in one group, first row to last commit | "
@@ -489,11 +477,8 @@ def markdown(r: dict[str, Any], day: date) -> str:
         "",
         f"Sink peak RSS: {s['peak_rss_mib']} MiB; sink CPU: {s['sink_cpu_s']} s "
         f"({s['cpu_us_per_row']} µs per row, of which decoding + validating + row building "
-        f"(schemas.decode_result_row) alone take {r['decode_us_per_row']} µs on one core; "
-        f"{r['decode_python_us_per_row']} µs without the C decoder; "
-        f"through a Result, decode_result + result_row, {r['decode_via_result_us_per_row']} µs). "
-        f"With its C decoder off the sink used {p['cpu_us_per_row']} µs of CPU per row; "
-        f"sink / sink without the C decoder: {r['sink_vs_python_decoder']}×. "
+        f"(sink.rows.decode_result_record) alone take {r['decode_us_per_row']} µs on one core, "
+        f"decoding alone {r['decode_only_us_per_row']} µs). "
         "Sink / best raw (staging + upsert, the issue's baseline): "
         f"{r['sink_share_of_raw']}× (/ raw with 1 connection, mean of before and after: "
         f"{r['sink_share_of_raw_1_connection']}×); sink / best raw COPY into results: "

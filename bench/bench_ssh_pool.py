@@ -9,7 +9,7 @@ Phases, each bounded in count and by a deadline:
 - naive: the same through a new asyncssh connection per command (the baseline);
 - output: one command printing --output-mb of random data, capped to 64 KiB: MB/s, client CPU,
   and the RSS growth of this process (the executor runs in-process);
-- cold: `uname -a` once on each of --cold-hosts simulated hosts (bench.simfleet, fresh
+- cold: `uname -a` once on each of --cold-hosts simulated hosts (stack.simfleet, fresh
   connections, 100 at a time) through SshExecutor and through a plain asyncssh loop (connect,
   run, close), the DESIGN.md reference for a cold fan-out.
 
@@ -34,13 +34,13 @@ import asyncssh
 import psutil
 
 from bench.measure import write_results
-from bench.simfleet import running_fleet
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
-from fleetrun.settings import load
+from fleetrun.runtime.settings import load
 from schemas import Request, Target
+from stack.simfleet import running_fleet
 
 PHASE_DEADLINE_S = 300.0
 
@@ -147,8 +147,8 @@ async def output(ex: SshExecutor, host: HostSpec, megabytes: int) -> dict[str, A
     return {
         "bytes": r.stdout_bytes,
         "status": r.status,
-        "sha256_matches_host": r.stdout_sha256 == r.stderr.split()[0].decode(),
-        "captured_bytes": len(r.stdout),
+        "sha256_matches_host": r.stdout_sha256 == r.stderr_data.split()[0].decode(),
+        "captured_bytes": len(r.stdout_data),
         "seconds": round(elapsed, 3),
         "mb_per_s": round(size / 1e6 / elapsed, 1),
         "client_cpu_s": round(_cpu_s() - cpu0, 3),

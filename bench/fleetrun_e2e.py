@@ -1,6 +1,6 @@
 """fleetrun end to end, as deployed: request produced → collector → Kafka → sink → PostgreSQL.
 
-`services()` starts `python -m collector` and `python -m sink` as subprocesses on a private set
+`services()` starts `fleetrun collector` and `fleetrun sink` as subprocesses on a private set
 of topics and a fresh database of the running stack, with the simulated fleet's inventory, key
 and known_hosts; `run_requests()` produces requests and polls PostgreSQL until every result row
 and every request's `completed` status is committed. Each host's latency is its result's
@@ -25,13 +25,14 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from bench.measure import Sampler, assigned, health, stop_process
+from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
 from schemas import Request
 from stack.config import StackConfig
 from stack.kafka import Kafka
 from stack.postgres import Postgres
-from tests.support.kafka import create_topics, delete_topics
+from stack.proc import stop_process
+from stack.topics import create_topics, delete_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0
@@ -59,7 +60,7 @@ def free_port() -> int:
 
 
 async def _start(
-    module: str, env: dict[str, str], log: Path, port: int, profile_to: Path | None = None
+    service: str, env: dict[str, str], log: Path, port: int, profile_to: Path | None = None
 ) -> asyncio.subprocess.Process:
     profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to is not None else []
     with log.open("ab") as out:
@@ -67,11 +68,12 @@ async def _start(
             sys.executable,
             *profiler,
             "-m",
-            module,
+            "fleetrun",
+            service,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-            env=env | {"FLEETRUN_OPS_PORT": str(port)},
+            env=env | {f"FLEETRUN_{service.upper()}_OPS_PORT": str(port)},
             cwd=REPO_ROOT,
         )
 
@@ -117,21 +119,22 @@ async def services(
     base = dict(os.environ) | {
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
-        "FLEETRUN_INVENTORY": str(fleet_dir / "inventory.toml"),
-        "FLEETRUN_SSH_KNOWN_HOSTS": str(fleet_dir / "known_hosts"),
-        "FLEETRUN_SSH_CLIENT_KEYS": str(fleet_dir / "client_key"),
-        "FLEETRUN_SSH_USER": "sim",
-        "FLEETRUN_LOG_LEVEL": "WARNING",
+        "FLEETRUN_COLLECTOR_INVENTORY": str(fleet_dir / "inventory.toml"),
+        "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(fleet_dir / "known_hosts"),
+        "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(fleet_dir / "client_key"),
+        "FLEETRUN_COLLECTOR_SSH_USER": "sim",
+        "FLEETRUN_COLLECTOR_LOG_LEVEL": "WARNING",
+        "FLEETRUN_SINK_LOG_LEVEL": "WARNING",
     }
     base |= dict(settings or {})
     procs: list[asyncio.subprocess.Process] = []
     try:
         sink_port, coll_port = free_port(), free_port()
-        sink_env = base | {"FLEETRUN_GROUP_ID": prefix + "sink", "FLEETRUN_SINK_ID": "bench"}
+        sink_env = base | {"FLEETRUN_SINK_GROUP_ID": prefix + "sink", "FLEETRUN_SINK_ID": "bench"}
         sink = await _start("sink", sink_env, work / "sink.log", sink_port)
         procs.append(sink)
         coll_env = base | {
-            "FLEETRUN_GROUP_ID": prefix + "collector",
+            "FLEETRUN_COLLECTOR_GROUP_ID": prefix + "collector",
             "FLEETRUN_COLLECTOR_ID": "bench",
         }
         collector = await _start(

@@ -219,24 +219,6 @@ def run_capped(
     return capped, usage
 
 
-async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float) -> None:
-    """SIGTERM `proc` and wait up to `timeout_s` for it to exit; past that, SIGKILL and reap it.
-
-    A process that already exited (or vanishes meanwhile) is no error.
-    """
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        async with asyncio.timeout(timeout_s):
-            await proc.wait()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-
-
 def box_busy_s() -> float:
     """CPU seconds the whole machine spent busy so far (every process, ours and others')."""
     t = psutil.cpu_times()

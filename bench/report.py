@@ -170,7 +170,7 @@ def sink_rows(doc: Mapping[str, Any]) -> list[list[str]]:
         out.append(
             [
                 f"sink-backlog-{_num(rows_total)}",
-                "fleetrun sink (python -m sink), 1 process",
+                "fleetrun sink, 1 process",
                 f"{_num(rows_total)} rows",
                 _num(sink.get("seconds_from_start"), 2),
                 _num(sink.get("rows_per_s_from_start"), 0),

@@ -3,7 +3,7 @@
     python -m bench.run [--full] [--only NAME ...] [--no-micro] [--no-report]
 
 Needs the local stack (`python -m stack up`; `make bench` starts it). For each scenario of
-bench/scenarios.py it starts a simulated fleet (bench.simfleet, addresses 127.2.0.0/16, port
+bench/scenarios.py it starts a simulated fleet (stack.simfleet, addresses 127.2.0.0/16, port
 2200), runs every tool on it in turn — each under a wall-clock cap that stops it and records
 "timeout" with what it finished — and writes bench/results/<date>-<scenario>.json. Then it runs
 the sink, codec and collector micro-benchmarks (their own JSON/markdown), and bench/report.py
@@ -29,10 +29,10 @@ import psutil
 from bench import report
 from bench.measure import RESULTS_DIR, load_average, run_capped, write_json
 from bench.scenarios import Run, Scenario, micro_benchmarks, scenarios
-from bench.simfleet import RunningFleet, running_fleet
 from bench.tools import run_tool
 from stack.config import StackConfig
-from tests.support.stackenv import StackEnv
+from stack.env import StackEnv
+from stack.simfleet import RunningFleet, running_fleet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLEET_BASE_ADDRESS = "127.2.0.1"  # this harness's own /16: others' tests use 127.1.x

@@ -1,6 +1,6 @@
 """Quick self-check of the simulated fleet: startup cost at scale and pooled command rate.
 
-    python -m bench.simfleet_selfcheck [--sizes 1000,10000] [--cold-hosts 1000]
+    python -m stack.simfleet_selfcheck [--sizes 1000,10000] [--cold-hosts 1000]
         [--pool-hosts 500] [--rounds 10] [--concurrency 100]
 
 Prints one JSON object. Bounded: a fixed number of commands and a deadline on every phase.
@@ -22,8 +22,8 @@ from typing import Any
 import asyncssh
 import psutil  # psutil ships no stubs
 
-from bench.simfleet import RunningFleet, SimHost, running_fleet
-from bench.simfleet.server import FD_RESERVE
+from stack.simfleet import RunningFleet, SimHost, running_fleet
+from stack.simfleet.server import FD_RESERVE
 
 PHASE_DEADLINE_S = 300.0
 

@@ -33,8 +33,8 @@ from bench.scenarios import (
     Run,
     Scenario,
 )
-from bench.simfleet import RunningFleet
 from bench.stats import HostResult, summarise
+from stack.simfleet import RunningFleet
 
 PEER_MODULES = {
     LOOP: "bench.peers.plainloop",
@@ -192,7 +192,7 @@ def _tail(path: Path, limit: int = 400) -> str:
 
 def collector_settings(sc: Scenario) -> dict[str, str]:
     """Collector settings for a fleet of this size (defaults otherwise)."""
-    return {"FLEETRUN_MAX_CONNECTIONS": str(max(1000, sc.hosts + 100))}
+    return {"FLEETRUN_COLLECTOR_MAX_CONNECTIONS": str(max(1000, sc.hosts + 100))}
 
 
 async def run_fleetrun(

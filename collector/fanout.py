@@ -1,6 +1,6 @@
 """Fan-out: which hosts a request runs on, and running them as a sliding window.
 
-The planning and the per-host gate (expired? budget spent?) are pure functions; `run_fanout` is
+The planning and the per-host gate (expired? budget spent?) are pure functions; `FanOut.run` is
 the small async runner around an `Executor` (the SSH executor, or a fake in unit tests). Per-host
 failures are results, never exceptions: one bad host never cancels its siblings. The runner only
 raises when the caller's `on_result` does (the results cannot be published) or when cancelled.
@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from schemas import (
+    EMPTY_SHA256,
     ErrorInfo,
     Request,
     Result,
     ResultStatus,
     Target,
     expand_targets,
+    format_timestamp,
     limits,
+    parse_timestamp,
 )
 
 log = logging.getLogger("fleetrun.collector.fanout")
@@ -90,6 +93,7 @@ class Plan(Generic[H]):
     request: Request
     hosts: tuple[PlannedHost[H], ...]
     budget: int | None
+    expires_at: datetime | None  # the request's, read once
 
     @property
     def total(self) -> int:
@@ -110,7 +114,8 @@ def plan_request(
             hosts.append(PlannedHost(target, resolver.resolve(target)))
         except Exception as exc:  # a per-host configuration problem is that host's result
             hosts.append(PlannedHost(target, None, ErrorInfo.from_exception(exc)))
-    return Plan(request, tuple(hosts), request.error_budget(len(hosts)))
+    expires_at = None if request.expires_at is None else parse_timestamp(request.expires_at)
+    return Plan(request, tuple(hosts), request.error_budget(len(hosts)), expires_at)
 
 
 def counts_as_error(status: ResultStatus) -> bool:
@@ -158,14 +163,28 @@ def synthetic_result(
 ) -> Result:
     """The final result of a host the collector decided about without running anything."""
     host, port, user = host_identity(planned, default_user)
+    at = format_timestamp(now)
     return Result(
         request_id=request.request_id,
         host=host,
         port=port,
         user=user,
+        attempt=1,
         status=status,
-        started_at=now,
-        finished_at=now,
+        exit_status=None,
+        exit_signal=None,
+        stdout="",
+        stderr="",
+        stdout_encoding="utf-8",
+        stderr_encoding="utf-8",
+        stdout_bytes=0,
+        stderr_bytes=0,
+        stdout_truncated=False,
+        stderr_truncated=False,
+        stdout_sha256=EMPTY_SHA256,
+        stderr_sha256=EMPTY_SHA256,
+        started_at=at,
+        finished_at=at,
         duration_ms=0,
         error=error,
         collector=collector,
@@ -218,7 +237,7 @@ class FanOut(Generic[H]):
     async def _one(self, plan: Plan[H], planned: PlannedHost[H], errors: int) -> Result:
         request = plan.request
         now = self.clock()
-        decision = gate(now=now, expires_at=request.expires_at, errors=errors, budget=plan.budget)
+        decision = gate(now=now, expires_at=plan.expires_at, errors=errors, budget=plan.budget)
         if decision != "run":
             return self._synthetic(request, planned, decision, now)
         if planned.host is None:

@@ -8,11 +8,12 @@ acknowledged, which is what allows the caller to commit the request's offset.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Mapping
 from typing import Final, Generic, Literal
+
+import msgspec
 
 import schemas
 from collector.errors import CollectorError, RecordTooLarge
@@ -35,11 +36,9 @@ from schemas import (
 
 log = logging.getLogger("fleetrun.collector")
 
-Outcome = Literal["completed", "rejected", "dead_lettered"]
+# What became of a request record (a request's per-host outcomes are collector.outcome's).
+Disposition = Literal["completed", "rejected", "dead_lettered"]
 _NO_USER: Final = "unknown"
-
-
-RequestRecord = ConsumedRecord  # the collector consumes requests
 
 
 class _Acks:
@@ -99,7 +98,7 @@ class RequestHandler(Generic[H]):
             executor, collector=collector, default_user=default_user or _NO_USER
         )
 
-    async def handle(self, record: RequestRecord) -> Outcome:
+    async def handle(self, record: ConsumedRecord) -> Disposition:
         """Process one record; returns once all its output is acknowledged by Kafka."""
         try:
             request = schemas.decode_request(record.value)
@@ -175,13 +174,15 @@ class RequestHandler(Generic[H]):
             # The executor built something the contract refuses: the host still gets its one
             # final result, saying so, rather than none.
             log.error("result not encodable", extra=_ids(result) | {"error": str(exc)})
-            replacement = dataclasses.replace(
+            replacement = msgspec.structs.replace(
                 result,
                 status="error",
                 exit_status=None,
                 exit_signal=None,
-                stdout=b"",
-                stderr=b"",
+                stdout="",
+                stderr="",
+                stdout_encoding="utf-8",
+                stderr_encoding="utf-8",
                 stdout_truncated=result.stdout_bytes > 0,
                 stderr_truncated=result.stderr_bytes > 0,
                 error=ErrorInfo.bounded("InvalidResult", f"result not encodable: {exc}"),
@@ -189,8 +190,8 @@ class RequestHandler(Generic[H]):
             return replacement, schemas.encode(replacement)
 
     async def _refuse(
-        self, record: RequestRecord, exc: Exception, request: Request | None
-    ) -> Outcome:
+        self, record: ConsumedRecord, exc: Exception, request: Request | None
+    ) -> Disposition:
         request_id = request.request_id if request else schemas.peek_request_id(record.value)
         error = ErrorInfo.from_exception(exc)
         await self._dead_letter(record, error, request_id)
@@ -206,7 +207,7 @@ class RequestHandler(Generic[H]):
         return "rejected"
 
     async def _dead_letter(
-        self, record: RequestRecord, error: ErrorInfo, request_id: str | None
+        self, record: ConsumedRecord, error: ErrorInfo, request_id: str | None
     ) -> None:
         letter = DeadLetter.of(
             record, error, stage="collector", instance=self.collector, request_id=request_id
@@ -218,7 +219,7 @@ class RequestHandler(Generic[H]):
             # error and where the original is, which the source topic still holds.
             size = len(record.value or b"")
             note = f" (raw value of {size:,} bytes omitted: too large for the dead-letter topic)"
-            smaller = dataclasses.replace(
+            smaller = msgspec.structs.replace(
                 letter,
                 value=None,
                 error=ErrorInfo(

@@ -7,13 +7,13 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from collector.errors import CollectorError, classify
 from collector.settings import CollectorSettings
-from fleetrun.backoff import backoff_delay
+from fleetrun.runtime.backoff import backoff_delay
 
 log = logging.getLogger("fleetrun.collector.kafka")
 
@@ -73,14 +73,22 @@ def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
         enable_idempotence=True,
         max_request_size=settings.max_message_bytes + _RECORD_OVERHEAD,
         # All results of a request share its partition, and the idempotent producer keeps one
-        # batch in flight per partition: aiokafka's default 16 KiB batch (~10 results) made a
-        # big request crawl one round trip at a time until sends timed out and were retried.
+        # batch in flight per partition: aiokafka's default 16 KiB batch (a handful of results)
+        # made a big request crawl one round trip at a time until sends timed out and retried.
         max_batch_size=settings.producer_batch_bytes,
         linger_ms=5,  # results of one request finishing together share a batch
     )
 
 
-class Publisher:
+class Publisher(Protocol):
+    """What a request handler publishes through (KafkaPublisher; a fake in unit tests)."""
+
+    async def publish(
+        self, topic: str, key: bytes | None, value: bytes, **log_extra: Any
+    ) -> None: ...
+
+
+class KafkaPublisher:
     """Sends records and waits for Kafka's acknowledgement, each wait under a deadline."""
 
     def __init__(self, producer: AIOKafkaProducer, timeout_s: float) -> None:

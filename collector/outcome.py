@@ -29,7 +29,7 @@ import asyncssh
 
 from collector.capture import Captured, StreamCapture
 from collector.command import Finished
-from schemas import ErrorInfo, Request, Result, ResultStatus
+from schemas import ErrorInfo, Request, Result, ResultStatus, encode_output, format_timestamp
 
 if TYPE_CHECKING:
     from collector.inventory import HostSpec
@@ -162,6 +162,8 @@ def build_result(
     f = outcome.finished
     out: Captured = f.stdout if f else _EMPTY
     err: Captured = f.stderr if f else _EMPTY
+    stdout, stdout_encoding = encode_output(out.data)
+    stderr, stderr_encoding = encode_output(err.data)
     return Result(
         request_id=request.request_id,
         host=host.name,
@@ -172,16 +174,18 @@ def build_result(
         # The contract: exit_status only for a command that exited on its own.
         exit_status=f.exit_status if f and outcome.status in ("ok", "failed") else None,
         exit_signal=f.exit_signal if f else None,
-        stdout=out.data,
-        stderr=err.data,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_encoding=stdout_encoding,
+        stderr_encoding=stderr_encoding,
         stdout_bytes=out.total_bytes,
         stderr_bytes=err.total_bytes,
         stdout_truncated=out.truncated,
         stderr_truncated=err.truncated,
         stdout_sha256=out.sha256,
         stderr_sha256=err.sha256,
-        started_at=started_at,
-        finished_at=datetime.now(UTC),
+        started_at=format_timestamp(started_at),
+        finished_at=format_timestamp(datetime.now(UTC)),
         duration_ms=int((time.monotonic() - t0) * 1000),
         error=outcome.error,
         collector=collector,

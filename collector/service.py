@@ -28,12 +28,13 @@ from aiokafka.errors import KafkaError
 
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
-from collector.handler import Outcome, RequestHandler, RequestRecord
-from collector.kafka import Publisher, Topics, make_consumer, make_producer
+from collector.handler import Disposition, RequestHandler
+from collector.kafka import KafkaPublisher, Topics, make_consumer, make_producer
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
 from collector.partitions import Partitions, format_offsets
 from collector.settings import CollectorSettings
+from schemas import ConsumedRecord
 
 log = logging.getLogger("fleetrun.collector")
 
@@ -98,7 +99,7 @@ class Collector(Generic[H]):
         self.name = settings.name
         self.consumer: AIOKafkaConsumer = make_consumer(settings)
         self.producer: AIOKafkaProducer = make_producer(settings)
-        self.publisher = Publisher(self.producer, settings.publish_timeout_s)
+        self.publisher = KafkaPublisher(self.producer, settings.publish_timeout_s)
         self.handler: RequestHandler[H] = RequestHandler(
             collector=self.name,
             topics=self.topics,
@@ -113,7 +114,7 @@ class Collector(Generic[H]):
         self.partitions = Partitions(self.consumer, self.tracker, metrics)
         self.summary = Summary()
         self._close_executor = close_executor
-        self._tasks: dict[asyncio.Task[Outcome], _InFlight] = {}
+        self._tasks: dict[asyncio.Task[Disposition], _InFlight] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._running = False
@@ -232,7 +233,7 @@ class Collector(Generic[H]):
         self._last_poll = time.monotonic()
         return batch
 
-    def _begin(self, tp: TopicPartition, record: RequestRecord) -> None:
+    def _begin(self, tp: TopicPartition, record: ConsumedRecord) -> None:
         if not self.tracker.start(tp, record.offset):
             return  # already handled in this assignment (a re-fetch after a seek)
         task = asyncio.create_task(
@@ -242,7 +243,7 @@ class Collector(Generic[H]):
         task.add_done_callback(self._finished)
         self.metrics.inflight_requests.set(len(self._tasks))
 
-    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+    def _finished(self, task: asyncio.Task[Disposition]) -> None:
         item = self._tasks.pop(task, None)
         self.metrics.inflight_requests.set(len(self._tasks))
         self._wake.set()

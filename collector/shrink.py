@@ -9,12 +9,13 @@ follow from captured < total.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
+
 from collector.capture import MARKER_TEMPLATE, MIN_MARKER_BUDGET
-from schemas import Result, encode
+from schemas import Result, encode, encode_output
 
 # Each pass measures how much the JSON encoding actually costs (escapes, base64) and aims a
 # little under the limit; a few passes always converge, and the last resort is no output at all.
@@ -72,7 +73,8 @@ def fit_result(
         return result, data
     bare = _with_output(result, b"", b"")
     base = len(encoder(bare))
-    sizes = (len(result.stdout), len(result.stderr))
+    stdout, stderr = result.stdout_data, result.stderr_data
+    sizes = (len(stdout), len(stderr))
     budget = int((max_bytes - base) * _AIM)
     for _ in range(_MAX_PASSES):
         if budget <= 0:
@@ -80,14 +82,14 @@ def fit_result(
         keep_out, keep_err = share(sizes, budget)
         candidate = _with_output(
             result,
-            cut_middle(result.stdout, keep_out, result.stdout_bytes),
-            cut_middle(result.stderr, keep_err, result.stderr_bytes),
+            cut_middle(stdout, keep_out, result.stdout_bytes),
+            cut_middle(stderr, keep_err, result.stderr_bytes),
         )
         data = encoder(candidate)
         if len(data) <= max_bytes:
             return candidate, data
         # Scale the raw budget by how far over the wire size was; always shrink a little.
-        kept = len(candidate.stdout) + len(candidate.stderr)
+        kept = len(candidate.stdout_data) + len(candidate.stderr_data)
         wire = len(data) - base
         budget = min(budget - 1, int(kept * (max_bytes - base) / wire * _AIM))
     data = encoder(bare)
@@ -99,10 +101,14 @@ def fit_result(
 
 
 def _with_output(result: Result, stdout: bytes, stderr: bytes) -> Result:
-    return dataclasses.replace(
+    stdout_text, stdout_encoding = encode_output(stdout)
+    stderr_text, stderr_encoding = encode_output(stderr)
+    return msgspec.structs.replace(
         result,
-        stdout=stdout,
-        stderr=stderr,
+        stdout=stdout_text,
+        stdout_encoding=stdout_encoding,
+        stderr=stderr_text,
+        stderr_encoding=stderr_encoding,
         stdout_truncated=len(stdout) < result.stdout_bytes,
         stderr_truncated=len(stderr) < result.stderr_bytes,
     )

@@ -19,12 +19,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncssh
 
 from collector.command import CommandSession, open_session, wait_command
+from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
 from collector.outcome import (
@@ -38,12 +38,10 @@ from collector.outcome import (
 from collector.pool import ConnectionPool, PoolClosed, PooledConnection
 from collector.settings import CollectorSettings
 from collector.sshfiles import KeyCache, KnownHostsCache
-from fleetrun.backoff import backoff_delay
+from fleetrun.runtime.backoff import backoff_delay
 from schemas import Request, Result
 
 log = logging.getLogger("fleetrun.collector.ssh")
-
-OnStart = Callable[[HostSpec, int], Awaitable[None]]
 
 
 class SshExecutor:
@@ -101,7 +99,7 @@ class SshExecutor:
         request: Request,
         *,
         collector: str,
-        on_start: OnStart | None = None,
+        on_start: OnStart[HostSpec] | None = None,
     ) -> Result:
         """Run `request` on `host` and return its final Result (never raises per host).
 
@@ -159,7 +157,7 @@ class SshExecutor:
     # -- one attempt --------------------------------------------------------------------------
 
     async def _attempt(
-        self, host: HostSpec, request: Request, attempt: int, on_start: OnStart | None
+        self, host: HostSpec, request: Request, attempt: int, on_start: OnStart[HostSpec] | None
     ) -> Outcome:
         deadline = time.monotonic() + request.connect_timeout_s
         try:
@@ -333,4 +331,4 @@ def _looks_dead(entry: PooledConnection, exc: Exception) -> bool:
     return isinstance(exc, asyncssh.ConnectionLost | ConnectionError | TimeoutError)
 
 
-__all__ = ["HostSpec", "OnStart", "SshExecutor"]
+__all__ = ["HostSpec", "SshExecutor"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+from typing import Protocol
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -13,6 +14,12 @@ from schemas import DeadLetter, ErrorInfo, encode
 from sink.settings import SinkSettings
 
 log = logging.getLogger("fleetrun.sink.dlq")
+
+
+class DeadLetterSink(Protocol):
+    """Where a flush sends its dead letters (DeadLetterPublisher; a fake in unit tests)."""
+
+    async def publish(self, dead: list[DeadLetter]) -> None: ...
 
 
 class DeadLetterPublisher:
@@ -75,7 +82,7 @@ class DeadLetterPublisher:
                 f"[value of {size:,} bytes left out: larger than the dead-letter topic takes; "
                 "the dead_letters table has it] "
             )
-            slim = dataclasses.replace(
+            slim = msgspec.structs.replace(
                 d, value=None, error=ErrorInfo.bounded(d.error.type, note + d.error.message)
             )
             fut = await self._producer.send(self.topic, value=encode(slim), key=d.key)

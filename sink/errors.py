@@ -34,18 +34,6 @@ class SinkError(Exception):
     retriable: bool = False
 
 
-class DatabaseUnavailable(SinkError):
-    """PostgreSQL cannot be reached or cannot take work right now."""
-
-    retriable = True
-
-
-class KafkaUnavailable(SinkError):
-    """The Kafka cluster cannot be reached or did not answer in time."""
-
-    retriable = True
-
-
 class MigrationError(SinkError):
     """The schema cannot be brought to the version this sink needs."""
 
@@ -60,11 +48,10 @@ _POISON: Final[tuple[type[BaseException], ...]] = (
     asyncpg.exceptions.IntegrityConstraintViolationError,  # class 23 (unique handled below)
     asyncpg.exceptions.ProgramLimitExceededError,  # 54000: e.g. an index row too large
     asyncpg.exceptions.CardinalityViolationError,  # 21000: a row affected twice in one upsert
-    # Client side: a value asyncpg cannot encode for its column (wrong type, out of range).
-    TypeError,
-    ValueError,
-    OverflowError,
 )
+# Not poison: a value asyncpg cannot encode (TypeError, OverflowError). Rows are built from
+# records that passed the contract, whose every bound fits its column, so that is a bug in the
+# sink: it must stop loudly (unknown, below), not dead-letter a batch of good results.
 # Server errors about the server's state, not the data: the same statement works later.
 _RETRY: Final[tuple[type[BaseException], ...]] = (
     asyncpg.exceptions.PostgresConnectionError,  # class 08

@@ -17,26 +17,23 @@ from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from fleetrun.backoff import backoff_delay
-from schemas import DeadLetter, Status
+from fleetrun.runtime.backoff import backoff_delay
+from schemas import DeadLetter
 from sink.batch import Batch
-from sink.dlq import DeadLetterPublisher
+from sink.dlq import DeadLetterSink
 from sink.errors import Action, FatalSinkError, classify, describe
 from sink.metrics import SinkMetrics
-from sink.rows import merge_requests
 from sink.settings import SinkSettings
-from sink.store import Store, WriteBatch, WriteOutcome
+from sink.store import ResultStore, WriteBatch, WriteOutcome
 
 log = logging.getLogger("fleetrun.sink")
 
 # Unexplained failures of one flush before the sink stops (see sink/errors.py).
 _UNEXPLAINED_RETRIES = 5
 
-# What is buffered per record: a results row or a status (each with its source record), or a
-# dead letter for a record that could not be decoded.
-Item: TypeAlias = (
-    tuple[tuple[Any, ...], ConsumerRecord] | tuple[Status, ConsumerRecord] | DeadLetter
-)
+# What is buffered per record: its results or requests row with the record it came from, or
+# a dead letter for a record that could not be decoded.
+Item: TypeAlias = tuple[tuple[Any, ...], ConsumerRecord] | DeadLetter
 Flush: TypeAlias = list[Batch[TopicPartition, Item]]  # one transaction, one batch per partition
 
 
@@ -46,8 +43,8 @@ class Flusher:
     def __init__(
         self,
         settings: SinkSettings,
-        store: Store,
-        dlq: DeadLetterPublisher,
+        store: ResultStore,
+        dlq: DeadLetterSink,
         metrics: SinkMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -94,17 +91,15 @@ class Flusher:
 
     def _write_batch(self, flush: Flush) -> WriteBatch:
         work = WriteBatch()
-        statuses: list[tuple[Status, ConsumerRecord]] = []
         for batch in flush:
             is_results = batch.partition.topic == self.s.results_topic
             for item in batch.items:
                 if isinstance(item, DeadLetter):
                     work.dead.append(item)
                 elif is_results:
-                    work.results.append(item)  # type: ignore[arg-type]
+                    work.results.append(item)
                 else:
-                    statuses.append(item)  # type: ignore[arg-type]
-        work.requests = merge_requests(statuses)
+                    work.requests.append(item)
         return work
 
     def _database_failed(self, exc: BaseException, attempt: int) -> None:
@@ -135,7 +130,7 @@ class Flusher:
                     raise FatalSinkError(f"dead-letter topic: {describe(exc)}") from exc
                 attempt += 1
                 self.metrics.retries.labels("dead_letter_publish").inc()
-                log.warning("dead-letter publish failed, retrying: %s", describe(exc))
+                log.warning("dead-letter publish failed, retrying", extra={"reason": describe(exc)})
                 await asyncio.sleep(self._backoff(attempt))
 
     def _account(self, flush: Flush, out: WriteOutcome, seconds: float) -> None:

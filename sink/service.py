@@ -24,14 +24,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from schemas import DeadLetter, ErrorInfo, decode_status
-from schemas.fastpath import NATIVE
+from schemas import DeadLetter, ErrorInfo, SchemaError, decode_status
 from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
 from sink.errors import describe
 from sink.flush import Flush, Flusher, Item
 from sink.metrics import SinkMetrics
-from sink.rows import dead_letter, decode_result_record
+from sink.rows import dead_letter, decode_result_record, request_row
 from sink.settings import SinkSettings
 from sink.store import Store, WriteOutcome
 
@@ -129,7 +128,6 @@ class SinkService:
             "buffered_bytes": self.batcher.buffered_bytes,
             "inflight_flushes": len(self._flushes),
             "seconds_since_commit": round(self.clock() - self._last_commit, 1),
-            "native_decode": NATIVE,
         }
         return self.running and self.flusher.db_up and self._fatal is None, details
 
@@ -184,15 +182,15 @@ class SinkService:
                 if is_results:
                     items.append((decode_result_record(value, rec.partition, rec.offset), rec))
                 else:
-                    items.append((decode_status(value), rec))
-            except Exception as exc:  # bad input never stops the sink: it is dead-lettered
+                    items.append((request_row(decode_status(value)), rec))
+            except SchemaError as exc:  # bad input never stops the sink: it is dead-lettered
                 items.append(self._undecodable(rec, exc))
             key = rec.key
             sizes.append((len(value) if value else 0) + (len(key) if key else 0))
         self.batcher.extend(tp, [rec.offset for rec in records], items, sizes, now)
         self.metrics.records.labels(tp.topic).inc(len(records))
 
-    def _undecodable(self, rec: ConsumerRecord, exc: Exception) -> DeadLetter:
+    def _undecodable(self, rec: ConsumerRecord, exc: SchemaError) -> DeadLetter:
         kind = "result" if rec.topic == self.s.results_topic else "status"
         reason = f"not a valid {kind} record: {exc}"
         dead = dead_letter(rec, ErrorInfo.bounded(type(exc).__name__, reason), instance=self.s.name)
@@ -257,12 +255,12 @@ class SinkService:
                 for tp in offsets:
                     self._to_commit.pop(tp, None)
                 self.metrics.commits.labels("rebalanced").inc()
-                log.warning("offset commit skipped: %s", exc)
+                log.warning("offset commit skipped", extra={"reason": describe(exc)})
                 return
             except (KafkaError, TimeoutError) as exc:
                 self.metrics.commits.labels("retry").inc()
                 self.metrics.retries.labels("commit").inc()
-                log.warning("offset commit failed, will retry: %s", describe(exc))
+                log.warning("offset commit failed, will retry", extra={"reason": describe(exc)})
                 return
             for tp, offset in offsets.items():
                 if self._to_commit.get(tp) == offset:
@@ -352,7 +350,7 @@ class SinkService:
                 async with asyncio.timeout(max(1.0, deadline - self.clock())):
                     await self.consumer.stop()
             except Exception as exc:
-                log.warning("consumer did not stop cleanly: %s", describe(exc))
+                log.warning("consumer did not stop cleanly", extra={"reason": describe(exc)})
         await self.dlq.stop(max(1.0, deadline - self.clock()))
         await self.store.close(max(1.0, deadline - self.clock()))
         log.info("sink stopped")

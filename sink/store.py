@@ -4,9 +4,9 @@ Results: binary COPY straight into `results`, the common case. A redelivered res
 restart, a rebalance, a rewind) makes that COPY fail on the idempotency key; the flush is then
 redone through a per-connection temporary staging table and INSERT … SELECT … ON CONFLICT DO
 NOTHING, and later flushes take that path until one finds no duplicates. (The staging path
-costs the database about twice the direct COPY: every row is written twice and goes through
-the executor; see bench/REPORT.md.) Status records: merged per request in Python
-(sink/rows.py), staged and upserted with the same merge rules in SQL. Records the database
+costs the database more than the direct COPY: every row is written twice and goes through the
+executor; bench/REPORT.md has both rates.) Status records: one staged row each, merged per request
+and upserted in one SQL statement. Records the database
 refuses are isolated by splitting (sink/isolate.py, savepoints) and stored in dead_letters in
 the same transaction.
 """
@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from schemas import DeadLetter, ErrorInfo
+from schemas import ConsumedRecord, DeadLetter, ErrorInfo
 from sink.errors import describe, is_poison
 from sink.isolate import isolate
 from sink.partitions import MaintenanceReport, Partitions
@@ -36,8 +36,6 @@ from sink.rows import (
     FINISHED_AT_INDEX,
     REQUEST_COLUMNS,
     RESULT_COLUMNS,
-    RequestRow,
-    SourceRecord,
     dead_letter,
     dead_letter_row,
 )
@@ -74,32 +72,62 @@ INSERT INTO results ({_cols(RESULT_COLUMNS)})
 SELECT {_cols(RESULT_COLUMNS)} FROM {STAGE_RESULTS}
 ON CONFLICT (request_id, host, attempt, finished_at) DO NOTHING
 """  # noqa: S608
-# The SQL twin of RequestRow.merge: earliest accept/reject, the latest completion's numbers,
-# details from whichever status had them.
-_NEWER = "(excluded.completed_at > r.completed_at OR r.completed_at IS NULL)"
+# Status records of one request may arrive in any order, more than once, and in one flush or
+# across many: this is the one place that merges them. Within a flush, details from whichever
+# status had them, the earliest accept or reject, and the latest completion (ties broken by
+# content, so the order of arrival never matters); against the stored row, the same rules.
+_DETAILS: Final = ("principal", "command", "targets", "reject_reason", "collector")
+_EARLIEST: Final = ("submitted_at", "accepted_at", "rejected_at", "first_status_at")
 _COMPLETION_FIELDS: Final = ("duration_ms", *COUNT_COLUMNS)
+_MERGED_STATUSES: Final = f"""
+WITH details AS (
+    SELECT request_id,
+        {", ".join(f"max({c}) AS {c}" for c in _DETAILS)},
+        (array_agg(labels) FILTER (WHERE labels IS NOT NULL))[1] AS labels,  -- jsonb has no max
+        {", ".join(f"min({c}) AS {c}" for c in _EARLIEST)},
+        max(last_status_at) AS last_status_at,
+        max(targets_total) AS targets_total
+    FROM {STAGE_REQUESTS} GROUP BY request_id
+), completion AS (
+    SELECT DISTINCT ON (request_id)
+        request_id, completed_at, targets_total, {_cols(_COMPLETION_FIELDS)}
+    FROM {STAGE_REQUESTS} WHERE completed_at IS NOT NULL
+    ORDER BY request_id, completed_at DESC,
+        {", ".join(f"{c} DESC NULLS LAST" for c in _COMPLETION_FIELDS)}
+)
+SELECT d.request_id, d.principal, d.command, d.targets, d.labels, d.submitted_at,
+    d.accepted_at, d.rejected_at, d.reject_reason, c.completed_at,
+    coalesce(c.targets_total, d.targets_total),
+    {", ".join(f"c.{col}" for col in _COMPLETION_FIELDS)},
+    d.collector, d.first_status_at, d.last_status_at
+FROM details d LEFT JOIN completion c USING (request_id)
+ORDER BY d.request_id
+"""  # noqa: S608
+# The in-flush rules again: the later completion, ties broken by the same content; a detail's
+# greatest value (stored values are not preferred, or the row would depend on flush order).
+_NEWER = (
+    f"(r.completed_at IS NULL OR (excluded.completed_at, "
+    f"{', '.join(f'excluded.{c}' for c in _COMPLETION_FIELDS)}) > "
+    f"(r.completed_at, {', '.join(f'r.{c}' for c in _COMPLETION_FIELDS)}))"
+)
 _UPSERT_REQUESTS: Final = f"""
 INSERT INTO requests AS r ({_cols(REQUEST_COLUMNS)})
-SELECT {_cols(REQUEST_COLUMNS)} FROM {STAGE_REQUESTS} ORDER BY request_id
+{_MERGED_STATUSES}
 ON CONFLICT (request_id) DO UPDATE SET
-    principal = coalesce(r.principal, excluded.principal),
-    command = coalesce(r.command, excluded.command),
-    targets = coalesce(r.targets, excluded.targets),
+    {", ".join(f"{c} = greatest(r.{c}, excluded.{c})" for c in _DETAILS)},
     labels = coalesce(r.labels, excluded.labels),
     submitted_at = least(r.submitted_at, excluded.submitted_at),
     accepted_at = least(r.accepted_at, excluded.accepted_at),
     rejected_at = least(r.rejected_at, excluded.rejected_at),
-    reject_reason = coalesce(r.reject_reason, excluded.reject_reason),
     completed_at = greatest(r.completed_at, excluded.completed_at),
     {", ".join(f"{c} = CASE WHEN {_NEWER} THEN excluded.{c} ELSE r.{c} END" for c in _COMPLETION_FIELDS)},
     targets_total = CASE WHEN {_NEWER}
         THEN coalesce(excluded.targets_total, r.targets_total)
         ELSE coalesce(r.targets_total, excluded.targets_total) END,
-    collector = coalesce(r.collector, excluded.collector),
     first_status_at = least(r.first_status_at, excluded.first_status_at),
     last_status_at = greatest(r.last_status_at, excluded.last_status_at),
     updated_at = now()
-"""  # noqa: E501, S608
+"""  # noqa: E501
 _PLACEHOLDERS: Final = ", ".join(f"${i}" for i in range(1, len(DEAD_LETTER_COLUMNS) + 1))
 _INSERT_DEAD: Final = f"""
 INSERT INTO dead_letters ({_cols(DEAD_LETTER_COLUMNS)}) VALUES ({_PLACEHOLDERS})
@@ -112,16 +140,16 @@ class _Way(enum.Enum):
 
     DIRECT = "direct"  # COPY into results
     STAGED = "staged"  # COPY into staging, INSERT … ON CONFLICT DO NOTHING
-    CAREFUL = "split"  # staged, in savepoints, split until the refused records are found
+    SPLIT = "split"  # staged, in savepoints, split until the refused records are found
 
 
-ResultItem = tuple[tuple[Any, ...], SourceRecord]  # (results row, where it came from)
-RequestItem = tuple[RequestRow, list[SourceRecord]]  # merged row, the statuses behind it
+ResultItem = tuple[tuple[Any, ...], ConsumedRecord]  # (results row, where it came from)
+RequestItem = tuple[tuple[Any, ...], ConsumedRecord]  # (one status's requests row, its record)
 
 
 @dataclass(slots=True)
 class WriteBatch:
-    """What one flush stores: results rows, merged request rows, and known dead letters."""
+    """What one flush stores: results rows, status rows, and known dead letters."""
 
     results: list[ResultItem] = field(default_factory=list)
     requests: list[RequestItem] = field(default_factory=list)
@@ -140,6 +168,12 @@ class WriteOutcome:
     path: str = "none"  # how the results were written: direct, staged, split; none: no results
 
 
+class ResultStore(Protocol):
+    """What a flush writes through (Store; a scripted fake in unit tests)."""
+
+    async def write(self, batch: WriteBatch) -> WriteOutcome: ...
+
+
 class Store:
     """The sink's connection pool and its one write operation."""
 
@@ -155,7 +189,7 @@ class Store:
         """Create the pool; connection errors propagate (the caller retries)."""
         s = self.settings
         self._pool = await asyncpg.create_pool(
-            s.pg_dsn,
+            s.pg_dsn.get_secret_value(),
             min_size=min(s.pg_pool_min_size, s.pg_pool_max_size),
             max_size=s.pg_pool_max_size,
             timeout=s.pg_connect_timeout_s,
@@ -229,17 +263,19 @@ class Store:
                 log.info("redelivered results: storing through staging until a batch has none")
             self._duplicates_expected = True
             return _Way.STAGED
-        if way is _Way.CAREFUL or not is_poison(exc):
+        if way is _Way.SPLIT or not is_poison(exc):
             raise exc
-        log.info("batch refused, splitting it to find the bad records: %s", describe(exc))
-        return _Way.CAREFUL
+        log.info(
+            "batch refused, splitting it to find the bad records", extra={"reason": describe(exc)}
+        )
+        return _Way.SPLIT
 
     async def _write(self, conn: Conn, batch: WriteBatch, way: _Way) -> WriteOutcome:
-        careful = way is _Way.CAREFUL
-        stage = _Staging(conn, self.timeout_s, savepoints=careful)
+        split = way is _Way.SPLIT
+        stage = _Staging(conn, self.timeout_s, savepoints=split)
         refused: list[tuple[ResultItem, BaseException]] = []
         refused_requests: list[tuple[RequestItem, BaseException]] = []
-        if careful:
+        if split:
             refused = await isolate(batch.results, stage.results, is_poison)
             refused_requests = await isolate(batch.requests, stage.requests, is_poison)
         else:
@@ -258,8 +294,8 @@ class Store:
         instance = self.settings.name
         for (_, record), exc in refused:
             out.dead.append(_refused(record, exc, instance, hint))
-        for (_, records), exc in refused_requests:
-            out.dead.extend(_refused(record, exc, instance, hint) for record in records)
+        for (_, record), exc in refused_requests:
+            out.dead.append(_refused(record, exc, instance, hint))
         out.rejected = len(out.dead) - len(batch.dead)
         if out.dead:
             rows = [dead_letter_row(d) for d in out.dead]
@@ -267,7 +303,7 @@ class Store:
         return out
 
 
-def _refused(record: SourceRecord, exc: BaseException, instance: str, hint: str) -> DeadLetter:
+def _refused(record: ConsumedRecord, exc: BaseException, instance: str, hint: str) -> DeadLetter:
     reason = f"the database refused the record: {describe(exc)}"
     if "no partition of relation" in reason:
         reason += f"; {hint}"
@@ -322,7 +358,7 @@ class _Staging:
 
     async def requests(self, items: Sequence[RequestItem]) -> None:
         async with self._atomic():
-            await self._stage(STAGE_REQUESTS, [row.as_tuple() for row, _ in items], REQUEST_COLUMNS)
+            await self._stage(STAGE_REQUESTS, [row for row, _ in items], REQUEST_COLUMNS)
             status = await self.conn.execute(_UPSERT_REQUESTS, timeout=self.timeout_s)
         self._dirty.add(STAGE_REQUESTS)
         self.upserted += _count(status)
@@ -348,9 +384,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 # timestamptz on the wire is microseconds since 2000-01-01 UTC. asyncpg's own encoder compares
-# every value with ±infinity and converts it to UTC before subtracting the epoch: ~1 µs per
-# value, two per results row, half the client CPU of the COPY. The sink only ever writes aware
-# datetimes (validated records, datetime.now(UTC)); a naive one is refused, not guessed at.
+# every value with ±infinity and converts it to UTC before subtracting the epoch: two values
+# per results row, a large share of the COPY's client CPU in the profile. The sink only ever
+# writes aware datetimes (validated records, datetime.now(UTC)); a naive one is refused.
 _PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _PG_INFINITY: Final = 2**63 - 1

@@ -23,8 +23,8 @@ from typing import IO
 import asyncssh
 import psutil
 
-from bench.simfleet.config import SimHost
-from bench.simfleet.files import StateFiles, parse_hosts
+from stack.simfleet.config import SimHost
+from stack.simfleet.files import StateFiles, parse_hosts
 
 # Statuses follow fleetrun's result statuses so that every tool's failures read the same.
 OK, FAILED, TIMEOUT, UNREACHABLE = "ok", "failed", "timeout", "unreachable"

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import asyncssh
 
 from bench.peers.common import Fleet, Recorder, classify, exit_status, parser, since_ms
-from bench.simfleet.config import SimHost
+from stack.simfleet.config import SimHost
 
 
 class Loop:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 EXIT_OK = 0  # every host ok
 EXIT_HOSTS_FAILED = 1  # the request ran; at least one host is not ok
 EXIT_USAGE = 2  # bad option, target expression or configuration value
@@ -18,3 +21,24 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def local_stack_env_file() -> Path:
+    """Where `python -m stack` writes its env file (stack/config.py; a unit test keeps the two
+    in step: the CLI is installed without the stack, so it only knows the place)."""
+    state = os.environ.get("FLEETRUN_STACK_DIR")
+    if state:
+        return Path(state).resolve() / "fleetrun.env"
+    if os.geteuid() == 0:
+        return Path("/var/lib/fleetrun-stack/fleetrun.env")
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "fleetrun-stack" / "fleetrun.env"
+
+
+def local_stack_hint() -> str:
+    """Where the local development stack's settings are, when it ran here and no settings file
+    was named: said out loud in "cannot reach" errors, never read behind the user's back."""
+    env_file = local_stack_env_file()
+    if os.environ.get("FLEETRUN_ENV_FILE") or not env_file.is_file():
+        return ""
+    return f"; for the local stack: export FLEETRUN_ENV_FILE={env_file}"

@@ -11,9 +11,18 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError
+from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError, local_stack_hint
 from fleetrun.cli.settings import CliSettings
-from schemas import Request, Result, SchemaError, Status, decode_result, decode_status, encode
+from schemas import (
+    Request,
+    Result,
+    SchemaError,
+    Status,
+    decode_result,
+    decode_status,
+    encode,
+    known,
+)
 
 
 @dataclass(slots=True)
@@ -40,7 +49,7 @@ class Progress:
 def _unavailable(settings: CliSettings, exc: BaseException) -> CliError:
     return CliError(
         f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc or type(exc).__name__}); "
-        "is it running? (`make stack-up`, or set FLEETRUN_KAFKA_BOOTSTRAP)",
+        "is it running? (`make stack-up`, or set FLEETRUN_KAFKA_BOOTSTRAP)" + local_stack_hint(),
         EXIT_UNAVAILABLE,
     )
 
@@ -147,10 +156,10 @@ def _keep(progress: Progress, result: Result) -> None:
 
 def _apply_status(progress: Progress, status: Status) -> None:
     if status.state == "accepted":
-        progress.total = status.targets_total
+        progress.total = known(status.targets_total)
     elif status.state == "completed":
         progress.completed = status
-        progress.total = status.targets_total
+        progress.total = known(status.targets_total)
     else:
         progress.rejected = status
 

@@ -84,8 +84,8 @@ def group_results(results: Iterable[Result]) -> list[Group]:
                 exit_status=first.exit_status,
                 exit_signal=first.exit_signal,
                 reason=reason_of(first),
-                stdout=first.stdout,
-                stderr=first.stderr,
+                stdout=first.stdout_data,
+                stderr=first.stderr_data,
                 stdout_truncated=first.stdout_truncated,
                 stderr_truncated=first.stderr_truncated,
             )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from fleetrun.cli.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from fleetrun.cli.settings import CliSettings
-from fleetrun.settings import SettingsError, load_with_sources, render
+from fleetrun.runtime import logs, process
+from fleetrun.runtime.settings import ServiceSettings, SettingsError, load_with_sources, render
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +29,7 @@ _state = {"debug": False}
 def settings() -> CliSettings:
     """The CLI settings from env + TOML (FLEETRUN_CONFIG), or a one-line error."""
     try:
-        return load_with_sources(CliSettings, section="cli")[0]
+        return load_with_sources(CliSettings)[0]
     except SettingsError as exc:
         raise CliError(str(exc)) from None
 
@@ -160,47 +161,67 @@ def hosts(
     print(preview(settings(), expressions))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def collector(ctx: typer.Context) -> None:
-    """Run the collector service (options: --show-config)."""
-    from collector import main as collector_main
-
-    raise typer.Exit(collector_main(list(ctx.args)))
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def sink(ctx: typer.Context) -> None:
-    """Run the sink service (options: --show-config)."""
-    from sink import main as sink_main
-
-    raise typer.Exit(sink_main(list(ctx.args)))
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def migrate(ctx: typer.Context) -> None:
-    """Apply the PostgreSQL migrations (safe to run twice, or from two places at once)."""
-    from sink import main as sink_main
-
-    raise typer.Exit(sink_main(["--migrate-only", *ctx.args]))
+ShowConfig = Annotated[
+    bool,
+    typer.Option(
+        "--show-config", help="Print the settings, where each came from (secrets masked), exit."
+    ),
+]
 
 
 @app.command()
-def stack(
-    action: Annotated[str, typer.Argument(help="up, down, status or reset")],
-) -> None:
-    """Start, stop or inspect the local stack (Kafka, PostgreSQL, sshd test hosts)."""
-    from stack.__main__ import main as stack_main
+def collector(show_config: ShowConfig = False) -> None:
+    """Run the collector service until SIGTERM/SIGINT."""
+    from collector.app import serve
+    from collector.settings import CollectorSettings
 
-    if action not in ("up", "down", "status", "reset"):
-        raise CliError(f"stack {action!r}: choose up, down, status or reset")
-    raise typer.Exit(stack_main([action]))
+    settings = _service_settings(CollectorSettings, show_config)
+    logs.setup(settings.log_level, settings.log_format)
+    raise typer.Exit(process.run(serve(settings)))
+
+
+@app.command()
+def sink(show_config: ShowConfig = False) -> None:
+    """Run the sink service until SIGTERM/SIGINT."""
+    from sink.app import serve
+    from sink.settings import SinkSettings
+
+    settings = _service_settings(SinkSettings, show_config)
+    logs.setup(settings.log_level, settings.log_format)
+    raise typer.Exit(process.run(serve(settings)))
+
+
+@app.command()
+def migrate(show_config: ShowConfig = False) -> None:
+    """Apply the PostgreSQL migrations (safe to run twice, or from two places at once)."""
+    from sink.app import migrate_only
+    from sink.settings import SinkSettings
+
+    settings = _service_settings(SinkSettings, show_config)
+    logs.setup(settings.log_level, settings.log_format)
+    raise typer.Exit(process.run(migrate_only(settings)))
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def _service_settings(cls: type[S], show_config: bool) -> S:
+    """A service's settings, built here at the edge; with --show-config, print them and exit."""
+    try:
+        loaded, sources = load_with_sources(cls)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    if show_config:
+        print(render(loaded, sources))
+        raise typer.Exit(0)
+    return loaded
 
 
 @app.command("config")
 def show_config() -> None:
     """Print the CLI's settings with where each value came from (secrets masked)."""
     try:
-        cfg, sources = load_with_sources(CliSettings, section="cli")
+        cfg, sources = load_with_sources(CliSettings)
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     print(render(cfg, sources))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fleetrun.cli.errors import CliError
 from fleetrun.cli.settings import CliSettings
-from fleetrun.settings import SettingsError, load
+from fleetrun.runtime.settings import SettingsError, load
 from schemas import SchemaError, expand_targets, fold
 
 

@@ -17,11 +17,12 @@ from fleetrun.cli.errors import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     CliError,
+    local_stack_hint,
 )
 from fleetrun.cli.grouping import group_results, render_groups, summary_line
 from fleetrun.cli.settings import CliSettings
-from fleetrun.settings import mask
-from schemas import RESULT_STATUSES, ErrorInfo, Result, decode_output, encode
+from fleetrun.runtime.settings import mask
+from schemas import RESULT_STATUSES, ErrorInfo, Result, encode, format_timestamp
 
 CSV_COLUMNS = (
     "request_id",
@@ -55,12 +56,14 @@ def parse_request_id(text: str) -> str:
 
 async def _connect(settings: CliSettings) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(settings.pg_dsn, timeout=settings.pg_timeout_s)
+        return await asyncpg.connect(
+            settings.pg_dsn.get_secret_value(), timeout=settings.pg_timeout_s
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         dsn = mask(settings.pg_dsn, secret=True)
         raise CliError(
             f"cannot reach PostgreSQL at {dsn} ({exc or type(exc).__name__}); is it running? "
-            "(`make stack-up`, or set FLEETRUN_PG_DSN)",
+            "(`make stack-up`, or set FLEETRUN_PG_DSN)" + local_stack_hint(),
             EXIT_UNAVAILABLE,
         ) from None
 
@@ -93,16 +96,18 @@ def result_from_row(row: asyncpg.Record | Mapping[str, Any]) -> Result:
         status=row["status"],
         exit_status=row["exit_status"],
         exit_signal=row["exit_signal"],
-        stdout=decode_output(row["stdout"], row["stdout_encoding"]),
-        stderr=decode_output(row["stderr"], row["stderr_encoding"]),
+        stdout=row["stdout"],
+        stderr=row["stderr"],
+        stdout_encoding=row["stdout_encoding"],
+        stderr_encoding=row["stderr_encoding"],
         stdout_bytes=row["stdout_bytes"],
         stderr_bytes=row["stderr_bytes"],
         stdout_truncated=row["stdout_truncated"],
         stderr_truncated=row["stderr_truncated"],
         stdout_sha256=row["stdout_sha256"],
         stderr_sha256=row["stderr_sha256"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
+        started_at=format_timestamp(row["started_at"]),
+        finished_at=format_timestamp(row["finished_at"]),
         duration_ms=row["duration_ms"],
         error=error,
         collector=row["collector"],
@@ -137,14 +142,14 @@ def render_csv(results: Sequence[Result]) -> str:
                 r.status,
                 "" if r.exit_status is None else r.exit_status,
                 r.exit_signal or "",
-                r.stdout.decode("utf-8", "replace"),
-                r.stderr.decode("utf-8", "replace"),
+                r.stdout_data.decode("utf-8", "replace"),
+                r.stderr_data.decode("utf-8", "replace"),
                 r.stdout_bytes,
                 r.stderr_bytes,
                 r.stdout_truncated,
                 r.stderr_truncated,
-                r.started_at.isoformat(),
-                r.finished_at.isoformat(),
+                r.started_at,
+                r.finished_at,
                 r.duration_ms,
                 f"{r.error.type}: {r.error.message}" if r.error else "",
             ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import sys
 import time
-from dataclasses import dataclass, replace
-from datetime import UTC, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -23,7 +24,16 @@ from fleetrun.cli.follow import Follower
 from fleetrun.cli.follow import Progress as RequestProgress
 from fleetrun.cli.grouping import group_results, render_groups, summary_line
 from fleetrun.cli.settings import CliSettings
-from schemas import RESULT_STATUSES, Request, Result, SchemaError, check_targets, encode
+from schemas import (
+    RESULT_STATUSES,
+    Request,
+    Result,
+    SchemaError,
+    check_targets,
+    encode,
+    format_timestamp,
+    parse_timestamp,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -100,16 +110,18 @@ def build_request(opts: RunOptions, principal: str) -> Request:
         value = getattr(opts, name)
         if value is not None:
             extra[name] = value
-    request = Request.new(principal=principal, command=opts.command, targets=opts.targets, **extra)
     if opts.request_id is not None:
         from fleetrun.cli.query import parse_request_id
 
-        request = replace(request, request_id=parse_request_id(opts.request_id))
-    if opts.expires_in is not None:
-        ttl = parse_duration_s(opts.expires_in, "--expires-in")
-        expires_at = request.submitted_at + timedelta(seconds=ttl)
-        request = replace(request, expires_at=expires_at.astimezone(UTC))
+        extra["request_id"] = parse_request_id(opts.request_id)
     try:
+        request = Request.new(
+            principal=principal, command=opts.command, targets=opts.targets, **extra
+        )
+        if opts.expires_in is not None:
+            ttl = parse_duration_s(opts.expires_in, "--expires-in")
+            expires_at = parse_timestamp(request.submitted_at) + timedelta(seconds=ttl)
+            request = msgspec.structs.replace(request, expires_at=format_timestamp(expires_at))
         encode(request)  # the contract's own checks: limits, env names, bounds
     except SchemaError as exc:
         raise CliError(f"request is not valid: {exc}") from None

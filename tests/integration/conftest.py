@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -16,12 +15,13 @@ from collector.inventory import Inventory
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
+from stack.env import StackEnv
 from stack.proc import port_open
+from stack.topics import create_topics, delete_topics
 from tests.support.collector import ssh_all
-from tests.support.kafka import create_topics, delete_topics, unique_prefix
-from tests.support.sink import SinkProcess
+from tests.support.kafka import Topics, unique_prefix
+from tests.support.sink import MakeSink, SinkProcess
 from tests.support.sshexec import MakeExecutor, executor
-from tests.support.stackenv import StackEnv
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +49,6 @@ async def remote_tag(stack_env: StackEnv) -> AsyncIterator[str]:
     tag = uuid.uuid4().hex
     yield tag
     await ssh_all(stack_env, f"rm -f /tmp/fleetrun-*-{tag}-*")
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """A private set of fleetrun topics for one test."""
-
-    prefix: str
-    bootstrap: str
-
-    def __getitem__(self, kind: str) -> str:
-        return self.prefix + kind
 
 
 @pytest.fixture
@@ -118,24 +107,17 @@ async def make_executor() -> AsyncIterator[MakeExecutor]:
             closing.push_async_callback(e.close)
 
 
-MakeSink = Callable[..., SinkProcess]
-
-
 @pytest.fixture
 async def sinks(
     stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
 ) -> AsyncIterator[MakeSink]:
-    """Sink processes for this test's topics and database (keyword arguments: extra environment
-    variables); killed at the end if still up."""
+    """Sink processes for this test's topics and database (keyword arguments: more of their
+    settings); killed at the end if still up."""
     made: list[SinkProcess] = []
 
-    def make(**env: str) -> SinkProcess:
+    def make(**settings: object) -> SinkProcess:
         sink = SinkProcess(
-            stack_env.kafka_bootstrap,
-            topics.prefix,
-            pg_dsn,
-            tmp_path / f"sink{len(made)}.log",
-            extra_env=env,
+            stack_env, topics.prefix, pg_dsn, tmp_path / f"sink{len(made)}.log", settings=settings
         )
         made.append(sink)
         return sink

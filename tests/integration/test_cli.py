@@ -6,7 +6,6 @@ import ast
 import asyncio
 import csv
 import io
-import os
 import signal
 import sys
 import uuid
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 import schemas
-import sink
 from fleetrun.cli.errors import (
     EXIT_HOSTS_FAILED,
     EXIT_INTERRUPTED,
@@ -27,11 +26,13 @@ from fleetrun.cli.errors import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
-from fleetrun.settings import load
+from fleetrun.cli.settings import CliSettings
+from sink.app import run_migrations, run_sink
 from sink.settings import SinkSettings
-from tests.integration.conftest import Topics
+from stack.env import StackEnv
 from tests.support.collector import collector_settings, finished, read_until, running_collector
-from tests.support.stackenv import StackEnv
+from tests.support.kafka import Topics
+from tests.support.settings import process_env
 
 FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +41,11 @@ SPLIT = (
     "case $(echo $SSH_CONNECTION | cut -d' ' -f3) in "
     "{first}) echo broken >&2; exit 4;; *) echo same everywhere;; esac"
 )
+
+
+def _var(setting: str) -> str:
+    """The variable that sets the CLI's `setting`."""
+    return CliSettings.env_name(setting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +73,23 @@ class Cli:
 @pytest.fixture
 async def cli(stack_env: StackEnv, topics: Topics, pg_dsn: str) -> AsyncIterator[Cli]:
     """A collector and a sink on private topics and database, and the CLI aimed at them."""
-    sink_settings = load(
-        SinkSettings,
-        section="sink",
-        overrides={
-            "topic_prefix": topics.prefix,
-            "group_id": topics.prefix + "sink",
-            "pg_dsn": pg_dsn,
-            "ops_port": 0,
-            "linger_ms": 50.0,
-        },
+    sink_settings = SinkSettings(
+        kafka_bootstrap=stack_env.kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        group_id=topics.prefix + "sink",
+        pg_dsn=SecretStr(pg_dsn),
+        ops_port=0,
+        linger_ms=50.0,
     )
-    await sink.run_migrations(sink_settings)
+    await run_migrations(sink_settings)
     stop = asyncio.Event()
-    sink_task = asyncio.create_task(sink.run_sink(sink_settings, stop))
-    env = {
-        **os.environ,
-        "FLEETRUN_ENV_FILE": str(stack_env.path),
-        "FLEETRUN_TOPIC_PREFIX": topics.prefix,
-        "FLEETRUN_PG_DSN": pg_dsn,
-    }
+    sink_task = asyncio.create_task(run_sink(sink_settings, stop))
+    # The stack's env file (Kafka), this test's topics and database, the stack's inventory.
+    env = process_env(
+        CliSettings,
+        stack_env,
+        {"topic_prefix": topics.prefix, "pg_dsn": pg_dsn, "inventory": stack_env.inventory},
+    )
     try:
         async with running_collector(collector_settings(topics.prefix)):
             yield Cli(env)
@@ -158,7 +161,8 @@ async def test_json_mode_prints_one_contract_result_per_line(cli: Cli) -> None:
     assert code == EXIT_OK
     results = [schemas.decode_result(line) for line in out.splitlines()]
     assert len(results) == 3
-    assert {r.stdout for r in results} == {b"a\0b"}  # NUL survives: base64 on the wire
+    assert {r.stdout_data for r in results} == {b"a\0b"}
+    assert {r.stdout_encoding for r in results} == {"base64"}  # NUL survives: base64 on the wire
 
 
 async def test_a_rejected_request_says_why_and_exits_3(cli: Cli) -> None:
@@ -212,21 +216,21 @@ async def test_hosts_preview_resolves_the_inventory(cli: Cli, stack_env: StackEn
         (("run", "true", "-t", "h", "--timeout", "soon"), {}, EXIT_USAGE, "--timeout 'soon'"),
         (
             ("run", "true", "-t", "h"),
-            {"FLEETRUN_KAFKA_BOOTSTRAP": "127.0.0.1:9", "FLEETRUN_KAFKA_TIMEOUT_S": "3"},
+            {_var("kafka_bootstrap"): "127.0.0.1:9", _var("kafka_timeout_s"): "3"},
             EXIT_UNAVAILABLE,
             "fleetrun: cannot reach Kafka at 127.0.0.1:9",
         ),
         (
             ("results", "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"),
-            {"FLEETRUN_PG_DSN": "postgresql://fleetrun:x@127.0.0.1:9/fleetrun"},
+            {_var("pg_dsn"): "postgresql://fleetrun:x@127.0.0.1:9/fleetrun"},
             EXIT_UNAVAILABLE,
             "fleetrun: cannot reach PostgreSQL at postgresql://fleetrun:***@127.0.0.1:9/fleetrun",
         ),
         (
             ("run", "true", "-t", "h"),
-            {"FLEETRUN_KAFKA_TIMEOUT_S": "soon"},
+            {_var("kafka_timeout_s"): "soon"},
             EXIT_USAGE,
-            "fleetrun: FLEETRUN_KAFKA_TIMEOUT_S='soon' (from environment): expected a number",
+            f"fleetrun: {_var('kafka_timeout_s')}='soon' (from environment): expected a number",
         ),
         (("results", "not-a-uuid"), {}, EXIT_USAGE, "'not-a-uuid' is not a request id"),
         (

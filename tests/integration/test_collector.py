@@ -7,13 +7,14 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 import schemas
-from bench.simfleet import running_fleet
-from schemas import Request, StatusCounts
-from tests.integration.conftest import Topics
+from schemas import Request, format_timestamp, known
+from stack.env import StackEnv
+from stack.simfleet import running_fleet
 from tests.support.collector import (
     collector_settings,
     counts_by_host,
@@ -25,12 +26,13 @@ from tests.support.collector import (
     submit,
     wait_committed,
 )
-from tests.support.stackenv import StackEnv
+from tests.support.kafka import Topics
+from tests.support.records import make_counts
 
 DEMO = ("demo1", "demo2", "demo3")
 
 
-def _request(command: str, targets: tuple[str, ...] = ("@demo",), **options: object) -> Request:
+def _request(command: str, targets: tuple[str, ...] = ("@demo",), **options: Any) -> Request:
     return Request.new(principal="tests", command=command, targets=targets, **options)
 
 
@@ -46,11 +48,11 @@ async def test_three_demo_hosts_ok_then_completed_and_committed(topics: Topics) 
     results, statuses = seen.for_request(request.request_id)
     assert sorted(r.host for r in results) == list(DEMO)
     assert {r.status for r in results} == {"ok"}
-    assert all(r.stdout.endswith(b"out\n") and r.stderr == b"err\n" for r in results)
+    assert all(r.stdout_data.endswith(b"out\n") and r.stderr_data == b"err\n" for r in results)
     assert [s.state for s in statuses] == ["accepted", "completed"]
     accepted, completed = statuses
     assert accepted.targets_total == 3
-    assert completed.counts == StatusCounts(ok=3)
+    assert completed.counts == make_counts(ok=3)
     assert completed.targets_total == completed.counts.total == 3
 
 
@@ -60,10 +62,12 @@ async def test_non_zero_exit_is_failed(topics: Topics) -> None:
         await submit(topics.bootstrap, topics["requests"], [request])
         seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
     results, _ = seen.for_request(request.request_id)
-    assert [(r.status, r.exit_status, r.stderr) for r in results] == [("failed", 3, b"bad\n")] * 3
+    assert [(r.status, r.exit_status, r.stderr_data) for r in results] == [
+        ("failed", 3, b"bad\n")
+    ] * 3
     completed = seen.completed(request.request_id)
     assert completed is not None
-    assert completed.counts == StatusCounts(failed=3)
+    assert completed.counts == make_counts(failed=3)
 
 
 async def test_error_budget_skips_hosts_not_yet_started(topics: Topics) -> None:
@@ -81,7 +85,7 @@ async def test_error_budget_skips_hosts_not_yet_started(topics: Topics) -> None:
     ]
     completed = seen.completed(request.request_id)
     assert completed is not None
-    assert completed.counts == StatusCounts(failed=1, skipped=2)
+    assert completed.counts == make_counts(failed=1, skipped=2)
 
 
 async def test_expired_request_runs_nothing(
@@ -91,8 +95,8 @@ async def test_expired_request_runs_nothing(
     now = datetime.now(UTC)
     request = Request(
         request_id=str(uuid.uuid4()),
-        submitted_at=now - timedelta(minutes=2),
-        expires_at=now - timedelta(minutes=1),
+        submitted_at=format_timestamp(now - timedelta(minutes=2)),
+        expires_at=format_timestamp(now - timedelta(minutes=1)),
         principal="tests",
         command=f"touch {marker}",
         targets=("@demo",),
@@ -165,8 +169,9 @@ async def test_unknown_group_is_rejected_and_dead_lettered(topics: Topics) -> No
         )
     _, statuses = seen.for_request(request.request_id)
     assert [s.state for s in statuses] == ["rejected"]
-    assert statuses[0].reason is not None
-    assert "'@nosuch' is not a group" in statuses[0].reason
+    reason = known(statuses[0].reason)
+    assert reason is not None
+    assert "'@nosuch' is not a group" in reason
     assert statuses[0].command == "true"  # the request was readable: its details are kept
     (letter,) = seen.dead_letters
     assert (letter.partition, letter.offset) == placed[0]
@@ -189,7 +194,7 @@ async def test_second_request_reuses_pooled_connections(topics: Topics) -> None:
     assert new_before == 3
     completed = seen.completed(second.request_id)
     assert completed is not None
-    assert completed.counts == StatusCounts(ok=3)
+    assert completed.counts == make_counts(ok=3)
 
 
 async def test_hanging_and_dead_hosts_finish_in_bounded_time(
@@ -251,8 +256,8 @@ async def test_output_too_large_for_one_record_is_still_published(topics: Topics
     assert result.stdout_bytes == size
     assert result.stdout_truncated
     assert result.stdout_sha256 == hashlib.sha256(b"x" * size).hexdigest()
-    assert 100_000 < len(result.stdout) < 300_000
-    assert result.stdout.startswith(b"xxx")
-    assert result.stdout.endswith(b"xxx")
-    assert b"bytes omitted]" in result.stdout
-    assert result.stderr == b"done\n"
+    assert 100_000 < len(result.stdout_data) < 300_000
+    assert result.stdout_data.startswith(b"xxx")
+    assert result.stdout_data.endswith(b"xxx")
+    assert b"bytes omitted]" in result.stdout_data
+    assert result.stderr_data == b"done\n"

@@ -1,4 +1,4 @@
-"""The collector under signals, restarts and a broker outage; `python -m collector` as a process.
+"""The collector under signals, restarts and a broker outage; `fleetrun collector` as a process.
 
 These are the tests where the process boundary matters (SIGTERM, exit status, two members of a
 consumer group), so the collector runs as a subprocess, except for the broker restart, where the
@@ -14,8 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from schemas import Request, StatusCounts
-from tests.integration.conftest import Topics
+from schemas import Request
+from stack.env import StackEnv
 from tests.support.collector import (
     collector_process,
     collector_settings,
@@ -29,7 +29,8 @@ from tests.support.collector import (
     submit,
     wait_committed,
 )
-from tests.support.stackenv import StackEnv
+from tests.support.kafka import Topics
+from tests.support.records import make_counts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = ("demo1", "demo2", "demo3")
@@ -49,7 +50,7 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
     c = _request("echo C")
     log = tmp_path / "collector.log"
     async with collector_process(
-        topics.prefix, log, shutdown_grace_s=6, max_inflight_requests=2, collector_id="first"
+        topics.prefix, log, shutdown_grace_s=6, max_inflight_requests=2, id="first"
     ) as first:
         # One partition, in this order: A's offset can be committed while B's is still open.
         placed = await submit(topics.bootstrap, topics["requests"], [a, b, c], partition=0)
@@ -70,7 +71,7 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
         0
     ] == placed[1][1]
 
-    async with collector_process(topics.prefix, log, collector_id="second"):
+    async with collector_process(topics.prefix, log, id="second"):
         seen = await read_until(
             topics.bootstrap,
             topics.prefix,
@@ -86,7 +87,7 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
     for request, stdout in ((a, b"A\n"), (b, b"again\n"), (c, b"C\n")):
         results, _ = seen.for_request(request.request_id)
         assert counts_by_host(results) == dict.fromkeys(DEMO, 1), request.command
-        assert {(r.status, r.stdout) for r in results} == {("ok", stdout)}
+        assert {(r.status, r.stdout_data) for r in results} == {("ok", stdout)}
         assert Counter(seen.states(request.request_id))["completed"] == 1
     assert {r.collector for r in seen.for_request(a.request_id)[0]} == {"first"}
     assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
@@ -118,10 +119,10 @@ async def test_broker_restart_mid_request_loses_no_result(topics: Topics) -> Non
         )
     results, _ = seen.for_request(request.request_id)
     assert counts_by_host(results) == dict.fromkeys(DEMO, 1)
-    assert {r.stdout for r in results} == {b"done\n"}
+    assert {r.stdout_data for r in results} == {b"done\n"}
     completed = seen.completed(request.request_id)
     assert completed is not None
-    assert completed.counts == StatusCounts(ok=3)
+    assert completed.counts == make_counts(ok=3)
 
 
 async def test_two_collectors_in_one_group_handle_each_request_once(
@@ -129,8 +130,8 @@ async def test_two_collectors_in_one_group_handle_each_request_once(
 ) -> None:
     n = 12
     async with (
-        collector_process(topics.prefix, tmp_path / "c1.log", collector_id="c1") as c1,
-        collector_process(topics.prefix, tmp_path / "c2.log", collector_id="c2") as c2,
+        collector_process(topics.prefix, tmp_path / "c1.log", id="c1") as c1,
+        collector_process(topics.prefix, tmp_path / "c2.log", id="c2") as c2,
     ):
         # Wait for the group to settle: both members hold partitions, none twice.
         async with asyncio.timeout(30):
@@ -172,8 +173,8 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
     # partition's next owner, where its per-host marker makes it finish at once.
     a = _request("sleep 2; echo A")
     b = _request(hangs_until_redelivered("rb", remote_tag))
-    one = collector_settings(topics.prefix, collector_id="one", rebalance_drain_s=4.0)
-    two = collector_settings(topics.prefix, collector_id="two", rebalance_drain_s=4.0)
+    one = collector_settings(topics.prefix, id="one", rebalance_drain_s=4.0)
+    two = collector_settings(topics.prefix, id="two", rebalance_drain_s=4.0)
     async with running_collector(one) as first:
         await submit(topics.bootstrap, topics["requests"], [a, b], partition=0)
         await read_until(
@@ -194,10 +195,10 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
     results_b, _ = seen.for_request(b.request_id)
     assert counts_by_host(results_a) == dict.fromkeys(DEMO, 1)
     assert Counter(seen.states(a.request_id)) == {"accepted": 1, "completed": 1}
-    assert {r.stdout for r in results_a} == {b"A\n"}
+    assert {r.stdout_data for r in results_a} == {b"A\n"}
     assert {r.collector for r in results_a} == {"one"}  # drained, not handed over
     assert counts_by_host(results_b) == dict.fromkeys(DEMO, 1)
-    assert {r.stdout for r in results_b} == {b"again\n"}
+    assert {r.stdout_data for r in results_b} == {b"again\n"}
     assert Counter(seen.states(b.request_id)) == {"accepted": 2, "completed": 1}
 
 

@@ -19,10 +19,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import Result, encode
-from tests.integration.conftest import MakeSink, Topics
-from tests.support.kafka import committed_total
+from stack.env import StackEnv
+from stack.topics import committed_total
+from tests.support.kafka import Topics
 from tests.support.sink import (
     ROOT,
+    MakeSink,
     SinkProcess,
     fetch,
     key_of,
@@ -32,7 +34,6 @@ from tests.support.sink import (
     wait_committed,
     wait_for_rows,
 )
-from tests.support.stackenv import StackEnv
 
 OUTAGE_S = 20.0
 
@@ -210,7 +211,7 @@ async def test_sigkill_mid_batch_then_restart_stores_every_result_exactly_once(
     await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
     bootstrap, topic = stack_env.kafka_bootstrap, topics["results"]
     # Small batches and several flushes in flight: at any moment some are being written.
-    sink = sinks(FLEETRUN_BATCH_MAX_ROWS="300", FLEETRUN_MAX_INFLIGHT_FLUSHES="3")
+    sink = sinks(batch_max_rows=300, max_inflight_flushes=3)
     redelivered = total_redelivered = 0
     for progress in (n // 4, n // 2):
         await sink.start()

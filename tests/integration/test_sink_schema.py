@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 
 from sink.errors import MigrationError
 from sink.migrate import load_migrations, migrate, pending
@@ -24,7 +25,7 @@ async def _migrate_process(dsn: str, log: Path) -> int:
     env = {**os.environ, "FLEETRUN_PG_DSN": dsn}
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sink", "--migrate-only", cwd=ROOT, env=env, stdout=out,
+            sys.executable, "-m", "fleetrun", "migrate", cwd=ROOT, env=env, stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         async with asyncio.timeout(120):
@@ -92,7 +93,7 @@ async def _insert(conn: asyncpg.Connection, host: str, finished_at: datetime) ->
 
 
 async def test_retention_drops_old_partitions_and_keeps_newer_ones(pg_dsn: str) -> None:
-    settings = SinkSettings(pg_dsn=pg_dsn, retention_days=30, partition_ahead_days=2)
+    settings = SinkSettings(pg_dsn=SecretStr(pg_dsn), retention_days=30, partition_ahead_days=2)
     parts = Partitions(settings)
     now = datetime.now(UTC)
     conn = await asyncpg.connect(pg_dsn, timeout=10)

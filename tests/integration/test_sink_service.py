@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import Request, Status, StatusCounts, decode_dead_letter, decode_output, encode
+from schemas import Status, decode_dead_letter, decode_output, encode, format_timestamp
 from stack.config import TOPIC_PARTITIONS
-from tests.integration.conftest import MakeSink, Topics
-from tests.support.kafka import committed_total, consume_n
+from stack.env import StackEnv
+from stack.topics import committed_total
+from tests.support.kafka import Topics, consume_n
+from tests.support.records import make_counts, make_request
 from tests.support.sink import (
+    MakeSink,
     fetch,
     key_of,
     make_result,
@@ -24,25 +27,25 @@ from tests.support.sink import (
     wait_committed,
     wait_for_rows,
 )
-from tests.support.stackenv import StackEnv
 
 
 def _statuses(request_id: str, hosts: int, at: datetime) -> list[Status]:
-    request = Request(
-        request_id=request_id,
-        submitted_at=at,
-        principal="alice",
-        command="uname -r",
-        targets=(f"host[0000-{hosts - 1:04d}].test",),
+    request = make_request(
+        request_id, targets=[f"host[0000-{hosts - 1:04d}].test"], submitted_at=at
     )
     return [
-        Status.accepted(request, targets_total=hosts, collector="collector-test-1", at=at),
+        Status.accepted(
+            request,
+            targets_total=hosts,
+            collector="collector-test-1",
+            at=format_timestamp(at),
+        ),
         Status.completed(
             request_id,
-            StatusCounts(ok=hosts),
+            make_counts(ok=hosts),
             duration_ms=1500,
             collector="collector-test-1",
-            at=at + timedelta(seconds=2),
+            at=format_timestamp(at + timedelta(seconds=2)),
         ),
     ]
 
@@ -63,7 +66,7 @@ async def test_each_result_lands_once_with_its_request(
         topics["status"],
         ((s.request_id.encode(), encode(s)) for s in statuses),
     )
-    sink = sinks(FLEETRUN_BATCH_MAX_ROWS="100")
+    sink = sinks(batch_max_rows=100)
     await sink.start()
     await wait_for_rows(pg_dsn, 600, timeout_s=60)
     await wait_committed(stack_env.kafka_bootstrap, sink.group, topics["results"], 600, 30)
@@ -155,7 +158,7 @@ async def test_poison_records_go_to_the_dead_letters_and_their_neighbours_are_st
     ]
     await produce(stack_env.kafka_bootstrap, topics["status"], status_values)
 
-    sink = sinks(FLEETRUN_LINGER_MS="1000", FLEETRUN_BATCH_MAX_ROWS="1000")
+    sink = sinks(linger_ms=1000, batch_max_rows=1000)
     await sink.start()
     await wait_for_rows(pg_dsn, 4, table="dead_letters", timeout_s=60)
     await wait_committed(stack_env.kafka_bootstrap, sink.group, topics["results"], len(values), 30)
@@ -243,7 +246,7 @@ async def test_sigterm_flushes_what_is_buffered_and_commits_it(
 ) -> None:
     results = results_for(200)
     # A linger far longer than the test: only the shutdown can flush these.
-    sink = sinks(FLEETRUN_LINGER_MS="600000")
+    sink = sinks(linger_ms=600000)
     await sink.start()
     await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
     await sink.wait_metric(

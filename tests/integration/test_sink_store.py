@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from schemas import Request, Result, Status, StatusCounts, decode_output
+from schemas import Request, Result, Status, decode_output, format_timestamp, parse_timestamp
 from sink.app import run_migrations
 from sink.partitions import Partitions
-from sink.rows import SourceRecord, merge_requests, result_row
+from sink.rows import request_row, result_row
 from sink.settings import SinkSettings
-from sink.store import ResultItem, Store, WriteBatch
+from sink.store import RequestItem, ResultItem, Store, WriteBatch
+from tests.support.fakes import FakeRecord
+from tests.support.records import make_counts, make_request
 from tests.support.sink import fetch, make_result
 
 
-class Rec:
-    """The fields of a Kafka record the store keeps for dead letters."""
-
-    def __init__(self, topic: str, offset: int, value: bytes = b"{}") -> None:
-        self.topic, self.partition, self.offset = topic, 0, offset
-        self.timestamp, self.key, self.value = 1_700_000_000_000, b"k", value
-
-
 def settings_for(dsn: str) -> SinkSettings:
-    return SinkSettings(pg_dsn=dsn, topic_prefix="t.", sink_id="sink-test-1")
+    return SinkSettings(pg_dsn=SecretStr(dsn), topic_prefix="t.", id="sink-test-1")
 
 
 @pytest.fixture
@@ -41,9 +38,18 @@ async def store(pg_dsn: str) -> AsyncIterator[Store]:
 
 def result_items(results: list[Result], first_offset: int = 0) -> list[ResultItem]:
     return [
-        (result_row(r, 0, first_offset + i), Rec("t.results", first_offset + i))
+        (result_row(r, 0, first_offset + i), _record("t.results", first_offset + i))
         for i, r in enumerate(results)
     ]
+
+
+def status_items(statuses: Sequence[Status], first_offset: int = 0) -> list[RequestItem]:
+    """One requests row per status record, as the sink buffers them."""
+    return [(request_row(s), _record("t.status", first_offset + i)) for i, s in enumerate(statuses)]
+
+
+def _record(topic: str, offset: int) -> FakeRecord:
+    return FakeRecord(b"{}", key=b"k", topic=topic, offset=offset, timestamp=1_700_000_000_000)
 
 
 async def test_a_batch_is_stored_once_however_often_it_is_written(store: Store) -> None:
@@ -53,7 +59,7 @@ async def test_a_batch_is_stored_once_however_often_it_is_written(store: Store) 
     again = await store.write(batch)
     assert (first.results_inserted, first.results_duplicate) == (50, 0)
     assert (again.results_inserted, again.results_duplicate) == (0, 50)
-    rows = await fetch(store.settings.pg_dsn, "SELECT count(*) FROM results")
+    rows = await fetch(store.settings.pg_dsn.get_secret_value(), "SELECT count(*) FROM results")
     assert rows[0][0] == 50
 
 
@@ -82,7 +88,7 @@ async def test_results_are_copied_straight_in_unless_redelivered_ones_are_about(
         ("staged", 20, 0),
         ("direct", 20, 0),
     ]
-    dsn = store.settings.pg_dsn
+    dsn = store.settings.pg_dsn.get_secret_value()
     assert (await fetch(dsn, "SELECT count(*) FROM results"))[0][0] == 100
     # Every request has its row for request_summary, whichever way its results came.
     ids = await fetch(dsn, "SELECT count(*) FROM requests")
@@ -101,7 +107,7 @@ async def test_records_the_database_refuses_are_isolated_and_dead_lettered(store
     assert out.results_inserted == 7
     assert out.rejected == 2
     assert sorted(d.offset for d in out.dead) == [103, 107]
-    dsn = store.settings.pg_dsn
+    dsn = store.settings.pg_dsn.get_secret_value()
     hosts = {r[0] for r in await fetch(dsn, "SELECT host FROM results")}
     assert hosts == {f"h{i}" for i in range(9) if i not in (3, 7)}
     dead = await fetch(
@@ -135,8 +141,10 @@ async def test_an_older_result_within_retention_gets_its_partition_on_demand(sto
     old = make_result(str(uuid.uuid4()), "h1", finished_at=datetime.now(UTC) - timedelta(days=12))
     out = await store.write(WriteBatch(results=result_items([old])))
     assert out.results_inserted == 1
-    name = f"results_p{old.finished_at:%Y%m%d}"
-    assert (await fetch(store.settings.pg_dsn, "SELECT to_regclass($1)::text", name))[0][0] == name
+    name = f"results_p{parse_timestamp(old.finished_at):%Y%m%d}"
+    assert (
+        await fetch(store.settings.pg_dsn.get_secret_value(), "SELECT to_regclass($1)::text", name)
+    )[0][0] == name
 
 
 @pytest.mark.parametrize(
@@ -157,7 +165,7 @@ async def test_any_output_round_trips_through_the_contract_encoding(
     await store.write(WriteBatch(results=result_items([r])))
     row = (
         await fetch(
-            store.settings.pg_dsn,
+            store.settings.pg_dsn.get_secret_value(),
             "SELECT stdout, stdout_encoding, stdout_bytes, stdout_sha256 FROM results",
         )
     )[0]
@@ -166,14 +174,174 @@ async def test_any_output_round_trips_through_the_contract_encoding(
 
 
 def _request(rid: str) -> Request:
-    return Request(
-        request_id=rid,
-        submitted_at=datetime(2026, 1, 1, tzinfo=UTC),
-        principal="alice",
-        command="uname -r",
-        targets=("h[1-5]",),
+    return make_request(
+        rid,
+        targets=["h[1-5]"],
         labels={"team": "web"},
+        submitted_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
+
+
+# --- the statuses of a request, merged by the upsert -------------------------------------------
+
+
+SEC = timedelta(seconds=1)
+
+
+def _at(t: datetime) -> str:
+    return format_timestamp(t)
+
+
+def _redelivered_request(rid: str, t0: datetime) -> list[Status]:
+    """The statuses of a request whose collector died after completing it and before its offset
+    was committed: another collector accepted and ran it again. One status is delivered twice."""
+    request = _request(rid)
+    first = Status.accepted(request, targets_total=5, collector="c-1", at=_at(t0))
+    done = Status.completed(
+        rid, make_counts(ok=4, failed=1), duration_ms=1234, collector="c-1", at=_at(t0 + SEC)
+    )
+    again = Status.accepted(request, targets_total=5, collector="c-2", at=_at(t0 + 3 * SEC))
+    done_again = Status.completed(
+        rid, make_counts(ok=5), duration_ms=2000, collector="c-2", at=_at(t0 + 6 * SEC)
+    )
+    return [first, done, first, again, done_again]
+
+
+def _schedules(n: int) -> Iterator[list[list[int]]]:
+    """Every order of n statuses, each cut into consecutive flushes in every possible way."""
+    for order in itertools.permutations(range(n)):
+        for cuts in range(2 ** (n - 1)):
+            flushes = [[order[0]]]
+            for i in range(1, n):
+                if cuts >> (i - 1) & 1:
+                    flushes.append([])
+                flushes[-1].append(order[i])
+            yield flushes
+
+
+async def _write_schedules(
+    store: Store, statuses: Sequence[Status], *, bare_rows: bool
+) -> list[str]:
+    """Write `statuses` once per schedule, each schedule under a request_id of its own; all
+    schedules' first flushes go in one store.write, then all second flushes, and so on (the
+    upsert merges per request_id, so schedules never meet). With `bare_rows`, every other
+    request also gets a result in its first flush: its requests row exists before any status.
+    Returns the request_ids, one per schedule."""
+    rows = [request_row(s) for s in statuses]
+    schedules = list(_schedules(len(statuses)))
+    ids = [str(uuid.uuid4()) for _ in schedules]
+    offset = 0
+    for flush in range(len(statuses)):
+        batch = WriteBatch()
+        for n, (rid, schedule) in enumerate(zip(ids, schedules, strict=True)):
+            if flush >= len(schedule):
+                continue
+            for i in schedule[flush]:
+                batch.requests.append(((rid, *rows[i][1:]), _record("t.status", offset)))
+                offset += 1
+            if bare_rows and flush == 0 and n % 2:
+                row = result_row(make_result(rid, "h1"), 0, offset)
+                batch.results.append((row, _record("t.results", offset)))
+                offset += 1
+        if batch.requests:
+            await store.write(batch)
+    return ids
+
+
+async def _stored_requests(dsn: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """request_id → its stored row (without updated_at, which says when, not what)."""
+    rows = await fetch(dsn, "SELECT * FROM requests WHERE request_id = ANY($1::uuid[])", ids)
+    return {
+        str(r["request_id"]): {k: v for k, v in r.items() if k not in ("request_id", "updated_at")}
+        for r in rows
+    }
+
+
+def _frozen(row: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(row.items()))
+
+
+async def test_statuses_in_any_order_duplicated_in_any_flushes_give_one_row(store: Store) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    template = _redelivered_request(str(uuid.uuid4()), t0)
+    ids = await _write_schedules(store, template, bare_rows=True)
+    assert len(ids) == 120 * 16
+    stored = await _stored_requests(store.settings.pg_dsn.get_secret_value(), ids)
+    assert sorted(stored) == sorted(ids)
+    distinct = {_frozen(row) for row in stored.values()}
+    assert len(distinct) == 1, f"{len(distinct)} different rows, e.g. {list(distinct)[:2]}"
+    row = next(iter(stored.values()))
+    assert row["state"] == "completed"
+    # Details from whichever status had them.
+    assert (row["principal"], row["command"], row["targets"]) == ("alice", "uname -r", ["h[1-5]"])
+    assert row["labels"] == '{"team": "web"}'
+    assert row["submitted_at"] == datetime(2026, 1, 1, tzinfo=UTC)
+    # The earliest acceptance, the latest completion with its counts and duration.
+    assert row["accepted_at"] == t0
+    assert row["completed_at"] == t0 + 6 * SEC
+    assert (row["count_ok"], row["count_failed"], row["duration_ms"]) == (5, 0, 2000)
+    assert row["targets_total"] == 5
+    assert (row["first_status_at"], row["last_status_at"]) == (t0, t0 + 6 * SEC)
+    assert (row["rejected_at"], row["reject_reason"]) == (None, None)
+    assert row["collector"] in ("c-1", "c-2")
+
+
+async def test_two_completions_at_the_same_instant_are_chosen_by_content(store: Store) -> None:
+    # Two collectors completing the request in the same microsecond: the row must not depend on
+    # which completion was stored first.
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    rid = str(uuid.uuid4())
+    statuses = [
+        Status.accepted(_request(rid), targets_total=5, collector="c-1", at=_at(t0)),
+        Status.completed(
+            rid, make_counts(ok=5), duration_ms=900, collector="c-1", at=_at(t0 + SEC)
+        ),
+        Status.completed(
+            rid, make_counts(ok=4, timeout=1), duration_ms=900, collector="c-2", at=_at(t0 + SEC)
+        ),
+        Status.completed(
+            rid, make_counts(ok=3, error=2), duration_ms=800, collector="c-3", at=_at(t0 + SEC)
+        ),
+    ]
+    ids = await _write_schedules(store, statuses, bare_rows=False)
+    stored = await _stored_requests(store.settings.pg_dsn.get_secret_value(), ids)
+    assert len({_frozen(row) for row in stored.values()}) == 1
+    row = stored[ids[0]]
+    assert row["completed_at"] == t0 + SEC
+    counts = {c: row[f"count_{c}"] for c in ("ok", "timeout", "error")}
+    assert (row["duration_ms"], counts) in [
+        (900, {"ok": 5, "timeout": 0, "error": 0}),
+        (900, {"ok": 4, "timeout": 1, "error": 0}),
+    ]
+
+
+async def test_a_rejection_keeps_its_earliest_time_and_the_details_of_any_status(
+    store: Store,
+) -> None:
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    rid = str(uuid.uuid4())
+    reason = "targets[0]: '@web' is not a group"
+    other = "h[1-5]: 5 hosts, more than this collector's limit of 4"
+    statuses = [
+        # One collector could not read the request; another could, and kept its details (and
+        # refused it for another reason: collectors with different configuration).
+        Status.rejected(rid, reason, collector="c-1", at=_at(t0 + 2 * SEC)),
+        Status.rejected(rid, other, collector="c-2", request=_request(rid), at=_at(t0 + 5 * SEC)),
+        Status.rejected(rid, reason, collector="c-1", at=_at(t0 + 2 * SEC)),
+        Status.rejected(rid, reason, collector="c-1", at=_at(t0 + SEC)),
+    ]
+    ids = await _write_schedules(store, statuses, bare_rows=False)
+    stored = await _stored_requests(store.settings.pg_dsn.get_secret_value(), ids)
+    assert len({_frozen(row) for row in stored.values()}) == 1
+    row = stored[ids[0]]
+    assert (row["state"], row["rejected_at"], row["reject_reason"]) == (
+        "rejected",
+        t0 + SEC,
+        reason,
+    )
+    assert (row["principal"], row["command"], row["targets"]) == ("alice", "uname -r", ["h[1-5]"])
+    assert (row["accepted_at"], row["completed_at"], row["count_ok"]) == (None, None, None)
+    assert (row["first_status_at"], row["last_status_at"]) == (t0 + SEC, t0 + 5 * SEC)
 
 
 @pytest.mark.parametrize("order", ["accepted-first", "completed-first", "same-flush"])
@@ -182,31 +350,34 @@ async def test_request_rows_merge_statuses_in_any_order_across_flushes(
 ) -> None:
     rid = str(uuid.uuid4())
     t0 = datetime.now(UTC)
-    accepted = Status.accepted(_request(rid), targets_total=5, collector="c-1", at=t0)
+    accepted = Status.accepted(_request(rid), targets_total=5, collector="c-1", at=_at(t0))
     completed = Status.completed(
-        rid, StatusCounts(ok=4, failed=1), duration_ms=1234, collector="c-1", at=t0 + timedelta(1)
+        rid, make_counts(ok=4, failed=1), duration_ms=1234, collector="c-1", at=_at(t0 + SEC)
     )
     statuses = [accepted, completed] if order != "completed-first" else [completed, accepted]
     flushes = [statuses] if order == "same-flush" else [[s] for s in statuses]
     for offset, flush in enumerate(flushes):
-        pairs: list[tuple[Status, SourceRecord]] = [(s, Rec("t.status", offset)) for s in flush]
-        items = merge_requests(pairs)
-        await store.write(WriteBatch(requests=items))
-    row = (await fetch(store.settings.pg_dsn, "SELECT * FROM requests"))[0]
+        out = await store.write(WriteBatch(requests=status_items(flush, offset)))
+        assert out.requests_upserted == 1  # the statuses of one request are one upserted row
+    row = (await fetch(store.settings.pg_dsn.get_secret_value(), "SELECT * FROM requests"))[0]
     assert row["state"] == "completed"
     assert (row["principal"], row["command"], row["targets"]) == ("alice", "uname -r", ["h[1-5]"])
     assert row["accepted_at"] == t0
-    assert row["completed_at"] == t0 + timedelta(1)
+    assert row["completed_at"] == t0 + SEC
     assert (row["count_ok"], row["count_failed"], row["targets_total"]) == (4, 1, 5)
     assert row["duration_ms"] == 1234
-    assert (row["first_status_at"], row["last_status_at"]) == (t0, t0 + timedelta(1))
+    assert (row["first_status_at"], row["last_status_at"]) == (t0, t0 + SEC)
 
 
 async def test_rejected_requests_are_recorded(store: Store) -> None:
     rid = str(uuid.uuid4())
     status = Status.rejected(rid, "targets[0]: '@web' is not a group", collector="c-1")
-    out = await store.write(WriteBatch(requests=merge_requests([(status, Rec("t.status", 1))])))
-    row = (await fetch(store.settings.pg_dsn, "SELECT state, reject_reason FROM requests"))[0]
+    out = await store.write(WriteBatch(requests=status_items([status], 1)))
+    row = (
+        await fetch(
+            store.settings.pg_dsn.get_secret_value(), "SELECT state, reject_reason FROM requests"
+        )
+    )[0]
     assert tuple(row) == ("rejected", "targets[0]: '@web' is not a group")
     assert (out.path, out.requests_upserted) == ("none", 1)  # no results in this flush
 
@@ -227,21 +398,17 @@ async def test_the_views_answer_the_common_questions(store: Store) -> None:
         make_result(b, "web1", stdout=b"later\n", finished_at=t0 + timedelta(minutes=5)),
     ]
     statuses = [
-        Status.accepted(_request(a), targets_total=5, collector="c-1", at=t0),
+        Status.accepted(_request(a), targets_total=5, collector="c-1", at=_at(t0)),
         Status.completed(
             a,
-            StatusCounts(ok=4, failed=1),
+            make_counts(ok=4, failed=1),
             duration_ms=5000,
             collector="c-1",
-            at=t0 + timedelta(seconds=6),
+            at=_at(t0 + timedelta(seconds=6)),
         ),
     ]
-    pairs: list[tuple[Status, SourceRecord]] = [
-        (s, Rec("t.status", i)) for i, s in enumerate(statuses)
-    ]
-    requests = merge_requests(pairs)
-    await store.write(WriteBatch(results=result_items(results), requests=requests))
-    dsn = store.settings.pg_dsn
+    await store.write(WriteBatch(results=result_items(results), requests=status_items(statuses)))
+    dsn = store.settings.pg_dsn.get_secret_value()
 
     summary = (await fetch(dsn, "SELECT * FROM request_summary WHERE request_id = $1", a))[0]
     assert summary["state"] == "completed"

@@ -12,6 +12,7 @@ from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
 from collector.ssh import SshExecutor
 from schemas import Target
+from stack.env import StackEnv
 from tests.support.sshexec import (
     MakeExecutor,
     kill_pids,
@@ -23,7 +24,6 @@ from tests.support.sshexec import (
     wait_gone,
     wait_running,
 )
-from tests.support.stackenv import StackEnv
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ async def test_ok_on_every_host(ex: SshExecutor, demo: list[HostSpec]) -> None:
         assert r.status == "ok", r.error
         assert (r.host, r.port, r.user, r.attempt) == (host.name, host.port, host.user, 1)
         assert r.exit_status == 0
-        assert r.stdout.startswith(b"Linux ")
-        assert r.stderr == b""
+        assert r.stdout_data.startswith(b"Linux ")
+        assert r.stderr_data == b""
         assert r.error is None
         assert r.collector == "c1"
         assert r.request_id == req.request_id
@@ -62,7 +62,7 @@ async def test_ok_on_every_host(ex: SshExecutor, demo: list[HostSpec]) -> None:
 async def test_non_zero_exit_is_failed(ex: SshExecutor, demo: list[HostSpec]) -> None:
     r = await ex.run(demo[0], request("echo out; echo err >&2; exit 3"), collector="c")
     assert (r.status, r.exit_status, r.exit_signal) == ("failed", 3, None)
-    assert (r.stdout, r.stderr) == (b"out\n", b"err\n")
+    assert (r.stdout_data, r.stderr_data) == (b"out\n", b"err\n")
 
 
 async def test_killed_by_a_signal_is_failed(ex: SshExecutor, demo: list[HostSpec]) -> None:
@@ -76,12 +76,12 @@ async def test_env_is_passed_as_ssh_environment(ex: SshExecutor, demo: list[Host
         demo[0], request('printf %s "$FLEETRUN_A|$FLEETRUN_B"', env=env), collector="c"
     )
     assert r.status == "ok"
-    assert r.stdout == (env["FLEETRUN_A"] + "|2").encode()
+    assert r.stdout_data == (env["FLEETRUN_A"] + "|2").encode()
 
 
 async def test_stdin_is_closed(ex: SshExecutor, demo: list[HostSpec]) -> None:
     r = await ex.run(demo[0], request("cat; echo done", timeout_s=5), collector="c")
-    assert (r.status, r.stdout) == ("ok", b"done\n")
+    assert (r.status, r.stdout_data) == ("ok", b"done\n")
 
 
 async def test_non_utf8_and_nul_output_round_trips(ex: SshExecutor, demo: list[HostSpec]) -> None:
@@ -89,8 +89,8 @@ async def test_non_utf8_and_nul_output_round_trips(ex: SshExecutor, demo: list[H
         demo[0], request(r"printf '\000\377\376a\n'; printf 'caf\303\251' >&2"), collector="c"
     )
     assert r.status == "ok"
-    assert r.stdout == b"\x00\xff\xfea\n"
-    assert r.stderr == "café".encode()
+    assert r.stdout_data == b"\x00\xff\xfea\n"
+    assert r.stderr_data == "café".encode()
     doc = schemas.as_document(r)
     assert (doc["stdout_encoding"], doc["stderr_encoding"]) == ("base64", "utf-8")
     back = schemas.decode_result(schemas.encode(r))
@@ -106,7 +106,7 @@ async def test_timeout_kills_the_whole_command(
     r = await ex.run(demo[0], request(cmd, timeout_s=1.5), collector="c")
     assert r.status == "timeout"
     assert r.exit_status is None
-    assert r.stdout == b"started\n"  # what was printed before the timeout is kept
+    assert r.stdout_data == b"started\n"  # what was printed before the timeout is kept
     assert r.error is not None
     assert r.error.type == "CommandTimeout"
     assert "sent TERM" in r.error.message

@@ -15,6 +15,7 @@ import pytest
 
 from collector.inventory import HostSpec
 from collector.metrics import CollectorMetrics
+from stack.env import StackEnv
 from tests.support.net import free_port
 from tests.support.netns import Blackhole, blackhole_namespace
 from tests.support.sshd import keygen
@@ -31,7 +32,6 @@ from tests.support.sshexec import (
     stack_settings,
     wait_running,
 )
-from tests.support.stackenv import StackEnv
 from tests.support.tcpproxy import TcpProxy
 
 
@@ -194,7 +194,7 @@ async def test_dead_pooled_connection_is_replaced_transparently(
     # the pool still hands it out, the session cannot open, the executor reconnects once.
     assert proxy.cut() == 1
     second = await e.run(host, request("echo again"), collector="c")
-    assert (second.status, second.stdout, second.attempt) == ("ok", b"again\n", 1)
+    assert (second.status, second.stdout_data, second.attempt) == ("ok", b"again\n", 1)
     assert second.error is None
     stats = e.pool_stats()
     assert (stats["replaced_total"], stats["new_total"]) == (1, 2)
@@ -211,7 +211,7 @@ async def test_silently_dead_pooled_connection_is_replaced(
     t0 = time.monotonic()
     r = await e.run(host, request("echo again", connect_timeout_s=1.0), collector="c")
     elapsed = time.monotonic() - t0
-    assert (r.status, r.stdout) == ("ok", b"again\n")
+    assert (r.status, r.stdout_data) == ("ok", b"again\n")
     assert e.pool_stats()["replaced_total"] == 1
     assert 1.0 <= elapsed < 1.0 + 3.0  # one session-open deadline, then a fresh connection
 

@@ -9,8 +9,8 @@ import re
 import psutil
 
 from collector.capture import MARKER_TEMPLATE
+from stack.env import StackEnv
 from tests.support.sshexec import MakeExecutor, request, stack_host, stack_settings
-from tests.support.stackenv import StackEnv
 
 SIZE = 200_000_000
 MAX_RSS_GROWTH = 64 * 1024 * 1024
@@ -45,11 +45,11 @@ async def test_200_mb_of_output_is_capped_with_exact_size_and_digest(
     assert r.status == "ok", r.error
     assert r.stdout_bytes == SIZE
     assert r.stdout_truncated
-    assert len(r.stdout) <= 65_536
-    host_digest = r.stderr.split()[0].decode()
+    assert len(r.stdout_data) <= 65_536
+    host_digest = r.stderr_data.split()[0].decode()
     assert re.fullmatch("[0-9a-f]{64}", host_digest)
     assert r.stdout_sha256 == host_digest
-    assert MARKER_TEMPLATE.split(b"%d")[0] in r.stdout
+    assert MARKER_TEMPLATE.split(b"%d")[0] in r.stdout_data
     assert not r.stderr_truncated
     growth = peak - before
     assert growth < MAX_RSS_GROWTH, f"RSS grew by {growth / 2**20:.1f} MiB"

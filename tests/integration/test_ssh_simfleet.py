@@ -6,12 +6,12 @@ import asyncio
 import time
 from pathlib import Path
 
-from bench.simfleet import running_fleet
 from collector.inventory import Inventory
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from schemas import Request, Target
+from stack.simfleet import running_fleet
 
 PROFILE = "ok=2,fail=1,hang=1,disconnect=1,slow_handshake=1,auth_fail=1,wrong_key=1,dead=1"
 EXPECTED = {
@@ -57,7 +57,7 @@ async def test_every_behaviour_gets_its_status(tmp_path: Path) -> None:
     for h, r in zip(fleet.hosts, results, strict=True):
         assert r.host == h.name
         if r.status == "ok":
-            assert r.stdout == f"{h.name}\n".encode()
+            assert r.stdout_data == f"{h.name}\n".encode()
     # One request over nine hosts, dead and hanging ones included: bounded by the deadlines
     # (1 s connect, 1 s command + 0.5 s kill grace), not by the slowest host's whims.
     assert elapsed < 1.0 + 1.0 + 0.5 + 2.0

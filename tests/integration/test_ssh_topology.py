@@ -7,6 +7,7 @@ from pathlib import Path
 from collector.inventory import HostSpec, Inventory
 from collector.settings import CollectorSettings
 from schemas import Target
+from stack.env import StackEnv
 from tests.support.net import free_port
 from tests.support.sshd import extra_sshd, keygen, public_key, sign_host_key
 from tests.support.sshexec import (
@@ -16,7 +17,6 @@ from tests.support.sshexec import (
     request,
     stack_settings,
 )
-from tests.support.stackenv import StackEnv
 from tests.support.tcpproxy import TcpProxy
 
 
@@ -46,7 +46,7 @@ async def test_jump_through_demo1_to_demo2(
     stats = e.pool_stats()
     assert (r.status, again.status) == ("ok", "ok"), r.error
     # SSH_CONNECTION = client_ip client_port server_ip server_port: demo2's own sshd served it.
-    assert r.stdout.split()[2] == stack_env.ssh_hosts[1].address.encode()
+    assert r.stdout_data.split()[2] == stack_env.ssh_hosts[1].address.encode()
     assert (stats["open"], stats["new_total"], stats["reused_total"]) == (2, 2, 1)
 
 
@@ -103,7 +103,7 @@ async def test_ssh_ca_host_certificate(
             e = make_executor(stack_settings(stack_env, ssh_known_hosts=known))
             outcomes[label] = await e.run(host, request("echo certified"), collector="c")
     assert outcomes["trusted"].status == "ok", outcomes["trusted"].error
-    assert outcomes["trusted"].stdout == b"certified\n"
+    assert outcomes["trusted"].stdout_data == b"certified\n"
     assert outcomes["other"].status == "host_key_mismatch"
 
 
@@ -143,7 +143,7 @@ async def test_ssh_config_alias(
     r = await e.run(host, request("echo $SSH_CONNECTION"), collector="c")
     assert r.status == "ok", r.error
     assert (r.host, r.port, r.user) == ("box3", demo3.port, stack_env.ssh_user)
-    assert r.stdout.split()[2] == demo3.address.encode()
+    assert r.stdout_data.split()[2] == demo3.address.encode()
 
 
 async def test_jump_failures_say_which_hop_failed(

@@ -14,9 +14,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stack.config import PG_SERVER_SETTINGS, TOPIC_PARTITIONS
-from tests.integration.conftest import Topics
-from tests.support.kafka import consume_n
-from tests.support.stackenv import SshTestHost, StackEnv
+from stack.env import SshTestHost, StackEnv
+from tests.support.kafka import Topics, consume_n
 
 
 @pytest.mark.parametrize("kind", sorted(TOPIC_PARTITIONS))

@@ -1,4 +1,4 @@
-"""Collector test helpers: run it in-process or as `python -m collector`, submit, read back."""
+"""Collector test helpers: run it in-process or as `fleetrun collector`, submit, read back."""
 
 from __future__ import annotations
 
@@ -24,24 +24,30 @@ from collector.metrics import CollectorMetrics
 from collector.service import Collector, Summary
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
-from fleetrun.settings import load
 from schemas import Request, Result, Status
+from stack.env import StackEnv
 from tests.support.net import free_port, http_get
-from tests.support.stackenv import StackEnv
+from tests.support.settings import process_env, stack_ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def collector_settings(prefix: str, **overrides: Any) -> CollectorSettings:
-    """Settings from the stack's env file, on the test's topics and its own consumer group."""
-    base = {
+    """Settings for the stack (Kafka, its sshd hosts), on the test's topics and its own
+    consumer group."""
+    return CollectorSettings(**(_collector_fields(StackEnv.load(), prefix) | overrides))
+
+
+def _collector_fields(env: StackEnv, prefix: str) -> dict[str, Any]:
+    return {
+        "kafka_bootstrap": env.kafka_bootstrap,
+        **stack_ssh(env),
         "topic_prefix": prefix,
         "group_id": prefix + "collector",
         "shutdown_grace_s": 10.0,
         "publish_timeout_s": 30.0,
         "ops_port": 0,
     }
-    return load(CollectorSettings, section="collector", overrides=base | overrides)
 
 
 @dataclass
@@ -256,7 +262,7 @@ def hangs_until_redelivered(name: str, tag: str) -> str:
 
 @dataclass
 class Subprocess:
-    """`python -m collector` started by a test."""
+    """`python -m fleetrun collector` started by a test."""
 
     proc: asyncio.subprocess.Process
     ops_port: int
@@ -317,21 +323,19 @@ class Subprocess:
 
 
 async def spawn_collector(prefix: str, log: Path, **settings: Any) -> Subprocess:
-    """Start `python -m collector` on the test's topics; settings become FLEETRUN_* variables."""
+    """Start `python -m fleetrun collector` on the test's topics with the stack's env file named
+    by FLEETRUN_ENV_FILE; the SSH settings and `settings` are passed as its variables."""
     port = free_port()
-    env = dict(os.environ)
-    values = {
-        "topic_prefix": prefix,
-        "group_id": prefix + "collector",
-        "ops_port": port,
-        "log_level": "INFO",
-    } | settings
-    env.update({f"FLEETRUN_{k.upper()}": str(v) for k, v in values.items()})
+    stack = StackEnv.load()
+    fields = _collector_fields(stack, prefix) | {"ops_port": port, "log_level": "INFO"}
+    del fields["kafka_bootstrap"]  # from the env file
+    env = process_env(CollectorSettings, stack, fields | settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
+            "fleetrun",
             "collector",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,

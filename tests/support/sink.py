@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import re
 import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from schemas import Result, encode
-from tests.support.kafka import committed_total
+from schemas import Result, ResultStatus, encode
+from sink.settings import SinkSettings
+from stack.env import StackEnv
+from stack.topics import committed_total
+from tests.support import records
 from tests.support.net import http_get
+from tests.support.settings import process_env
 
 ROOT = Path(__file__).parents[2]
 Key = tuple[str, str, int]  # (request_id, host, attempt)
@@ -32,25 +34,18 @@ def make_result(
     *,
     attempt: int = 1,
     stdout: bytes | None = None,
-    status: str = "ok",
+    status: ResultStatus = "ok",
     finished_at: datetime | None = None,
 ) -> Result:
-    """A valid result; output defaults to a line naming the host."""
-    out = stdout if stdout is not None else f"hello from {host}\n".encode()
-    finished = finished_at or datetime.now(UTC)
-    return Result(
-        request_id=request_id,
-        host=host,
-        port=22,
-        user="deploy",
+    """A valid result finished now (unless told when); output defaults to a line naming the
+    host."""
+    return records.make_result(
+        request_id,
+        host,
         attempt=attempt,
-        status=status,  # type: ignore[arg-type]
-        exit_status=0 if status == "ok" else 1,
-        stdout=out,
-        stdout_bytes=len(out),
-        stdout_sha256=hashlib.sha256(out).hexdigest(),
-        started_at=finished - timedelta(milliseconds=20),
-        finished_at=finished,
+        status=status,
+        stdout=stdout if stdout is not None else f"hello from {host}\n".encode(),
+        finished_at=finished_at or datetime.now(UTC),
         duration_ms=20,
         collector="collector-test-1",
         labels={"suite": "sink"},
@@ -138,14 +133,15 @@ async def wait_committed(
 
 @dataclass
 class SinkProcess:
-    """`python -m sink` as a child process of the test, with its own log file."""
+    """`python -m fleetrun sink` as a child process of the test, with its own log file: the
+    stack's env file (FLEETRUN_ENV_FILE), the test's topics and database, and `settings`."""
 
-    bootstrap: str
+    stack: StackEnv
     prefix: str
     dsn: str
     log_path: Path
     group: str = ""
-    extra_env: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     ops_port: int = 0
     _log_offset: int = 0
@@ -154,19 +150,17 @@ class SinkProcess:
         self.group = self.group or f"sink-{self.prefix}"
 
     def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "FLEETRUN_KAFKA_BOOTSTRAP": self.bootstrap,
-            "FLEETRUN_TOPIC_PREFIX": self.prefix,
-            "FLEETRUN_PG_DSN": self.dsn,
-            "FLEETRUN_GROUP_ID": self.group,
-            "FLEETRUN_OPS_PORT": "0",
-            "FLEETRUN_SESSION_TIMEOUT_MS": "6000",  # a SIGKILLed member leaves the group soon
-            "FLEETRUN_LINGER_MS": "50",
-            "FLEETRUN_RETRY_BACKOFF_MAX_S": "1",
-            "FLEETRUN_SHUTDOWN_TIMEOUT_S": "15",
-            **self.extra_env,
+        values: dict[str, object] = {
+            "topic_prefix": self.prefix,
+            "pg_dsn": self.dsn,
+            "group_id": self.group,
+            "ops_port": 0,
+            "session_timeout_ms": 6000,  # a SIGKILLed member leaves the group soon
+            "linger_ms": 50,
+            "retry_backoff_max_s": 1,
+            "shutdown_timeout_s": 15,
         }
+        return process_env(SinkSettings, self.stack, values | self.settings)
 
     async def start(self, *, timeout_s: float = 60) -> None:
         """Spawn and wait until its ops endpoint answers and it has joined the group."""
@@ -175,6 +169,7 @@ class SinkProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
+                "fleetrun",
                 "sink",
                 cwd=ROOT,
                 env=self.env(),
@@ -268,3 +263,6 @@ class SinkProcess:
             self.proc.kill()
             async with asyncio.timeout(10):
                 await self.proc.wait()
+
+
+MakeSink = Callable[..., SinkProcess]  # the `sinks` fixture: settings (field=value) → a sink

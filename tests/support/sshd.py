@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack.env import StackEnv
 from stack.sshd import SSHD, TEMPLATE
 from tests.support.net import free_port
-from tests.support.stackenv import StackEnv
 
 START_TIMEOUT_S = 15.0
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,22 +16,20 @@ from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from schemas import Request, Target
-from tests.support.stackenv import StackEnv
+from stack.env import StackEnv
+from tests.support.settings import stack_ssh
 
 
 def stack_settings(env: StackEnv, **overrides: Any) -> CollectorSettings:
     """Collector settings that reach the stack's sshd hosts (user, key, known_hosts, inventory)."""
-    base = CollectorSettings(
-        collector_id="test-collector",
-        inventory=env.inventory,
-        ssh_user=env.ssh_user,
-        ssh_client_keys=(env.client_key,),
-        ssh_known_hosts=env.known_hosts,
-        ssh_kill_grace_s=1.0,
-        retry_backoff_s=0.2,
-        retry_backoff_max_s=1.0,
-    )
-    return replace(base, **overrides)
+    fields: dict[str, Any] = {
+        "id": "test-collector",
+        **stack_ssh(env),
+        "ssh_kill_grace_s": 1.0,
+        "retry_backoff_s": 0.2,
+        "retry_backoff_max_s": 1.0,
+    }
+    return CollectorSettings(**(fields | overrides))
 
 
 def executor(

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-from datetime import UTC, datetime
-
 from fleetrun.cli.grouping import group_results, reason_of, render_groups, summary_line
 from schemas import ErrorInfo, Result, ResultStatus
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+from tests.support.records import make_result
 
 
 def _result(
@@ -19,22 +15,7 @@ def _result(
     exit_status: int | None = 0,
     error: ErrorInfo | None = None,
 ) -> Result:
-    return Result(
-        request_id="00000000-0000-4000-8000-000000000000",
-        host=host,
-        port=22,
-        user="u",
-        status=status,
-        exit_status=exit_status,
-        stdout=out,
-        stdout_bytes=len(out),
-        stdout_sha256=hashlib.sha256(out).hexdigest(),
-        started_at=T0,
-        finished_at=T0,
-        duration_ms=0,
-        error=error,
-        collector="c",
-    )
+    return make_result(host=host, status=status, stdout=out, exit_status=exit_status, error=error)
 
 
 def test_identical_outputs_fold_into_one_block_and_failures_come_first() -> None:

@@ -15,7 +15,8 @@ from fleetrun.cli.errors import (
 )
 from fleetrun.cli.follow import Progress
 from fleetrun.cli.run import RunOptions, build_request, exit_code_for, parse_duration_s
-from tests.unit.test_cli_grouping import _result
+from schemas import Status, parse_timestamp
+from tests.support.records import RID, make_counts, make_result
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,8 @@ def test_options_become_a_request() -> None:
     assert dict(request.labels) == {"team": "ops"}
     assert request.principal == "alice@laptop"
     assert request.expires_at is not None
-    assert request.expires_at - request.submitted_at == timedelta(minutes=10)
+    expires_in = parse_timestamp(request.expires_at) - parse_timestamp(request.submitted_at)
+    assert expires_in == timedelta(minutes=10)
 
 
 @pytest.mark.parametrize(
@@ -69,16 +71,14 @@ def test_bad_options_are_one_clear_error(opts: RunOptions, message: str) -> None
 
 
 def test_exit_codes() -> None:
-    p = Progress("r", total=2)
+    p = Progress(RID, total=2)
     assert exit_code_for(p) == EXIT_WAIT_TIMEOUT
-    p.results = {"a": _result("a"), "b": _result("b")}
-    from schemas import Status, StatusCounts
-
-    p.completed = Status.completed("r", StatusCounts(ok=2), duration_ms=1, collector="c")
+    p.results = {"a": make_result(host="a"), "b": make_result(host="b")}
+    p.completed = Status.completed(RID, make_counts(ok=2), duration_ms=1, collector="c")
     assert exit_code_for(p) == EXIT_OK
-    p.results["b"] = _result("b", "failed", exit_status=1)
+    p.results["b"] = make_result(host="b", status="failed", exit_status=1)
     assert exit_code_for(p) == EXIT_HOSTS_FAILED
-    p.rejected = Status.rejected("r", "bad", collector="c")
+    p.rejected = Status.rejected(RID, "bad", collector="c")
     assert exit_code_for(p) == EXIT_REJECTED
 
 

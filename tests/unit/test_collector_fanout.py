@@ -7,9 +7,9 @@ integration tests against real sshd hosts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,113 +18,36 @@ from hypothesis import strategies as st
 import schemas
 from collector.fanout import (
     ERROR_STATUSES,
+    AboutToStart,
     FanOut,
-    OnStart,
     gate,
     plan_request,
 )
-from schemas import RESULT_STATUSES, Request, Result, ResultStatus, Target, TargetError
-
-T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class FakeHost:
-    name: str
-    port: int = 22
-    user: str = "deploy"
+from schemas import RESULT_STATUSES, Request, Result, ResultStatus, StatusCounts, TargetError
+from tests.support.fakes import FakeExecutor, FakeHost, FakeInventory
+from tests.support.records import T0, make_counts, make_request
 
 
-@dataclass
-class FakeInventory:
-    groups: Mapping[str, Sequence[str]] = field(
-        default_factory=lambda: {"web": ["web[1-4]"], "bad": ["broken1"]}
-    )
-
-    def resolve(self, target: Target) -> FakeHost:
-        if target.name.startswith("broken"):
-            raise LookupError(f"{target.name}: no address in the inventory")
-        return FakeHost(target.name, target.port or 22, target.user or "deploy")
-
-
-@dataclass
-class FakeExecutor:
-    """Returns scripted statuses; optional per-host gates let a test hold a host mid-run."""
-
-    statuses: Mapping[str, ResultStatus] = field(default_factory=dict)
-    hold: dict[str, asyncio.Event] = field(default_factory=dict)
-    raise_for: set[str] = field(default_factory=set)
-    started: list[str] = field(default_factory=list)
-    running: int = 0
-    peak: int = 0
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def wait_started(self, n: int) -> None:
-        """Until `n` hosts have started (the caller puts a deadline around it)."""
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.started) >= n)
-
-    async def run(
-        self,
-        host: FakeHost,
-        request: Request,
-        *,
-        collector: str,
-        on_start: OnStart[FakeHost] | None = None,
-    ) -> Result:
-        if on_start is not None:
-            await on_start(host, 1)
-        async with self.changed:
-            self.started.append(host.name)
-            self.changed.notify_all()
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            if host.name in self.hold:
-                await self.hold[host.name].wait()
-            await asyncio.sleep(0)
-            if host.name in self.raise_for:
-                raise RuntimeError("executor bug")
-            status = self.statuses.get(host.name, "ok")
-            return Result(
-                request_id=request.request_id,
-                host=host.name,
-                port=host.port,
-                user=host.user,
-                status=status,
-                exit_status=0 if status == "ok" else 1,
-                started_at=T0,
-                finished_at=T0,
-                duration_ms=0,
-                collector=collector,
-            )
-        finally:
-            self.running -= 1
-
-
-def _request(targets: Sequence[str] = ("web[1-4]",), **options: object) -> Request:
-    base = Request(
-        request_id="0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10",
-        submitted_at=T0,
-        principal="alice",
-        command="uname -r",
-        targets=tuple(targets),
-    )
-    return replace(base, **options)  # type: ignore[arg-type]
+def _request(targets: Sequence[str] = ("web[1-4]",), **options: Any) -> Request:
+    return make_request(targets=targets, **options)
 
 
 async def _run(
-    request: Request, executor: FakeExecutor, *, now: datetime = T0, **kw: object
-) -> tuple[list[Result], schemas.StatusCounts]:
+    request: Request,
+    executor: FakeExecutor,
+    *,
+    now: datetime = T0,
+    about_to_start: AboutToStart[FakeHost] | None = None,
+) -> tuple[list[Result], StatusCounts]:
     results: list[Result] = []
 
     async def collect(result: Result) -> None:
         results.append(result)
 
     plan = plan_request(request, FakeInventory())
-    fan = FanOut(executor, collector="c1", clock=lambda: now, **kw)  # type: ignore[arg-type]
+    fan = FanOut(executor, collector="c1", clock=lambda: now, about_to_start=about_to_start)
     await asyncio.wait_for(fan.run(plan, collect), timeout=5)
-    return results, schemas.StatusCounts.of(r.status for r in results)
+    return results, StatusCounts.of(r.status for r in results)
 
 
 # --- the pure rules ------------------------------------------------------------------------------
@@ -188,7 +111,7 @@ async def test_every_host_gets_one_result() -> None:
     ex = FakeExecutor(statuses={"web2": "failed"})
     results, counts = await _run(_request(), ex)
     assert sorted(r.host for r in results) == ["web1", "web2", "web3", "web4"]
-    assert counts == schemas.StatusCounts(ok=3, failed=1)
+    assert counts == make_counts(ok=3, failed=1)
 
 
 async def test_sliding_window_starts_the_next_host_when_any_finishes() -> None:
@@ -238,16 +161,17 @@ async def test_error_budget_skips_hosts_not_yet_started() -> None:
 async def test_hosts_already_running_finish_when_the_budget_runs_out() -> None:
     ex = FakeExecutor(statuses={"web1": "failed", "web2": "timeout"})
     results, counts = await _run(_request(max_errors=0, concurrency=2), ex)
-    assert counts == schemas.StatusCounts(failed=1, timeout=1, skipped=2)
+    assert counts == make_counts(failed=1, timeout=1, skipped=2)
     assert set(ex.started) == {"web1", "web2"}
     assert len(results) == 4
 
 
 async def test_expired_request_runs_nothing() -> None:
     ex = FakeExecutor()
-    results, counts = await _run(_request(expires_at=T0), ex, now=T0 + timedelta(seconds=1))
+    request = _request(submitted_at=T0 - timedelta(minutes=1), expires_at=T0)
+    results, counts = await _run(request, ex, now=T0 + timedelta(seconds=1))
     assert ex.started == []
-    assert counts == schemas.StatusCounts(expired=4)
+    assert counts == make_counts(expired=4)
     assert {r.status for r in results} == {"expired"}
 
 

@@ -20,7 +20,7 @@ from collector.outcome import (
 )
 from collector.pool import PoolClosed
 from collector.sshfiles import KeyLoadError
-from fleetrun.backoff import backoff_delay
+from fleetrun.runtime.backoff import backoff_delay
 from schemas import ResultStatus, limits
 
 

@@ -159,8 +159,10 @@ async def test_full_pool_without_idle_connections_waits_then_times_out() -> None
     with pytest.raises(PoolTimeout):
         await pool.acquire(B, soon(0.1))
     waiter = asyncio.create_task(pool.acquire(B, soon()))
-    await asyncio.sleep(0.05)
+    for _ in range(20):  # let it run as far as it can: to waiting for a free slot
+        await asyncio.sleep(0)
     assert not waiter.done()
+    assert (len(connector.calls), pool.stats()["connecting"]) == (1, 0)  # no connect for B yet
     pool.release(a)
     b, new = await waiter
     assert new

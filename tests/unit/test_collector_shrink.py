@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -14,29 +12,11 @@ from hypothesis import strategies as st
 import schemas
 from collector.shrink import cut_middle, fit_result, share
 from schemas import Result
+from tests.support.records import make_result
 
-T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
-
-def _result(stdout: bytes, stderr: bytes = b"") -> Result:
-    return Result(
-        request_id="0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10",
-        host="web01",
-        port=22,
-        user="deploy",
-        status="ok",
-        exit_status=0,
-        stdout=stdout,
-        stderr=stderr,
-        stdout_bytes=len(stdout),
-        stderr_bytes=len(stderr),
-        stdout_sha256=hashlib.sha256(stdout).hexdigest(),
-        stderr_sha256=hashlib.sha256(stderr).hexdigest(),
-        started_at=T0,
-        finished_at=T0,
-        duration_ms=0,
-        collector="c1",
-    )
+def _result(stdout: bytes, stderr: bytes = b"", *, stdout_bytes: int | None = None) -> Result:
+    return make_result(stdout=stdout, stderr=stderr, stdout_bytes=stdout_bytes)
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -129,8 +109,8 @@ def test_large_results_fit_and_keep_their_totals(stdout: bytes, stderr: bytes, l
     assert (back.stdout_bytes, back.stderr_bytes) == (len(stdout), len(stderr))
     assert back.stdout_sha256 == hashlib.sha256(stdout).hexdigest()
     assert back.stderr_sha256 == hashlib.sha256(stderr).hexdigest()
-    assert back.stdout_truncated == (len(back.stdout) < len(stdout))
-    for part, whole in ((back.stdout, stdout), (back.stderr, stderr)):
+    assert back.stdout_truncated == (len(back.stdout_data) < len(stdout))
+    for part, whole in ((back.stdout_data, stdout), (back.stderr_data, stderr)):
         head, marker, tail = _split(part)
         assert _is_head_and_tail(head + tail, whole)
         if marker:
@@ -144,11 +124,12 @@ def test_large_results_fit_and_keep_their_totals(stdout: bytes, stderr: bytes, l
 
 def test_already_truncated_streams_stay_consistent() -> None:
     head_tail = b"h" * 30_000 + b"t" * 30_000
-    r = replace(_result(head_tail), stdout_bytes=10_000_000, stdout_truncated=True)
+    r = _result(head_tail, stdout_bytes=10_000_000)
+    assert r.stdout_truncated
     fitted, data = fit_result(r, 20_000)
     assert len(data) <= 20_000
-    assert fitted.stdout.startswith(b"h")
-    assert fitted.stdout.endswith(b"t")
+    assert fitted.stdout_data.startswith(b"h")
+    assert fitted.stdout_data.endswith(b"t")
     assert fitted.stdout_bytes == 10_000_000
     assert fitted.stdout_truncated
 

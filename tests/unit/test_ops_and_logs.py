@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from fleetrun.logs import JsonFormatter, KeyValueFormatter
-from fleetrun.ops import OpsServer
+from fleetrun.runtime.logs import JsonFormatter, KeyValueFormatter
+from fleetrun.runtime.ops import OpsServer
 
 
 async def _get(port: int, path: str) -> tuple[int, bytes]:

@@ -13,8 +13,8 @@ import asyncssh
 import pytest
 import pytest_asyncio
 
-from bench.simfleet import BINARY_PAYLOAD, Behaviour, RunningFleet, SimFleetError, running_fleet
-from bench.simfleet.config import (
+from stack.simfleet import BINARY_PAYLOAD, Behaviour, RunningFleet, SimFleetError, running_fleet
+from stack.simfleet.config import (
     ConfigError,
     FleetConfig,
     Spread,
@@ -24,10 +24,10 @@ from bench.simfleet.config import (
     host_endpoints,
     parse_profile,
 )
-from bench.simfleet.files import StateFiles, hosts_text, inventory_toml, parse_hosts
-from bench.simfleet.keys import derive_host_key, known_hosts_line
-from bench.simfleet.server import FD_RESERVE, StartError, fd_budget
-from bench.simfleet.shell import (
+from stack.simfleet.files import StateFiles, hosts_text, inventory_toml, parse_hosts
+from stack.simfleet.keys import derive_host_key, known_hosts_line
+from stack.simfleet.server import FD_RESERVE, StartError, fd_budget
+from stack.simfleet.shell import (
     Disconnect,
     Exit,
     Fill,

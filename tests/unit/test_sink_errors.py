@@ -6,10 +6,9 @@ import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
 
-from fleetrun.backoff import backoff_delay
+from fleetrun.runtime.backoff import backoff_delay
 from sink.errors import (
     Action,
-    DatabaseUnavailable,
     FatalSinkError,
     MigrationError,
     classify,
@@ -47,7 +46,6 @@ E = asyncpg.exceptions
         (E.LockNotAvailableError("lock timeout"), Action.RETRY),
         (E.UniqueViolationError("duplicate key"), Action.RETRY),  # a race, not the data
         (E.InsufficientPrivilegeError("permission denied"), Action.RETRY),  # fixable, keep it
-        (DatabaseUnavailable("x"), Action.RETRY),
         (kafka_errors.KafkaConnectionError(), Action.RETRY),
         (kafka_errors.RequestTimedOutError(), Action.RETRY),
         # this record can never be stored: isolate it, dead-letter it
@@ -57,8 +55,10 @@ E = asyncpg.exceptions
         (E.NumericValueOutOfRangeError("out of range"), Action.POISON),
         (E.InvalidTextRepresentationError("invalid input syntax for type json"), Action.POISON),
         (E.ProgramLimitExceededError("index row size exceeds maximum"), Action.POISON),
-        (TypeError("expected str, got int"), Action.POISON),  # asyncpg encoding a value
-        (OverflowError("value out of int32 range"), Action.POISON),
+        # our own bug (a row the contract cannot produce): stop loudly, never dead-letter it
+        (TypeError("expected str, got int"), Action.UNKNOWN),
+        (OverflowError("value out of int32 range"), Action.UNKNOWN),
+        (ValueError("a bug in building a row"), Action.UNKNOWN),
         # retrying cannot help
         (E.InvalidPasswordError("password authentication failed"), Action.FATAL),
         (E.InvalidCatalogNameError('database "x" does not exist'), Action.FATAL),

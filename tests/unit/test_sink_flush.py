@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
 
 import asyncpg
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from schemas import DeadLetter, ErrorInfo
+from schemas import DeadLetter, ErrorInfo, Status, format_timestamp
 from sink.batch import Batch
-from sink.dlq import DeadLetterPublisher
 from sink.errors import FatalSinkError
-from sink.flush import Flusher
+from sink.flush import Flush, Flusher
 from sink.metrics import SinkMetrics
+from sink.rows import request_row, result_row
 from sink.settings import SinkSettings
-from sink.store import Store, WriteBatch, WriteOutcome
+from tests.support.fakes import FakeDeadLetters, ScriptedStore
+from tests.support.records import RID, make_counts, make_request, make_result
 
 SETTINGS = SinkSettings(retry_backoff_s=0.001, retry_backoff_max_s=0.002)
 DEAD = DeadLetter(
@@ -27,51 +27,48 @@ DEAD = DeadLetter(
     value=b"x",
     error=ErrorInfo(type="SchemaError", message="not JSON"),
     stage="sink",
-    at=datetime(2026, 1, 1, tzinfo=UTC),
+    at=format_timestamp(datetime(2026, 1, 1, tzinfo=UTC)),
     instance="s-1",
 )
 
 
-class ScriptedStore:
-    """Raises the scripted errors in turn, then stores."""
-
-    def __init__(self, *errors: BaseException) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-        self.db_up_seen: list[bool] = []
-
-    async def write(self, batch: WriteBatch) -> WriteOutcome:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return WriteOutcome(results_inserted=0, dead=list(batch.dead))
-
-
-class Dlq:
-    def __init__(self, *errors: BaseException) -> None:
-        self.errors = list(errors)
-        self.published: list[DeadLetter] = []
-
-    async def publish(self, dead: list[DeadLetter]) -> None:
-        if self.errors:
-            raise self.errors.pop(0)
-        self.published.extend(dead)
-
-
-def flusher(store: ScriptedStore, dlq: Dlq | None = None) -> tuple[Flusher, SinkMetrics]:
+def flusher(
+    store: ScriptedStore, dlq: FakeDeadLetters | None = None
+) -> tuple[Flusher, SinkMetrics]:
     metrics = SinkMetrics()
-    f = Flusher(
-        SETTINGS,
-        cast(Store, store),
-        cast(DeadLetterPublisher, dlq or Dlq()),
-        metrics,
-    )
-    return f, metrics
+    return Flusher(SETTINGS, store, dlq or FakeDeadLetters(), metrics), metrics
 
 
-def one_flush() -> list[Batch[Any, Any]]:
+def one_flush() -> Flush:
     tp = TopicPartition("t.results", 0)
     return [Batch(partition=tp, items=[DEAD], nbytes=1, first_offset=3, commit_offset=4, epoch=1)]
+
+
+def _consumed(topic: str, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic, 0, offset, 1_700_000_000_000, 0, b"k", b"{}", None, 1, 2, [])
+
+
+async def test_a_flush_stores_each_status_as_its_own_requests_row() -> None:
+    # Statuses are no longer merged in Python: each status record is one requests row, and the
+    # store's SQL merges them (tests/integration/test_sink_store.py).
+    accepted = request_row(Status.accepted(make_request(), targets_total=1, collector="c"))
+    completed = request_row(Status.completed(RID, make_counts(ok=1), duration_ms=1, collector="c"))
+    result = result_row(make_result(RID), 0, 7)
+    results = TopicPartition(SETTINGS.results_topic, 0)
+    status = TopicPartition(SETTINGS.status_topic, 1)
+    rec_result = _consumed(results.topic, 7)
+    rec_a, rec_b = _consumed(status.topic, 1), _consumed(status.topic, 2)
+    flush: Flush = [
+        Batch(results, [(result, rec_result)], 1, 7, 8, 1),
+        Batch(status, [(accepted, rec_a), DEAD, (completed, rec_b)], 1, 1, 4, 1),
+    ]
+    store = ScriptedStore()
+    f, _ = flusher(store)
+    await f.write(flush)
+    (batch,) = store.batches
+    assert batch.results == [(result, rec_result)]
+    assert batch.requests == [(accepted, rec_a), (completed, rec_b)]
+    assert batch.dead == [DEAD]
 
 
 def _value(metrics: SinkMetrics, name: str, **labels: str) -> float:
@@ -83,7 +80,7 @@ async def test_an_outage_is_retried_until_the_database_is_back() -> None:
     store = ScriptedStore(
         ConnectionRefusedError(111, "refused"), asyncpg.CannotConnectNowError("starting")
     )
-    dlq = Dlq()
+    dlq = FakeDeadLetters()
     f, metrics = flusher(store, dlq)
     out = await f.write(one_flush())
     assert store.calls == 3
@@ -97,13 +94,7 @@ async def test_the_database_is_reported_down_while_retrying() -> None:
     store = ScriptedStore(*[OSError("down")] * 3)
     f, _ = flusher(store)
     seen: list[bool] = []
-    original = store.write
-
-    async def spy(batch: WriteBatch) -> WriteOutcome:
-        seen.append(f.db_up)
-        return await original(batch)
-
-    store.write = spy  # type: ignore[method-assign]
+    store.on_write = lambda _: seen.append(f.db_up)
     await f.write(one_flush())
     assert seen == [True, False, False, False]
 
@@ -128,11 +119,11 @@ async def test_unexplained_errors_are_retried_a_few_times_then_stop_the_sink() -
 async def test_dead_letters_are_published_after_the_transaction_with_retries() -> None:
     from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-    dlq = Dlq(KafkaConnectionError())
+    dlq = FakeDeadLetters(KafkaConnectionError())
     f, metrics = flusher(ScriptedStore(), dlq)
     await f.write(one_flush())
     assert dlq.published == [DEAD]
     assert _value(metrics, "fleetrun_sink_retries_total", operation="dead_letter_publish") == 1
-    f, _ = flusher(ScriptedStore(), Dlq(TopicAuthorizationFailedError()))
+    f, _ = flusher(ScriptedStore(), FakeDeadLetters(TopicAuthorizationFailedError()))
     with pytest.raises(FatalSinkError, match="dead-letter topic"):
         await f.write(one_flush())

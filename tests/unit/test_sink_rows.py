@@ -1,34 +1,57 @@
-"""Wire records → rows: output round-trips, status merging in any order, columns match SQL."""
+"""Wire records → rows: output round-trips, one requests row per status, columns match SQL.
+
+The statuses of a request are merged in SQL, by the store; tests/integration/test_sink_store.py
+checks that merge on a real PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import ErrorInfo, Request, Result, Status, StatusCounts, decode_output, strategies
+from schemas import (
+    RESULT_STATUSES,
+    ErrorInfo,
+    Result,
+    Status,
+    decode_output,
+    encode,
+    format_timestamp,
+    known,
+    parse_timestamp,
+    strategies,
+)
 from sink.rows import (
+    COUNT_COLUMNS,
     DEAD_LETTER_COLUMNS,
     REQUEST_COLUMNS,
     RESULT_COLUMNS,
-    RequestRow,
     dead_letter,
     dead_letter_row,
-    merge_statuses,
+    decode_result_record,
+    request_row,
     result_row,
 )
+from tests.support.fakes import FakeRecord
+from tests.support.records import RID, make_counts, make_request
 
 MIGRATIONS = Path(__file__).parents[2] / "sink" / "migrations"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+AT = format_timestamp(T0)
 
 
 def _col(row: tuple[object, ...], name: str) -> object:
     return row[RESULT_COLUMNS.index(name)]
+
+
+def _req(row: tuple[object, ...], name: str) -> object:
+    return row[REQUEST_COLUMNS.index(name)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -39,90 +62,117 @@ def test_result_rows_keep_every_field_and_output_round_trips(result: Result) -> 
     for stream in ("stdout", "stderr"):
         text, encoding = _col(row, stream), _col(row, f"{stream}_encoding")
         assert isinstance(text, str)
+        assert encoding in ("utf-8", "base64")
         assert "\x00" not in text  # PostgreSQL text cannot hold NUL
-        assert decode_output(text, encoding) == getattr(result, stream)  # type: ignore[arg-type]
+        assert decode_output(text, encoding) == getattr(result, f"{stream}_data")
     assert _col(row, "ssh_user") == result.user
-    assert _col(row, "finished_at") == result.finished_at
+    # Timestamps become aware datetimes for asyncpg: the same instants as the record's text.
+    assert _col(row, "finished_at") == parse_timestamp(result.finished_at)
+    assert _col(row, "started_at") == parse_timestamp(result.started_at)
     assert (_col(row, "kafka_partition"), _col(row, "kafka_offset")) == (3, 77)
     assert (_col(row, "error_type") is None) == (result.error is None)
-
-
-def _statuses(request: Request, counts: StatusCounts) -> list[Status]:
-    accepted = Status.accepted(request, targets_total=counts.total, collector="c-1", at=T0)
-    completed = Status.completed(
-        request.request_id, counts, duration_ms=900, collector="c-1", at=T0 + timedelta(seconds=1)
-    )
-    return [accepted, completed, completed]  # the completed status delivered twice
+    labels = _col(row, "labels")
+    assert isinstance(labels, str)
+    assert orjson.loads(labels) == result.labels
+    assert decode_result_record(encode(result), 3, 77) == row
 
 
 @settings(max_examples=100, deadline=None)
-@given(request=strategies.requests(), counts=strategies.status_counts)
-def test_statuses_merge_to_the_same_row_in_any_order(
-    request: Request, counts: StatusCounts
-) -> None:
-    statuses = _statuses(request, counts)
-    rows = {merge_statuses(order)[request.request_id] for order in itertools.permutations(statuses)}
-    assert len(rows) == 1
-    (row,) = rows
-    assert (row.accepted_at, row.completed_at) == (T0, T0 + timedelta(seconds=1))
-    assert row.counts == tuple(counts.as_dict().values())
-    assert (row.principal, row.command, row.targets) == (
-        request.principal,
-        request.command,
-        request.targets,
+@given(status=strategies.statuses())
+def test_each_status_is_one_requests_row_saying_only_what_it_carries(status: Status) -> None:
+    row = request_row(status)
+    assert len(row) == len(REQUEST_COLUMNS)
+    at = parse_timestamp(status.at)
+    assert _req(row, "request_id") == status.request_id
+    assert _req(row, "first_status_at") == _req(row, "last_status_at") == at
+    for state in ("accepted", "rejected", "completed"):
+        assert _req(row, f"{state}_at") == (at if status.state == state else None)
+    assert _req(row, "principal") == known(status.principal)
+    assert _req(row, "reject_reason") == known(status.reason)
+    assert _req(row, "targets_total") == known(status.targets_total)
+    counts = known(status.counts)
+    expected = (None,) * 9 if counts is None else tuple(counts.as_dict().values())
+    assert tuple(_req(row, c) for c in COUNT_COLUMNS) == expected
+
+
+def test_an_accepted_status_row_has_the_request_details() -> None:
+    request = make_request(targets=["web[1-3]", "!web2"], labels={"team": "ops"}, submitted_at=T0)
+    row = request_row(
+        Status.accepted(request, targets_total=2, collector="c-1", at=format_timestamp(T0))
     )
-    assert row.first_status_at == T0
-    assert len(row.as_tuple()) == len(REQUEST_COLUMNS)
+    assert dict(zip(REQUEST_COLUMNS, row, strict=True)) == {
+        "request_id": RID,
+        "principal": "alice",
+        "command": "uname -r",
+        "targets": ["web[1-3]", "!web2"],
+        "labels": '{"team":"ops"}',
+        "submitted_at": T0,
+        "accepted_at": T0,
+        "rejected_at": None,
+        "reject_reason": None,
+        "completed_at": None,
+        "targets_total": 2,
+        "duration_ms": None,
+        **dict.fromkeys(COUNT_COLUMNS),
+        "collector": "c-1",
+        "first_status_at": T0,
+        "last_status_at": T0,
+    }
 
 
-def test_the_latest_completion_wins_and_the_earliest_acceptance() -> None:
-    rid = "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"
-    early = Status.completed(rid, StatusCounts(ok=1), duration_ms=5, collector="a", at=T0)
-    late = Status.completed(
-        rid, StatusCounts(failed=1), duration_ms=9, collector="b", at=T0 + timedelta(1)
+def test_a_completed_status_row_has_the_counts_and_nothing_of_the_request() -> None:
+    later = T0 + timedelta(seconds=3)
+    counts = make_counts(ok=4, failed=1)
+    status = Status.completed(
+        RID, counts, duration_ms=900, collector="c-2", at=format_timestamp(later)
     )
-    for order in ([early, late], [late, early]):
-        row = merge_statuses(order)[rid]
-        assert (row.completed_at, row.duration_ms, row.counts) == (
-            late.at,
-            9,
-            tuple(StatusCounts(failed=1).as_dict().values()),
-        )
+    row = dict(zip(REQUEST_COLUMNS, request_row(status), strict=True))
+    assert (row["completed_at"], row["duration_ms"], row["targets_total"]) == (later, 900, 5)
+    assert {c: row[c] for c in COUNT_COLUMNS} == {
+        f"count_{s}": (4 if s == "ok" else 1 if s == "failed" else 0) for s in RESULT_STATUSES
+    }
+    details = ("principal", "command", "targets", "labels", "submitted_at", "reject_reason")
+    assert {c: row[c] for c in details} == dict.fromkeys(details)
+    assert (row["accepted_at"], row["rejected_at"]) == (None, None)
 
 
-def test_rejected_requests_keep_their_reason() -> None:
-    rid = "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"
-    row = RequestRow.of(Status.rejected(rid, "unknown group @web", collector="c", at=T0))
-    assert (row.rejected_at, row.reject_reason, row.accepted_at) == (T0, "unknown group @web", None)
-    with pytest.raises(ValueError, match="different requests"):
-        row.merge(RequestRow.of(Status.rejected(rid.replace("0b", "0c"), "x", collector="c")))
-
-
-class _Record:
-    topic = "fleetrun.results"
-    partition = 4
-    offset = 99
-    timestamp = 1_700_000_000_123
-    key = b"k"
-    value = b'{"request_id": "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10", "oops": 1}'
+def test_a_rejected_status_row_keeps_its_reason() -> None:
+    row = request_row(Status.rejected(RID, "unknown group @web", collector="c", at=AT))
+    assert (_req(row, "rejected_at"), _req(row, "reject_reason"), _req(row, "accepted_at")) == (
+        T0,
+        "unknown group @web",
+        None,
+    )
+    assert _req(row, "principal") is None  # the request could not be read
 
 
 def test_dead_letters_keep_the_bytes_and_where_they_came_from() -> None:
+    record = FakeRecord(
+        value=b'{"request_id": "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10", "oops": 1}',
+        key=b"k",
+        topic="fleetrun.results",
+        partition=4,
+        offset=99,
+        timestamp=1_700_000_000_123,
+    )
     d = dead_letter(
-        _Record(), ErrorInfo.bounded("SchemaError", "bad\x00" + "x" * 5000), instance="s-1"
+        record, ErrorInfo.bounded("SchemaError", "bad\x00" + "x" * 5000), instance="s-1"
     )
     assert (d.source_topic, d.partition, d.offset, d.key, d.value) == (
         "fleetrun.results",
         4,
         99,
         b"k",
-        _Record.value,
+        record.value,
     )
-    assert d.request_id == "0b6e9c1a-5f0e-4a57-9d1c-2f2b7c8e4a10"
-    assert d.source_timestamp == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert d.request_id == RID
+    source_time = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert d.source_timestamp == format_timestamp(source_time)
     assert "\x00" not in d.error.message
     assert len(d.error.message) == 4096
-    assert len(dead_letter_row(d)) == len(DEAD_LETTER_COLUMNS)
+    row = dict(zip(DEAD_LETTER_COLUMNS, dead_letter_row(d), strict=True))
+    assert (row["source_timestamp"], row["dead_at"]) == (source_time, parse_timestamp(d.at))
+    assert (row["request_id"], row["value"], row["stage"]) == (RID, record.value, "sink")
 
 
 def _table_columns(table: str) -> set[str]:

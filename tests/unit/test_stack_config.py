@@ -121,14 +121,15 @@ def test_up_without_apps_forgets_app_pid_files_left_by_a_reboot(
     collector, sink = stack.apps
     collector.home.mkdir(parents=True)
     collector.pid_file.write_text(f"{gone.pid}\n")  # its process is gone
-    # A live process started as `-m sink` keeps its pid file: it still runs.
+    # A live process whose command line carries the sink's marker (`-m fleetrun sink`) keeps
+    # its pid file: it still runs.
     with subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "-m", "sink"],
+        [sys.executable, "-c", "import sys; sys.stdin.read()", *sink.marker.split()],
         stdin=subprocess.PIPE,
     ) as alive:
         sink.pid_file.write_text(f"{alive.pid}\n")
         # Popen returns once exec has begun; the new command line shows a moment later.
-        wait_until(lambda: pid_alive(alive.pid, "-m sink"), timeout_s=30, what="the child")
+        wait_until(lambda: pid_alive(alive.pid, sink.marker), timeout_s=30, what="the child")
         stack.forget_stopped_apps()
         assert not collector.pid_file.exists()
         assert sink.pid_file.exists()

@@ -133,7 +133,7 @@ async def collector_process(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ) | {
+    env = _stack_environ() | {
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_COLLECTOR_GROUP_ID": prefix + "collector",
         "FLEETRUN_COLLECTOR_OPS_PORT": str(port),
@@ -295,8 +295,14 @@ def _top(profile: Path, sort: str, limit: int = 25) -> str:
     return out.getvalue()
 
 
+def _stack_environ() -> dict[str, str]:
+    """This process's environment, pointed at the local stack's settings (explicitly: services
+    never read them on their own)."""
+    return dict(os.environ) | {"FLEETRUN_ENV_FILE": str(StackConfig.from_env().env_file)}
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    settings = load(CollectorSettings, section="collector")
+    settings = load(CollectorSettings, section="collector", environ=_stack_environ())
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     names = await create_topics(settings.kafka_bootstrap, prefix)
     log = Path(f"/tmp/{prefix}collector.log")

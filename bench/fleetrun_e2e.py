@@ -117,6 +117,7 @@ async def services(
     await _admin_dsn_do(stack_dsn, f'CREATE DATABASE "{db}"')
     dsn = stack_dsn.rsplit("/", 1)[0] + "/" + db
     base = dict(os.environ) | {
+        "FLEETRUN_KAFKA_BOOTSTRAP": bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
         "FLEETRUN_COLLECTOR_INVENTORY": str(fleet_dir / "inventory.toml"),

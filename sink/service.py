@@ -133,7 +133,9 @@ class SinkService:
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
-        consumer = self._consumer()
+        if self.consumer is None:
+            return  # stopped while starting: there is nothing to consume from
+        consumer = self.consumer
         log.info(
             "sink consuming",
             extra={"topics": f"{self.s.results_topic},{self.s.status_topic}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
@@ -10,11 +11,15 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas import DeadLetter, ErrorInfo, Status, format_timestamp
 from sink.batch import Batch
+from sink.dlq import DeadLetterPublisher
 from sink.errors import FatalSinkError
 from sink.flush import Flush, Flusher
 from sink.metrics import SinkMetrics
+from sink.partitions import Partitions
 from sink.rows import request_row, result_row
+from sink.service import SinkService
 from sink.settings import SinkSettings
+from sink.store import Store
 from tests.support.fakes import FakeDeadLetters, ScriptedStore
 from tests.support.records import RID, make_counts, make_request, make_result
 
@@ -127,3 +132,18 @@ async def test_dead_letters_are_published_after_the_transaction_with_retries() -
     f, _ = flusher(ScriptedStore(), FakeDeadLetters(TopicAuthorizationFailedError()))
     with pytest.raises(FatalSinkError, match="dead-letter topic"):
         await f.write(one_flush())
+
+
+async def test_a_sink_stopped_while_starting_shuts_down_without_error() -> None:
+    # run_sink hands the service its loop even when stopped before Kafka answered: it must
+    # only shut down what was started (nothing), not fail on the consumer it never made.
+    stop = asyncio.Event()
+    stop.set()
+    service = SinkService(
+        SETTINGS,
+        Store(SETTINGS, Partitions(SETTINGS)),
+        DeadLetterPublisher(SETTINGS),
+        SinkMetrics(),
+    )
+    await service.run(stop)
+    assert not service.running

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 import schemas
 from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
-from schemas import Request
+from schemas import Request, parse_timestamp
 from stack.config import StackConfig
 from stack.kafka import Kafka
 from stack.postgres import Postgres
@@ -183,7 +183,7 @@ async def _counts(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int]:
 
 
 async def _fetch(conn: asyncpg.Connection, requests: list[Request]) -> list[HostResult]:
-    index = {r.request_id: (i + 1, r.submitted_at) for i, r in enumerate(requests)}
+    index = {r.request_id: (i + 1, parse_timestamp(r.submitted_at)) for i, r in enumerate(requests)}
     rows = await conn.fetch(
         "SELECT request_id::text AS id, host, status, finished_at FROM results"
         " WHERE request_id = ANY($1::uuid[])",

@@ -94,7 +94,9 @@ class Completions:
 
 @contextlib.asynccontextmanager
 async def completions(bootstrap: str, topic: str) -> AsyncIterator[Completions]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     tps = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS["status"])]
     consumer.assign(tps)

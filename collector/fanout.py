@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
 
+from collector.outbox import HandedOver
 from schemas import (
     EMPTY_SHA256,
     ErrorInfo,
@@ -58,7 +59,6 @@ H = TypeVar("H", bound=HostLike)
 H_co = TypeVar("H_co", bound=HostLike, covariant=True)
 # Awaited by the executor right before the command is launched on `host` (attempt number).
 OnStart = Callable[[H, int], Awaitable[None]]
-AboutToStart = Callable[[Request, H, int], Awaitable[None]]
 
 
 class Resolver(Protocol[H_co]):
@@ -206,23 +206,41 @@ class FanOut(Generic[H]):
     executor: Executor[H]
     collector: str
     default_user: str = "root"
-    # The explicit "about to start" step (the planned at-most-once ledger records `started`
-    # here). The executor awaits it right before the command is launched on the host, once
-    # connected; if it raises, nothing is launched and the request fails (not the host).
-    about_to_start: AboutToStart[H] | None = None
     clock: Callable[[], datetime] = _utcnow
 
-    async def run(self, plan: Plan[H], on_result: Callable[[Result], Awaitable[None]]) -> None:
-        """Give every planned host exactly one final result, passed to `on_result` in order."""
+    async def run(
+        self,
+        plan: Plan[H],
+        on_result: Callable[[Result], Awaitable[None]],
+        *,
+        on_start: OnStart[H] | None = None,
+        keep_starting: Callable[[], bool] | None = None,
+        errors: int = 0,
+    ) -> bool:
+        """Give every planned host exactly one final result, passed to `on_result` in order.
+
+        `on_start(host, attempt)` is the "about to start" step (the ledger records `started`
+        there): the executor awaits it right before the command is launched, once connected.
+        If it raises HandedOver, or `keep_starting()` turns false, hosts not started yet get no
+        result: they are left to the partition's next owner, and run returns True (handed
+        over). Any other exception from it fails the request, not the host.
+        """
         hosts: Iterator[PlannedHost[H]] = iter(plan.hosts)
-        errors = 0
+        handed_over = False
 
         async def worker() -> None:
-            nonlocal errors
+            nonlocal errors, handed_over
             # All workers pull from one iterator: as one host finishes, its worker takes the
             # next, so `concurrency` hosts run at any time (no waves).
             for planned in hosts:
-                result = await self._one(plan, planned, errors)
+                if handed_over or (keep_starting is not None and not keep_starting()):
+                    handed_over = True
+                    return
+                try:
+                    result = await self._one(plan, planned, errors, on_start)
+                except HandedOver:
+                    handed_over = True
+                    return
                 if counts_as_error(result.status):
                     errors += 1
                 await on_result(result)
@@ -233,8 +251,11 @@ class FanOut(Generic[H]):
         async with asyncio.TaskGroup() as tg:
             for _ in range(width):
                 tg.create_task(worker())
+        return handed_over
 
-    async def _one(self, plan: Plan[H], planned: PlannedHost[H], errors: int) -> Result:
+    async def _one(
+        self, plan: Plan[H], planned: PlannedHost[H], errors: int, on_start: OnStart[H] | None
+    ) -> Result:
         request = plan.request
         now = self.clock()
         decision = gate(now=now, expires_at=plan.expires_at, errors=errors, budget=plan.budget)
@@ -245,9 +266,9 @@ class FanOut(Generic[H]):
         host = planned.host
         try:
             return await self.executor.run(
-                host, request, collector=self.collector, on_start=self._on_start(request)
+                host, request, collector=self.collector, on_start=on_start
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, HandedOver):
             raise
         except Exception as exc:  # the executor's contract says it never raises; be safe anyway
             log.exception(
@@ -256,16 +277,6 @@ class FanOut(Generic[H]):
             )
             error = ErrorInfo.from_exception(exc)
             return self._synthetic(request, planned, "error", self.clock(), error)
-
-    def _on_start(self, request: Request) -> OnStart[H] | None:
-        hook = self.about_to_start
-        if hook is None:
-            return None
-
-        async def on_start(host: H, attempt: int) -> None:
-            await hook(request, host, attempt)
-
-        return on_start
 
     def _synthetic(
         self,

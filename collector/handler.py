@@ -8,18 +8,33 @@ acknowledged, which is what allows the caller to commit the request's offset.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final, Generic, Literal
 
 import msgspec
 
 import schemas
 from collector.errors import CollectorError, RecordTooLarge
-from collector.fanout import Executor, FanOut, H, Plan, Resolver, plan_request
+from collector.fanout import (
+    Executor,
+    FanOut,
+    H,
+    Plan,
+    PlannedHost,
+    Resolver,
+    host_identity,
+    plan_request,
+    synthetic_result,
+)
 from collector.kafka import Publisher, Topics
+from collector.ledger import Endpoint, Mark, PartitionLedger, Prior, digest
 from collector.metrics import CollectorMetrics
+from collector.outbox import HandedOver, Out, Outbox
 from collector.shrink import fit_result
 from schemas import (
     ConsumedRecord,
@@ -37,8 +52,36 @@ from schemas import (
 log = logging.getLogger("fleetrun.collector")
 
 # What became of a request record (a request's per-host outcomes are collector.outcome's).
-Disposition = Literal["completed", "rejected", "dead_lettered"]
+Disposition = Literal["completed", "rejected", "dead_lettered", "duplicate"]
 _NO_USER: Final = "unknown"
+REUSED_ID: Final = "request_id reused with different content"
+OUTCOME_UNKNOWN: Final = "outcome_unknown"
+
+
+class RequestIdReused(ValueError):
+    """A request record whose request_id names another request already (other content)."""
+
+
+@dataclass(slots=True)
+class Lane:
+    """One requests partition's way out: its transactional outbox and its execution ledger."""
+
+    outbox: Outbox
+    ledger: PartitionLedger
+    ledger_topic: str
+    # Set when the partition is being handed over (revoked, or the collector is stopping):
+    # no host may start any more; hosts not started are left to the next owner.
+    handing_over: bool = False
+    duplicates_logged: set[str] = field(default_factory=set)
+
+    def encode_marks(
+        self, request_id: str, phase: Literal["started", "done"], marks: list[Mark]
+    ) -> Out:
+        key, value = self.ledger.marks_record(request_id, phase, marks, _utcnow())
+        return Out(self.ledger_topic, key, value, self.ledger.partition)
+
+    def entry(self, item: tuple[bytes, bytes | None]) -> Out:
+        return Out(self.ledger_topic, item[0], item[1], self.ledger.partition)
 
 
 class _Acks:
@@ -98,68 +141,233 @@ class RequestHandler(Generic[H]):
             executor, collector=collector, default_user=default_user or _NO_USER
         )
 
-    async def handle(self, record: ConsumedRecord) -> Disposition:
-        """Process one record; returns once all its output is acknowledged by Kafka."""
+    async def handle(self, record: ConsumedRecord, lane: Lane | None = None) -> Disposition:
+        """Process one record; returns once all its output is acknowledged by Kafka.
+
+        With a `lane` (the ledger on), everything goes through the partition's transactional
+        outbox and the ledger decides first: a request already run or running is a duplicate
+        (nothing published), one whose id was used by other content is rejected, one left
+        unfinished by an earlier owner is resumed (see `_run`).
+        """
+        out: Publisher = self.publisher if lane is None else lane.outbox
         try:
             request = schemas.decode_request(record.value)
         except SchemaError as exc:
-            return await self._refuse(record, exc, None)
+            return await self._refuse(out, record, exc, None)
+        prior: Prior | None = None
+        content = ""
+        if lane is not None:
+            content = digest(record.value)
+            admission = lane.ledger.admit(request.request_id, content)
+            if admission == "duplicate":
+                return self._duplicate(lane, request, record)
+            if admission == "reused":
+                reuse = RequestIdReused(
+                    f"{REUSED_ID}: {request.request_id} already names another request on this "
+                    "partition (the same id with other content never runs; use a new id)"
+                )
+                return await self._refuse(out, record, reuse, None, reused=request)
+            prior = lane.ledger.prior(request.request_id) if admission == "resume" else None
         try:
             plan = plan_request(request, self.inventory)
         except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts
-            return await self._refuse(record, exc, request)
+            return await self._refuse(out, record, exc, request)
         try:
-            await self._run(request, plan)
+            if lane is None:
+                await self._run(request, plan, out, None)
+            else:
+                await self._run_ledgered(request, plan, lane, content, prior)
         except (asyncio.CancelledError, CollectorError):
             raise  # shutdown / revocation, or Kafka refusing records: the offset stays open
         except Exception as exc:
             # A bug, not bad input; the record is kept in the DLQ with what went wrong rather
             # than retried forever by every collector of the group.
             log.exception("request failed inside the collector", extra=_ids(request))
-            return await self._refuse(record, exc, request)
+            if lane is not None:
+                lane.ledger.forget_running(request.request_id)
+            return await self._refuse(out, record, exc, request)
         self.metrics.requests.labels("completed").inc()
         return "completed"
 
-    async def _run(self, request: Request, plan: Plan[H]) -> None:
-        started = time.monotonic()
-        key = request.request_id.encode()
-        acks = _Acks()
-        accepted = Status.accepted(request, targets_total=plan.total, collector=self.collector)
-        # Sent without waiting: the status partition keeps accepted before completed, and the
-        # completed status is only sent once this acknowledgement (and every result's) is in.
-        acks.add(self.publisher.publish(self.topics.status, key, schemas.encode(accepted)))
-        log.info(
-            "request accepted",
-            extra=_ids(request) | {"targets_total": plan.total, "command": request.command},
+    def _duplicate(self, lane: Lane, request: Request, record: ConsumedRecord) -> Disposition:
+        self.metrics.requests.labels("duplicate").inc()
+        if request.request_id not in lane.duplicates_logged:
+            if len(lane.duplicates_logged) > 10_000:
+                lane.duplicates_logged.clear()  # bounded; a rare second line is fine
+            lane.duplicates_logged.add(request.request_id)
+            log.info(
+                "request already ran or is running: record ignored",
+                extra=_ids(request) | {"offset": record.offset},
+            )
+        return "duplicate"
+
+    async def _run_ledgered(
+        self, request: Request, plan: Plan[H], lane: Lane, content: str, prior: Prior | None
+    ) -> None:
+        """`_run` with the ledger: resume what an earlier owner left, never run a host twice.
+
+        Hosts the ledger has `done` are neither run nor published again (their statuses still
+        count in `completed`); hosts `started` but not done get one `error` / outcome_unknown
+        result, or run again as attempt + 1 when the request is idempotent; the rest run.
+        """
+        rid = request.request_id
+        lane.ledger.running_here.add(rid)
+        entry = lane.ledger.begin(rid, content, _utcnow())
+        done: dict[Endpoint, tuple[int, str]] = dict(prior.done) if prior else {}
+        started: dict[Endpoint, int] = prior.unfinished() if prior else {}
+        user = self.fanout.default_user
+        todo: list[PlannedHost[H]] = []
+        unknown: list[tuple[PlannedHost[H], int]] = []
+        for planned in plan.hosts:
+            endpoint = host_identity(planned, user)
+            if endpoint in done:
+                continue
+            if endpoint in started and not request.idempotent:
+                unknown.append((planned, started[endpoint]))
+            else:
+                todo.append(planned)
+        if prior is not None:
+            log.info(
+                "resuming a request an earlier collector left unfinished",
+                extra=_ids(request)
+                | {"done": len(done), "outcome_unknown": len(unknown), "to_run": len(todo)},
+            )
+        base = dict(started) if request.idempotent else {}
+
+        async def on_start(planned_host: H, attempt: int) -> None:
+            if lane.handing_over:
+                raise HandedOver("partition handed over before this host started")
+            endpoint = (planned_host.name, planned_host.port, planned_host.user)
+            mark: Mark = (*endpoint, attempt + base.get(endpoint, 0), "")
+            await lane.outbox.write((), [(rid, "started", mark)])
+
+        def renumber(result: Result) -> Result:
+            extra = base.get((result.host, result.port, result.user), 0)
+            return (
+                msgspec.structs.replace(result, attempt=result.attempt + extra) if extra else result
+            )
+
+        def publish(records: list[Out], result: Result) -> Coroutine[None, None, None]:
+            mark: Mark = (result.host, result.port, result.user, result.attempt, result.status)
+            return lane.outbox.write(records, [(rid, "done", mark)])
+
+        first = [lane.entry(entry)] if entry is not None else []
+        statuses = [status for _, status in done.values()]
+        await self._run(
+            request,
+            dataclasses.replace(plan, hosts=tuple(todo)) if len(todo) != plan.total else plan,
+            lane.outbox,
+            lane,
+            accepted_with=first,
+            announce=prior is None,
+            targets_total=plan.total,
+            prior_statuses=statuses,
+            before=[self._unknown(request, p, a, prior) for p, a in unknown],
+            on_start=on_start,
+            renumber=renumber,
+            publish=publish,
         )
 
-        async def publish_result(result: Result, value: bytes) -> None:
-            await self.publisher.publish(
-                self.topics.results, key, value, request_id=request.request_id, host=result.host
+    def _unknown(
+        self, request: Request, planned: PlannedHost[H], attempt: int, prior: Prior | None
+    ) -> Result:
+        error = ErrorInfo.bounded(
+            OUTCOME_UNKNOWN,
+            "an earlier collector started the command on this host and stopped before reporting"
+            " how it ended; it may or may not have run (not run again: the request is not"
+            " idempotent)",
+        )
+        result = synthetic_result(
+            request,
+            planned,
+            "error",
+            collector=self.collector,
+            now=_utcnow(),
+            default_user=self.fanout.default_user,
+            error=error,
+        )
+        return msgspec.structs.replace(result, attempt=attempt)
+
+    async def _run(
+        self,
+        request: Request,
+        plan: Plan[H],
+        out: Publisher,
+        lane: Lane | None,
+        *,
+        accepted_with: list[Out] | None = None,
+        announce: bool = True,
+        targets_total: int | None = None,
+        prior_statuses: list[str] | None = None,
+        before: list[Result] | None = None,
+        on_start: Callable[[H, int], Coroutine[None, None, None]] | None = None,
+        renumber: Callable[[Result], Result] | None = None,
+        publish: Callable[[list[Out], Result], Coroutine[None, None, None]] | None = None,
+    ) -> None:
+        started = time.monotonic()
+        rid = request.request_id
+        key = rid.encode()
+        acks = _Acks()
+        total = plan.total if targets_total is None else targets_total
+        if announce:
+            accepted = Status.accepted(request, targets_total=total, collector=self.collector)
+            value = schemas.encode(accepted)
+            # Sent without waiting: the status partition keeps accepted before completed, and
+            # the completed status is only sent once this acknowledgement (and every result's)
+            # is in. With the ledger, the request's `running` entry goes in the same transaction.
+            if lane is not None:
+                records = [Out(self.topics.status, key, value), *(accepted_with or [])]
+                acks.add(lane.outbox.write(records))
+            else:
+                acks.add(out.publish(self.topics.status, key, value))
+            log.info(
+                "request accepted",
+                extra=_ids(request) | {"targets_total": total, "command": request.command},
             )
+
+        async def publish_result(result: Result, value: bytes) -> None:
+            if publish is not None:
+                await publish([Out(self.topics.results, key, value)], result)
+            else:
+                await out.publish(self.topics.results, key, value, request_id=rid, host=result.host)
             self.metrics.results.labels(result.status).inc()
 
         published: list[ResultStatus] = []
 
         async def on_result(result: Result) -> None:
             acks.check()  # Kafka refused a record for good: stop starting hosts
+            if renumber is not None:
+                result = renumber(result)
             result, value = self._encode_result(result)
             published.append(result.status)  # counted as published (a replacement may differ)
             acks.add(publish_result(result, value))
             _log_result(request, result)
 
         try:
-            await self.fanout.run(plan, on_result)
+            for result in before or ():
+                await on_result(result)
+            handed_over = await self.fanout.run(
+                plan, on_result, on_start=on_start, keep_starting=_keep_starting(lane)
+            )
             await acks.wait()
         except BaseException:
             await acks.cancel()
             raise
+        if handed_over:
+            if lane is not None:
+                lane.ledger.forget_running(rid)
+            raise HandedOver(f"request {rid}: hosts not started are left to the next owner")
         duration_ms = int((time.monotonic() - started) * 1000)
-        counts = StatusCounts.of(published)
+        counts = StatusCounts.of([*published, *(prior_statuses or [])])  # type: ignore[list-item]
         completed = Status.completed(
             request.request_id, counts, duration_ms=duration_ms, collector=self.collector
         )
-        await self.publisher.publish(self.topics.status, key, schemas.encode(completed))
+        completed_value = schemas.encode(completed)
+        if lane is not None:
+            closing = [lane.entry(item) for item in lane.ledger.finish(rid, _utcnow())]
+            await lane.outbox.write([Out(self.topics.status, key, completed_value), *closing])
+        else:
+            await out.publish(self.topics.status, key, completed_value)
         log.info(
             "request completed",
             extra=_ids(request)
@@ -190,30 +398,41 @@ class RequestHandler(Generic[H]):
             return replacement, schemas.encode(replacement)
 
     async def _refuse(
-        self, record: ConsumedRecord, exc: Exception, request: Request | None
+        self,
+        out: Publisher,
+        record: ConsumedRecord,
+        exc: Exception,
+        request: Request | None,
+        *,
+        reused: Request | None = None,
     ) -> Disposition:
-        request_id = request.request_id if request else schemas.peek_request_id(record.value)
+        if reused is not None:
+            request_id: str | None = reused.request_id
+        else:
+            request_id = request.request_id if request else schemas.peek_request_id(record.value)
         error = ErrorInfo.from_exception(exc)
-        await self._dead_letter(record, error, request_id)
+        await self._dead_letter(out, record, error, request_id)
         extra = {"request_id": request_id or "", "offset": record.offset, "error": str(exc)}
         log.warning("request refused", extra=extra)
         if request_id is None:
             self.metrics.requests.labels("dead_lettered").inc()
             return "dead_lettered"
+        # A reused id: the rejected status carries no request details, and says so, so that the
+        # stored request of the first record keeps its own (the sink ignores such statuses).
         rejected = Status.rejected(request_id, str(exc), collector=self.collector, request=request)
         value = schemas.encode(rejected)
-        await self.publisher.publish(self.topics.status, request_id.encode(), value)
+        await out.publish(self.topics.status, request_id.encode(), value)
         self.metrics.requests.labels("rejected").inc()
         return "rejected"
 
     async def _dead_letter(
-        self, record: ConsumedRecord, error: ErrorInfo, request_id: str | None
+        self, out: Publisher, record: ConsumedRecord, error: ErrorInfo, request_id: str | None
     ) -> None:
         letter = DeadLetter.of(
             record, error, stage="collector", instance=self.collector, request_id=request_id
         )
         try:
-            await self.publisher.publish(self.topics.dlq, record.key, schemas.encode(letter))
+            await out.publish(self.topics.dlq, record.key, schemas.encode(letter))
         except RecordTooLarge:
             # base64 makes a record near the topic's size limit too large for the DLQ: keep the
             # error and where the original is, which the source topic still holds.
@@ -227,8 +446,18 @@ class RequestHandler(Generic[H]):
                     message=error.message[: limits.MAX_ERROR_MESSAGE_CHARS - len(note)] + note,
                 ),
             )
-            await self.publisher.publish(self.topics.dlq, record.key, schemas.encode(smaller))
+            await out.publish(self.topics.dlq, record.key, schemas.encode(smaller))
         self.metrics.dead_letters.inc()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _keep_starting(lane: Lane | None) -> Callable[[], bool] | None:
+    if lane is None:
+        return None
+    return lambda: not lane.handing_over
 
 
 def _ids(item: Request | Result) -> dict[str, str]:

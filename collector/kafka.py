@@ -31,11 +31,18 @@ class Topics:
     results: str
     status: str
     dlq: str
+    ledger: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
-        """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`."""
-        return cls(prefix + "requests", prefix + "results", prefix + "status", prefix + "dlq")
+        """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`."""
+        return cls(
+            prefix + "requests",
+            prefix + "results",
+            prefix + "status",
+            prefix + "dlq",
+            prefix + "ledger",
+        )
 
 
 def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
@@ -66,18 +73,23 @@ def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
 
 def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
     """The producer for results, statuses and dead letters: acks=all, idempotent."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"fleetrun-collector-{settings.name}",
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=settings.max_message_bytes + _RECORD_OVERHEAD,
+    return AIOKafkaProducer(**producer_options(settings))
+
+
+def producer_options(settings: CollectorSettings) -> dict[str, Any]:
+    """What every collector producer shares (the outboxes add a transactional id)."""
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": f"fleetrun-collector-{settings.name}",
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_request_size": settings.max_message_bytes + _RECORD_OVERHEAD,
         # All results of a request share its partition, and the idempotent producer keeps one
         # batch in flight per partition: aiokafka's default 16 KiB batch (a handful of results)
         # made a big request crawl one round trip at a time until sends timed out and retried.
-        max_batch_size=settings.producer_batch_bytes,
-        linger_ms=5,  # results of one request finishing together share a batch
-    )
+        "max_batch_size": settings.producer_batch_bytes,
+        "linger_ms": 5,  # results of one request finishing together share a batch
+    }
 
 
 class Publisher(Protocol):

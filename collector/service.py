@@ -5,11 +5,14 @@ by pausing every partition (it keeps polling, so the group membership stays aliv
 highest contiguous finished offset per partition (OffsetTracker), and on SIGTERM stops fetching,
 lets in-flight work finish within the grace period, commits, and closes everything in order.
 
-Rebalance rule: when partitions are revoked, their in-flight requests get `rebalance_drain_s`
-to finish and their offsets are committed; requests still running then are cancelled (the
-executor kills their remote commands) and left uncommitted, so the new owner runs them again.
-Hosts of such a request that had already finished run twice in that abnormal case; the planned
-started/done ledger turns those into `outcome_unknown` instead.
+With the execution ledger (the default, collector.ledger), each owned requests partition has a
+lane: a transactional outbox and the partition's ledger, read to its end before the partition's
+first request is taken (collector.lanes). Rebalance and shutdown rule: no new host starts on a
+partition being handed over; running hosts get `rebalance_drain_s` (revocation) or the shutdown
+grace to finish and publish; then what still runs is cancelled (the executor kills the remote
+command). A request not finished stays uncommitted and its next owner resumes it from the ledger:
+hosts done are not run again, hosts started and not done get `outcome_unknown`, hosts never
+started run.
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
 from collector.handler import Disposition, RequestHandler
 from collector.kafka import KafkaPublisher, Topics, make_consumer, make_producer
+from collector.lanes import Lanes
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
+from collector.outbox import Fenced, HandedOver
 from collector.partitions import Partitions, format_offsets
 from collector.settings import CollectorSettings
 from schemas import ConsumedRecord
@@ -54,6 +59,7 @@ class Summary:
     outcomes: Counter[str] = field(default_factory=Counter)
     abandoned: int = 0  # requests in flight when the grace period ran out (redelivered later)
     revoked: int = 0  # requests cancelled by a rebalance (redelivered to the new owner)
+    handed_over: int = 0  # requests stopped with hosts not started (the next owner runs them)
     fatal: str | None = None
 
     @property
@@ -78,6 +84,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": _names(assigned)})
+        await self.service.on_assigned(assigned)
 
 
 class Collector(Generic[H]):
@@ -110,6 +117,9 @@ class Collector(Generic[H]):
             max_message_bytes=settings.max_message_bytes,
             default_user=settings.ssh_user,
         )
+        self.lanes: Lanes | None = (
+            Lanes(settings, self.topics, self.name) if settings.ledger else None
+        )
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.partitions = Partitions(self.consumer, self.tracker, metrics)
         self.summary = Summary()
@@ -126,6 +136,8 @@ class Collector(Generic[H]):
 
     def stop(self) -> None:
         """Ask the collector to stop (signal handlers call this); a second call skips the grace."""
+        if self.lanes is not None:
+            self.lanes.hand_over()  # no new host starts; running ones get the grace period
         if not self._stop.is_set():
             log.info("stop requested", extra={"inflight_requests": len(self._tasks)})
         elif not self._hurry:
@@ -162,6 +174,9 @@ class Collector(Generic[H]):
         except (KafkaError, TimeoutError, OSError) as exc:
             raise classify(exc, f"connecting to Kafka at {self.settings.kafka_bootstrap}") from exc
         await self._wait_for_topic(self.topics.requests)
+        if self.lanes is not None:
+            await self._wait_for_topic(self.topics.ledger)
+            await self._check_ledger_partitions()
         self.consumer.subscribe([self.topics.requests], listener=_Listener(self))
         self._running = True
         log.info(
@@ -194,6 +209,19 @@ class Collector(Generic[H]):
             await self._wait_wake(0.5)
             waited += 0.5
 
+    async def _check_ledger_partitions(self) -> None:
+        """The ledger must be co-partitioned with the requests topic, or refuse to start."""
+        requests = self.consumer.partitions_for_topic(self.topics.requests) or set()
+        ledger = self.consumer.partitions_for_topic(self.topics.ledger) or set()
+        if len(requests) != len(ledger):
+            raise CollectorError(
+                f"the ledger topic {self.topics.ledger} has {len(ledger)} partitions and "
+                f"{self.topics.requests} has {len(requests)}: they must have the same number "
+                "(the ledger of requests partition p is ledger partition p). Add partitions to "
+                "the ledger topic (kafka-topics.sh --alter --partitions N) and start again.",
+                retriable=False,
+            )
+
     # --- the loop ----------------------------------------------------------------------------
 
     async def _consume(self) -> None:
@@ -215,7 +243,8 @@ class Collector(Generic[H]):
                 batch = await self._poll(_POLL_MS, room)
                 for tp, records in batch.items():
                     for record in records:
-                        self._begin(tp, record)
+                        if not self._begin(tp, record):
+                            break
             if self.partitions.commit_due():
                 await self.partitions.commit()
             await self._housekeeping()
@@ -233,15 +262,26 @@ class Collector(Generic[H]):
         self._last_poll = time.monotonic()
         return batch
 
-    def _begin(self, tp: TopicPartition, record: ConsumedRecord) -> None:
+    def _begin(self, tp: TopicPartition, record: ConsumedRecord) -> bool:
+        lane = None
+        if self.lanes is not None:
+            lane = self.lanes.get(tp)
+            if lane is None or lane.handing_over:
+                # Fetched before its ledger was read (or while handing over): not taken. Seek
+                # back, so the record is fetched again once the lane is ready (or by the next
+                # owner), and take nothing more from this partition in this batch.
+                with contextlib.suppress(IllegalStateError):
+                    self.consumer.seek(tp, record.offset)
+                return False
         if not self.tracker.start(tp, record.offset):
-            return  # already handled in this assignment (a re-fetch after a seek)
+            return True  # already handled in this assignment (a re-fetch after a seek)
         task = asyncio.create_task(
-            self.handler.handle(record), name=f"request {tp}@{record.offset}"
+            self.handler.handle(record, lane), name=f"request {tp}@{record.offset}"
         )
         self._tasks[task] = _InFlight(tp, record.offset)
         task.add_done_callback(self._finished)
         self.metrics.inflight_requests.set(len(self._tasks))
+        return True
 
     def _finished(self, task: asyncio.Task[Disposition]) -> None:
         item = self._tasks.pop(task, None)
@@ -253,6 +293,14 @@ class Collector(Generic[H]):
         if exc is None:
             self.summary.outcomes[task.result()] += 1
             self.tracker.finish(item.tp, item.offset)
+            return
+        if isinstance(exc, HandedOver | Fenced):
+            # Left uncommitted on purpose: the partition's next owner resumes it.
+            self.summary.handed_over += 1
+            log.info(
+                "request handed over unfinished",
+                extra={"partition": item.tp.partition, "offset": item.offset, "why": str(exc)},
+            )
             return
         # Kafka refused our records for good (not retriable): stop rather than go on losing
         # output; the request stays uncommitted and another collector gets it.
@@ -281,11 +329,28 @@ class Collector(Generic[H]):
             return
         self._last_housekeeping = now
         await self.partitions.update_lag()  # open_connections is kept current by the pool
+        if self.lanes is not None:
+            await self.lanes.expire()
 
     # --- rebalance ---------------------------------------------------------------------------
 
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Lanes for new partitions; their requests wait until the ledger has been read."""
+        if self.lanes is None:
+            return
+        try:
+            await self.lanes.open(assigned)
+        except CollectorError as exc:
+            # Without its ledger a partition must not run anything: stop, and let the group
+            # give the partitions to a collector that can read it.
+            self.summary.fatal = str(exc)
+            log.error("ledger could not be read; stopping", extra={"error": str(exc)})
+            self.stop()
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Give revoked partitions' requests rebalance_drain_s, commit, hand back the rest."""
+        if self.lanes is not None:
+            self.lanes.hand_over(revoked)
         mine = [t for t, item in self._tasks.items() if item.tp in revoked]
         if mine:
             log.info(
@@ -299,6 +364,8 @@ class Collector(Generic[H]):
                 self.summary.revoked += len(pending)
                 await _cancel(pending)
         await self.partitions.commit(only=revoked)
+        if self.lanes is not None:
+            await self.lanes.close(revoked)
         abandoned = self.tracker.revoke(revoked)
         for tp in revoked:
             with contextlib.suppress(KeyError):
@@ -336,6 +403,8 @@ class Collector(Generic[H]):
             await _cancel(pending)
         if self._running:
             await self.partitions.commit()
+        if self.lanes is not None:
+            await self.lanes.close()
         await self._close_clients()
         log.info("collector stopped", extra=self._summary_fields())
 
@@ -372,6 +441,7 @@ class Collector(Generic[H]):
             **results,
             "abandoned": self.summary.abandoned,
             "revoked": self.summary.revoked,
+            "handed_over": self.summary.handed_over,
             **({"fatal": self.summary.fatal} if self.summary.fatal else {}),
         }
 
@@ -381,7 +451,10 @@ class Collector(Generic[H]):
         """Healthy when the loop runs and polls, and Kafka acknowledges what we publish."""
         poll_age = time.monotonic() - self._last_poll if self._last_poll else None
         polling = poll_age is not None and poll_age * 1000 < self.settings.max_poll_interval_ms
-        publishing = self.publisher.failing_for_s < self.settings.publish_timeout_s
+        failing_s, failing_error = self.publisher.failing_for_s, self.publisher.last_error
+        if self.lanes is not None:
+            failing_s, failing_error = self.lanes.failing()
+        publishing = failing_s < self.settings.publish_timeout_s
         ok = self._running and not self.stopping and polling and publishing
         details: dict[str, Any] = {
             "collector": self.name,
@@ -395,7 +468,7 @@ class Collector(Generic[H]):
             "paused_partitions": len(self.consumer.paused()) if self._running else 0,
         }
         if not publishing:
-            details["publish_error"] = self.publisher.last_error
+            details["publish_error"] = failing_error
         return ok, details
 
 

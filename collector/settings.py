@@ -49,6 +49,16 @@ class CollectorSettings(ServiceSettings):
         "the revoked partitions may finish (then they are cancelled "
         "and redelivered); keep below max_poll_interval_ms.",
     )
+    ledger: bool = Field(
+        default=True,
+        description="Keep the execution ledger (at most one run per host and request, one "
+        "request per id); off only to measure what it costs.",
+    )
+    ledger_retention_s: float = Field(
+        default=7 * 86400.0,
+        description="How long a finished request_id is remembered: the same id within it "
+        "never runs again.",
+    )
     publish_timeout_s: float = Field(
         default=60.0, description="Deadline for Kafka to acknowledge a published record (acks=all)."
     )

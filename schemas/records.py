@@ -144,6 +144,9 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
     max_output_bytes: MaxOutputBytes = limits.DEFAULT_MAX_OUTPUT_BYTES
     retries: Retries = limits.DEFAULT_RETRIES
     labels: Labels = {}
+    # Safe to run twice: a host whose outcome a crashed collector left unknown runs again (as
+    # attempt + 1) instead of being reported `outcome_unknown`.
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         check_patterns(self, _REQUEST_CHECKS)

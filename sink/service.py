@@ -89,6 +89,9 @@ class SinkService:
             client_id=f"fleetrun-sink-{s.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group stores what is already in the topics
+            # The collector writes in transactions: results of an aborted one (a collector that
+            # died mid-transaction) must never be stored.
+            isolation_level="read_committed",
             max_partition_fetch_bytes=s.max_partition_fetch_bytes,
             fetch_max_bytes=s.fetch_max_bytes,
             max_poll_records=s.max_poll_records,

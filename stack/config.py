@@ -10,7 +10,15 @@ KAFKA_VERSION = "4.4.0"  # keep in step with stack/pom.xml and docker-compose.ym
 
 # Topic name suffix -> partitions. Requests: the unit of collector parallelism. Results: the
 # widest stream (one record per host). Status and dead letters are small.
-TOPIC_PARTITIONS: dict[str, int] = {"requests": 6, "results": 12, "status": 6, "dlq": 3}
+TOPIC_PARTITIONS: dict[str, int] = {
+    "requests": 6,
+    "results": 12,
+    "status": 6,
+    "dlq": 3,
+    "ledger": 6,  # the collector's execution ledger: as many partitions as requests
+}
+# Topic settings beyond the broker's defaults: the ledger keeps the last entry per key.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {"ledger": {"cleanup.policy": "compact"}}
 
 # PostgreSQL server settings, the same in the local stack (pg_ctl -o, so an existing cluster
 # gets them at its next start) and in docker-compose.yml (tests/unit/test_compose.py checks).

@@ -8,7 +8,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from stack.config import KAFKA_VERSION, TOPIC_PARTITIONS, StackConfig
+from stack.config import KAFKA_VERSION, TOPIC_CONFIGS, TOPIC_PARTITIONS, StackConfig
 from stack.proc import (
     StackError,
     apt_install,
@@ -176,6 +176,7 @@ class Kafka:
                     self.cfg.kafka_bootstrap,
                     {self.cfg.topic_prefix + t: n for t, n in TOPIC_PARTITIONS.items()},
                     timeout_s=START_TIMEOUT_S,
+                    configs={self.cfg.topic_prefix + t: c for t, c in TOPIC_CONFIGS.items()},
                 )
             )
         except (StackError, TimeoutError) as exc:
@@ -184,8 +185,17 @@ class Kafka:
             ) from None
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: float) -> None:
-    """Create each topic (name -> partitions) that does not exist yet; idempotent."""
+async def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    *,
+    timeout_s: float,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Create each topic (name -> partitions) that does not exist yet; idempotent.
+
+    `configs`: topic settings (name -> {key: value}) for topics created here.
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -196,7 +206,12 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: fl
                 await admin.start()
                 existing = set(await admin.list_topics())
                 wanted = [
-                    NewTopic(name, num_partitions=n, replication_factor=1)
+                    NewTopic(
+                        name,
+                        num_partitions=n,
+                        replication_factor=1,
+                        topic_configs=(configs or {}).get(name, {}),
+                    )
                     for name, n in topics.items()
                     if name not in existing
                 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stack.config import TOPIC_PARTITIONS
+from stack.config import TOPIC_CONFIGS, TOPIC_PARTITIONS
 from stack.kafka import ensure_topics
 
 
@@ -20,7 +20,8 @@ async def create_topics(
 ) -> list[str]:
     """Create the fleetrun topics under `prefix`; return their names."""
     wanted = {prefix + name: n for name, n in (partitions or TOPIC_PARTITIONS).items()}
-    await ensure_topics(bootstrap, wanted, timeout_s=timeout_s)
+    configs = {prefix + name: c for name, c in TOPIC_CONFIGS.items()}
+    await ensure_topics(bootstrap, wanted, timeout_s=timeout_s, configs=configs)
     return list(wanted)
 
 

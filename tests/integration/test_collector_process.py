@@ -14,20 +14,23 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from collector.handler import OUTCOME_UNKNOWN
 from schemas import Request
 from stack.env import StackEnv
 from tests.support.collector import (
     collector_process,
     collector_settings,
     committed,
+    counted,
     counts_by_host,
     finished,
-    hangs_until_redelivered,
     read_until,
     request_partitions,
     running_collector,
+    runs,
     submit,
     wait_committed,
+    wait_runs,
 )
 from tests.support.kafka import Topics
 from tests.support.records import make_counts
@@ -40,25 +43,21 @@ def _request(command: str, **options: object) -> Request:
     return Request.new(principal="tests", command=command, targets=("@demo",), **options)
 
 
-async def test_sigterm_mid_request_loses_nothing_and_redelivers(
-    topics: Topics, tmp_path: Path, remote_tag: str
+async def test_sigterm_mid_request_loses_nothing_and_runs_nothing_twice(
+    topics: Topics, tmp_path: Path, remote_tag: str, stack_env: StackEnv
 ) -> None:
-    # A finishes within the grace period; B outlives it on its first delivery only (a marker per
-    # host, keyed by the sshd address it reached); C is still queued when SIGTERM arrives.
-    a = _request("sleep 3; echo A")
-    b = _request(hangs_until_redelivered("b", remote_tag))
-    c = _request("echo C")
+    # A finishes within the grace period; B outlives it and is cancelled (its remote commands
+    # killed); C is still queued when SIGTERM arrives. Every command counts its runs per host.
+    a = _request(counted("a", remote_tag, "sleep 3; echo A"))
+    b = _request(counted("b", remote_tag, "sleep 60"))
+    c = _request(counted("c", remote_tag, "echo C"))
     log = tmp_path / "collector.log"
     async with collector_process(
         topics.prefix, log, shutdown_grace_s=6, max_inflight_requests=2, id="first"
     ) as first:
         # One partition, in this order: A's offset can be committed while B's is still open.
         placed = await submit(topics.bootstrap, topics["requests"], [a, b, c], partition=0)
-        await read_until(
-            topics.bootstrap,
-            topics.prefix,
-            lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
-        )
+        await wait_runs(stack_env, remote_tag, ["a", "b"], 6)  # A and B running everywhere
         assert await first.terminate(timeout_s=40) == 0
     text = log.read_text()
     assert "abandoned=1" in text, text[-2000:]
@@ -84,11 +83,18 @@ async def test_sigterm_mid_request_loses_nothing_and_redelivers(
             topics["requests"],
             request_partitions(placed),
         )
-    for request, stdout in ((a, b"A\n"), (b, b"again\n"), (c, b"C\n")):
+    for request, name in ((a, "a"), (b, "b"), (c, "c")):
         results, _ = seen.for_request(request.request_id)
         assert counts_by_host(results) == dict.fromkeys(DEMO, 1), request.command
-        assert {(r.status, r.stdout_data) for r in results} == {("ok", stdout)}
         assert Counter(seen.states(request.request_id))["completed"] == 1
+        assert await runs(stack_env, name, remote_tag) == dict.fromkeys(DEMO, 1), name
+    assert {(r.status, r.stdout_data) for r in seen.for_request(a.request_id)[0]} == {
+        ("ok", b"A\n")
+    }
+    # B was started by `first` and never reported: the next owner says so and does not rerun it.
+    assert {
+        (r.status, r.error.type if r.error else None) for r in seen.for_request(b.request_id)[0]
+    } == {("error", OUTCOME_UNKNOWN)}
     assert {r.collector for r in seen.for_request(a.request_id)[0]} == {"first"}
     assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
 
@@ -166,22 +172,18 @@ async def test_two_collectors_in_one_group_handle_each_request_once(
 
 
 async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
-    topics: Topics, remote_tag: str
+    topics: Topics, remote_tag: str, stack_env: StackEnv
 ) -> None:
     # On revocation, A (a few seconds left) finishes within rebalance_drain_s and is committed;
-    # B (60 s on its first delivery) is cancelled, left uncommitted and runs again on the
-    # partition's next owner, where its per-host marker makes it finish at once.
-    a = _request("sleep 2; echo A")
-    b = _request(hangs_until_redelivered("rb", remote_tag))
+    # B (60 s) is cancelled and left uncommitted; the partition's next owner finds B's hosts
+    # started and not done in the ledger: outcome_unknown, never a second run.
+    a = _request(counted("ra", remote_tag, "sleep 2; echo A"))
+    b = _request(counted("rb", remote_tag, "sleep 60"))
     one = collector_settings(topics.prefix, id="one", rebalance_drain_s=4.0)
     two = collector_settings(topics.prefix, id="two", rebalance_drain_s=4.0)
     async with running_collector(one) as first:
         await submit(topics.bootstrap, topics["requests"], [a, b], partition=0)
-        await read_until(
-            topics.bootstrap,
-            topics.prefix,
-            lambda s: "accepted" in s.states(a.request_id) and "accepted" in s.states(b.request_id),
-        )
+        await wait_runs(stack_env, remote_tag, ["ra", "rb"], 6)
         async with running_collector(two):  # joining the group revokes everything from `one`
             seen = await read_until(
                 topics.bootstrap,
@@ -198,18 +200,19 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
     assert {r.stdout_data for r in results_a} == {b"A\n"}
     assert {r.collector for r in results_a} == {"one"}  # drained, not handed over
     assert counts_by_host(results_b) == dict.fromkeys(DEMO, 1)
-    assert {r.stdout_data for r in results_b} == {b"again\n"}
-    assert Counter(seen.states(b.request_id)) == {"accepted": 2, "completed": 1}
+    assert {r.error.type if r.error else None for r in results_b} == {OUTCOME_UNKNOWN}
+    assert Counter(seen.states(b.request_id)) == {"accepted": 1, "completed": 1}
+    assert await runs(stack_env, "rb", remote_tag) == dict.fromkeys(DEMO, 1)
 
 
-async def test_a_second_sigterm_skips_the_grace_period(topics: Topics, tmp_path: Path) -> None:
-    request = _request("sleep 30")
+async def test_a_second_sigterm_skips_the_grace_period(
+    topics: Topics, tmp_path: Path, remote_tag: str, stack_env: StackEnv
+) -> None:
+    request = _request(counted("s2", remote_tag, "sleep 30"))
     log = tmp_path / "collector.log"
     async with collector_process(topics.prefix, log, shutdown_grace_s=120) as sub:
         await submit(topics.bootstrap, topics["requests"], [request])
-        await read_until(
-            topics.bootstrap, topics.prefix, lambda s: bool(s.states(request.request_id))
-        )
+        await wait_runs(stack_env, remote_tag, ["s2"], 3)  # running on every host
         sub.proc.send_signal(signal.SIGTERM)
         await sub.wait_log("draining in-flight requests")
         # The remote commands are killed and the collector exits well before 120 s.

@@ -152,6 +152,7 @@ async def read_until(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # what every consumer of the collector's topics sees
     )
     seen = Seen()
     await consumer.start()
@@ -249,6 +250,38 @@ async def ssh_all(env: StackEnv, cmd: str) -> dict[str, str]:
         )
     )
     return {h.name: out for h, out in zip(env.ssh_hosts, outs, strict=True)}
+
+
+def counted(name: str, tag: str, then: str) -> str:
+    """A command that appends a line to a per-host marker before running `then`, so that
+    `runs()` can count real executions: /tmp/fleetrun-{name}-{tag}-<sshd address reached>."""
+    return f"set -- $SSH_CONNECTION; echo run >> /tmp/fleetrun-{name}-{tag}-$3; {then}"
+
+
+async def runs(env: StackEnv, name: str, tag: str) -> dict[str, int]:
+    """How many times a `counted` command started on each of the stack's sshd hosts."""
+    out = await ssh_all(
+        env,
+        f"set -- $SSH_CONNECTION; m=/tmp/fleetrun-{name}-{tag}-$3; "
+        'if [ -e "$m" ]; then wc -l < "$m"; else echo 0; fi',
+    )
+    return {host: int(text.strip() or 0) for host, text in out.items()}
+
+
+async def wait_runs(
+    env: StackEnv, tag: str, names: Iterable[str], total: int, timeout_s: float = 30.0
+) -> None:
+    """Until `counted` commands `names` have started `total` times in all (fails after
+    `timeout_s`)."""
+    names = list(names)
+    async with asyncio.timeout(timeout_s):
+        while True:
+            started = 0
+            for name in names:
+                started += sum((await runs(env, name, tag)).values())
+            if started >= total:
+                return
+            await asyncio.sleep(0.1)
 
 
 def hangs_until_redelivered(name: str, tag: str) -> str:

@@ -40,6 +40,7 @@ async def consume_n(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     out: list[tuple[bytes | None, bytes]] = []

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 import schemas
 from collector.fanout import (
     ERROR_STATUSES,
-    AboutToStart,
     FanOut,
+    OnStart,
     gate,
     plan_request,
 )
+from collector.outbox import HandedOver
 from schemas import RESULT_STATUSES, Request, Result, ResultStatus, StatusCounts, TargetError
 from tests.support.fakes import FakeExecutor, FakeHost, FakeInventory
 from tests.support.records import T0, make_counts, make_request
@@ -37,7 +38,7 @@ async def _run(
     executor: FakeExecutor,
     *,
     now: datetime = T0,
-    about_to_start: AboutToStart[FakeHost] | None = None,
+    on_start: OnStart[FakeHost] | None = None,
 ) -> tuple[list[Result], StatusCounts]:
     results: list[Result] = []
 
@@ -45,8 +46,8 @@ async def _run(
         results.append(result)
 
     plan = plan_request(request, FakeInventory())
-    fan = FanOut(executor, collector="c1", clock=lambda: now, about_to_start=about_to_start)
-    await asyncio.wait_for(fan.run(plan, collect), timeout=5)
+    fan = FanOut(executor, collector="c1", clock=lambda: now)
+    await asyncio.wait_for(fan.run(plan, collect, on_start=on_start), timeout=5)
     return results, StatusCounts.of(r.status for r in results)
 
 
@@ -218,15 +219,47 @@ async def test_a_publish_failure_stops_the_request() -> None:
     assert ex.running == 0  # the held host was cancelled, not left behind
 
 
-async def test_about_to_start_is_called_for_each_host_that_runs() -> None:
-    seen: list[tuple[str, str, int]] = []
+async def test_on_start_is_called_for_each_host_that_runs() -> None:
+    seen: list[tuple[str, int]] = []
 
-    async def about_to_start(request: Request, host: FakeHost, attempt: int) -> None:
-        seen.append((request.request_id, host.name, attempt))
+    async def on_start(host: FakeHost, attempt: int) -> None:
+        seen.append((host.name, attempt))
 
     ex = FakeExecutor(statuses={"web1": "failed"})
-    await _run(_request(max_errors=0, concurrency=1), ex, about_to_start=about_to_start)
-    assert [(h, a) for _, h, a in seen] == [("web1", 1)]  # skipped hosts never get to start
+    await _run(_request(max_errors=0, concurrency=1), ex, on_start=on_start)
+    assert seen == [("web1", 1)]  # skipped hosts never get to start
+
+
+async def test_hand_over_leaves_hosts_not_started_without_a_result() -> None:
+    # The ledger refuses to start web3 (the partition is being handed over): web1 and web2
+    # keep their results, web3 and web4 get none, and run() says it handed over.
+    async def on_start(host: FakeHost, attempt: int) -> None:
+        if host.name == "web3":
+            raise HandedOver("handing over")
+
+    results: list[Result] = []
+
+    async def collect(result: Result) -> None:
+        results.append(result)
+
+    plan = plan_request(_request(concurrency=1), FakeInventory())
+    fan = FanOut(FakeExecutor(), collector="c1", clock=lambda: T0)
+    handed_over = await asyncio.wait_for(fan.run(plan, collect, on_start=on_start), 5)
+    assert handed_over
+    assert [r.host for r in results] == ["web1", "web2"]
+
+
+async def test_keep_starting_false_starts_nothing_more() -> None:
+    ex = FakeExecutor()
+    plan = plan_request(_request(concurrency=1), FakeInventory())
+    fan = FanOut(ex, collector="c1", clock=lambda: T0)
+    collected: list[Result] = []
+
+    async def collect(result: Result) -> None:
+        collected.append(result)
+
+    assert await fan.run(plan, collect, keep_starting=lambda: not collected)
+    assert [r.host for r in collected] == ["web1"]
 
 
 @settings(max_examples=80, deadline=None)

@@ -27,6 +27,7 @@ from stack.config import (
     KAFKA_VERSION,
     PG_SERVER_SETTINGS,
     SSH_HOST_NAMES,
+    TOPIC_CONFIGS,
     TOPIC_PARTITIONS,
     StackConfig,
 )
@@ -313,6 +314,12 @@ def test_topics_created_match_the_local_stack(project: dict[str, Any], cfg: Stac
     # `$${spec%%:*}` in the file: the shell, not Compose, expands it.
     assert f'--topic "{cfg.topic_prefix}${{spec%%:*}}"' in script
     assert '--partitions "${spec##*:}"' in script
+    for name, config in TOPIC_CONFIGS.items():  # the ledger is compacted in both stacks
+        for key, value in config.items():
+            assert (
+                f"--entity-name {cfg.topic_prefix}{name} --add-config {key}={value}"
+                in script.replace("\\\n", " ").replace("  ", " ")
+            ), script
 
 
 def test_postgres_matches_the_local_dsn(project: dict[str, Any], cfg: StackConfig) -> None:

@@ -1,0 +1,180 @@
+"""The lanes of the requests partitions this collector owns: outbox + replayed ledger each.
+
+On assignment, for each new partition: start its transactional outbox (which fences the
+previous owner and aborts what it left open), then read its ledger partition to the end
+(read_committed), and only then let the service take requests from it. On revocation or
+shutdown: stop starting hosts, let the service drain, then close the outboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from collector.errors import CollectorError, classify
+from collector.handler import Lane
+from collector.kafka import Topics, producer_options
+from collector.ledger import LedgerError, PartitionLedger
+from collector.outbox import Out, Outbox
+from collector.settings import CollectorSettings
+
+log = logging.getLogger("fleetrun.collector.ledger")
+
+_REPLAY_TIMEOUT_S: Final = 120.0
+_EXPIRY_EVERY_S: Final = 60.0
+
+
+def transactional_id(settings: CollectorSettings, topics: Topics, partition: int) -> str:
+    """One id per requests partition and group: its next owner fences the previous one."""
+    return f"{settings.group_id}.{topics.requests}.{partition}"
+
+
+class Lanes:
+    """Outboxes and ledgers of the owned requests partitions."""
+
+    def __init__(self, settings: CollectorSettings, topics: Topics, collector: str) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.collector = collector
+        self.lanes: dict[TopicPartition, Lane] = {}
+        self._last_expiry = time.monotonic()
+
+    def get(self, tp: TopicPartition) -> Lane | None:
+        return self.lanes.get(tp)
+
+    async def open(self, assigned: Iterable[TopicPartition]) -> None:
+        """Outbox first (fencing), then the ledger read to its end, for each new partition."""
+        new = sorted((tp for tp in assigned if tp not in self.lanes), key=lambda t: t.partition)
+        if not new:
+            return
+        started = time.monotonic()
+        outboxes: dict[TopicPartition, Outbox] = {}
+        ledgers = {tp: PartitionLedger(tp.partition, collector=self.collector) for tp in new}
+        for tp in new:
+            outbox = Outbox(
+                self._producer_factory(tp.partition),
+                name=f"{self.topics.requests}[{tp.partition}]",
+            )
+            await outbox.start()
+            outboxes[tp] = outbox
+        await self._replay(ledgers)
+        for tp in new:
+            lane = Lane(outboxes[tp], ledgers[tp], self.topics.ledger)
+            outboxes[tp].set_mark_encoder(lane.encode_marks)
+            self.lanes[tp] = lane
+        log.info(
+            "ledger read",
+            extra={
+                "partitions": ",".join(str(tp.partition) for tp in new),
+                "records": sum(ledger.replayed for ledger in ledgers.values()),
+                "requests": sum(len(ledger.requests) for ledger in ledgers.values()),
+                "unfinished": sum(
+                    1
+                    for ledger in ledgers.values()
+                    for prior in ledger.requests.values()
+                    if not prior.completed
+                ),
+                "took_ms": int((time.monotonic() - started) * 1000),
+            },
+        )
+
+    def hand_over(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """No new host starts on these partitions (all when None) from now on."""
+        for tp, lane in self.lanes.items():
+            if tps is None or tp in set(tps):
+                lane.handing_over = True
+
+    async def close(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Commit what the outboxes still hold, then close them."""
+        chosen = list(self.lanes) if tps is None else [tp for tp in tps if tp in self.lanes]
+        lanes = [self.lanes.pop(tp) for tp in chosen]
+        await asyncio.gather(*(lane.outbox.close() for lane in lanes), return_exceptions=True)
+
+    async def expire(self) -> None:
+        """Tombstone request entries past the retention (a request_id may then run again)."""
+        if time.monotonic() - self._last_expiry < _EXPIRY_EVERY_S:
+            return
+        self._last_expiry = time.monotonic()
+        retention = timedelta(seconds=self.settings.ledger_retention_s)
+        now = datetime.now(UTC)
+        for lane in list(self.lanes.values()):
+            keys = lane.ledger.expired(now, retention)
+            if keys:
+                records = [lane.entry((key, None)) for key in keys]
+                try:
+                    await lane.outbox.write(records)
+                except CollectorError as exc:
+                    log.warning("ledger expiry not written", extra={"error": str(exc)})
+
+    def failing(self) -> tuple[float, str | None]:
+        """How long the longest-failing outbox has been failing, and its last error."""
+        worst, error = 0.0, None
+        now = time.monotonic()
+        for lane in self.lanes.values():
+            since = lane.outbox.failing_since
+            if since is not None and now - since > worst:
+                worst, error = now - since, lane.outbox.last_error
+        return worst, error
+
+    def _producer_factory(self, partition: int) -> _ProducerFactory:
+        return _ProducerFactory(
+            self.settings, transactional_id(self.settings, self.topics, partition)
+        )
+
+    async def _replay(self, ledgers: dict[TopicPartition, PartitionLedger]) -> None:
+        tps = {TopicPartition(self.topics.ledger, tp.partition): ledgers[tp] for tp in ledgers}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id=f"fleetrun-collector-{self.collector}-ledger",
+        )
+        try:
+            async with asyncio.timeout(_REPLAY_TIMEOUT_S):
+                await consumer.start()
+                consumer.assign(list(tps))
+                await consumer.seek_to_beginning(*tps)
+                # read_committed: the end is the last stable offset; the previous owner's open
+                # transaction was aborted by this collector's outbox start (same id).
+                ends = await consumer.end_offsets(list(tps))
+                remaining = {tp for tp in tps if ends[tp] > 0}
+                while remaining:
+                    batch = await consumer.getmany(*remaining, timeout_ms=500)
+                    for tp, records in batch.items():
+                        for record in records:
+                            try:
+                                tps[tp].apply(record.key, record.value)
+                            except LedgerError as exc:
+                                log.error("ledger record ignored", extra={"error": str(exc)})
+                    for tp in list(remaining):
+                        if await consumer.position(tp) >= ends[tp]:
+                            remaining.discard(tp)
+        except (KafkaError, TimeoutError) as exc:
+            raise classify(exc, f"reading the ledger {self.topics.ledger}") from exc
+        finally:
+            await consumer.stop()
+
+
+class _ProducerFactory:
+    """Builds the transactional producer of one partition (again, after a fatal error)."""
+
+    def __init__(self, settings: CollectorSettings, txn_id: str) -> None:
+        self.settings = settings
+        self.txn_id = txn_id
+
+    def __call__(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **producer_options(self.settings),
+            transactional_id=self.txn_id,
+        )
+
+
+__all__ = ["Lanes", "Out", "transactional_id"]

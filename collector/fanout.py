@@ -9,8 +9,9 @@ raises when the caller's `on_result` does (the results cannot be published) or w
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
@@ -53,6 +54,10 @@ class HostLike(Protocol):
     def port(self) -> int: ...
     @property
     def user(self) -> str: ...
+    @property
+    def address(self) -> str: ...  # what the collector connects to (not how it was spelt)
+    @property
+    def jump(self) -> HostLike | None: ...  # the host it is reached through, if any
 
 
 H = TypeVar("H", bound=HostLike)
@@ -106,16 +111,64 @@ class Plan(Generic[H]):
 def plan_request(
     request: Request, resolver: Resolver[H], *, max_targets: int = limits.MAX_TARGETS
 ) -> Plan[H]:
-    """Expand the request's targets and resolve each; raises TargetError on bad targets."""
+    """Expand the request's targets and resolve each; raises TargetError on bad targets.
+
+    Targets that reach the same endpoint (see `endpoint_key`) are one host: it is planned
+    once, under its first spelling in target order, so it runs once and counts once.
+    """
     targets = expand_targets(request.targets, resolver.groups, max_targets=max_targets)
     hosts: list[PlannedHost[H]] = []
+    first: dict[Hashable, PlannedHost[H]] = {}
+    merged: list[str] = []
     for target in targets:
-        try:
-            hosts.append(PlannedHost(target, resolver.resolve(target)))
-        except Exception as exc:  # a per-host configuration problem is that host's result
-            hosts.append(PlannedHost(target, None, ErrorInfo.from_exception(exc)))
+        planned = _resolve(resolver, target)
+        kept = first.setdefault(endpoint_key(planned), planned)
+        if kept is planned:
+            hosts.append(planned)
+        else:
+            merged.append(f"{target} = {kept.target}")
+    if merged:
+        log.info(
+            "targets that reach the same host run once, under their first spelling",
+            extra={"request_id": request.request_id, "merged": ", ".join(merged[:20])},
+        )
     expires_at = None if request.expires_at is None else parse_timestamp(request.expires_at)
     return Plan(request, tuple(hosts), request.error_budget(len(hosts)), expires_at)
+
+
+def _resolve(resolver: Resolver[H], target: Target) -> PlannedHost[H]:
+    try:
+        return PlannedHost(target, resolver.resolve(target))
+    except Exception as exc:  # a per-host configuration problem is that host's result
+        return PlannedHost(target, None, ErrorInfo.from_exception(exc))
+
+
+def endpoint_key(planned: PlannedHost[H]) -> Hashable:
+    """What makes two targets one host: where the collector would really connect.
+
+    A resolved target is its (address, port, user), and those of the jump hosts it is reached
+    through: the same private address behind two bastions is two machines. An unresolvable
+    target has no address, so its spelling (name, port, user) is all there is to compare.
+    """
+    if planned.host is None:
+        t = planned.target
+        return ("unresolved", t.name, t.port or DEFAULT_PORT, t.user)
+    route: list[tuple[str, int, str]] = []
+    hop: HostLike | None = planned.host
+    while hop is not None:
+        route.append((_canonical_address(hop.address), hop.port, hop.user))
+        hop = hop.jump
+    return tuple(route)
+
+
+def _canonical_address(address: str) -> str:
+    """One spelling per address: IPs in their compressed form, DNS names lower-case and
+    without the root dot (names are compared as written: resolving them is the connect's job,
+    and what a name resolves to may change between planning and connecting)."""
+    try:
+        return ipaddress.ip_address(address.strip("[]")).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
 
 
 def counts_as_error(status: ResultStatus) -> bool:

@@ -7,8 +7,9 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError, local_stack_hint
@@ -24,6 +25,14 @@ from schemas import (
     known,
 )
 
+HostKey = tuple[str, int, str]  # (host, port, user): one name may be two endpoints
+
+# After the completed status, how long results it counts may still take to reach this reader.
+# The collector publishes completed only once every result is acknowledged, so they are in the
+# log already; reading stops sooner once the reader is at the point where the log ended when
+# completed was read. Only an open transaction (a stalled collector's) can hold them back longer.
+CATCH_UP_S: Final = 10.0
+
 
 @dataclass(slots=True)
 class Progress:
@@ -31,19 +40,50 @@ class Progress:
 
     request_id: str
     total: int | None = None  # from the accepted (or completed) status
-    results: dict[str, Result] = field(default_factory=dict)  # host -> final result
+    results: dict[HostKey, Result] = field(default_factory=dict)  # final result per host
+    accepted: bool = False
     completed: Status | None = None
     rejected: Status | None = None
 
     @property
+    def expected(self) -> int | None:
+        """How many results to expect: the completed counts, else the accepted total."""
+        counts = None if self.completed is None else known(self.completed.counts)
+        return counts.total if counts is not None else self.total
+
+    @property
+    def missing(self) -> int:
+        """Results the completed status counts that were not read (0 before completed)."""
+        if self.completed is None or self.expected is None:
+            return 0
+        return max(0, self.expected - len(self.results))
+
+    @property
     def done(self) -> bool:
+        """Nothing more to wait for: rejected, or completed with every result it counts."""
         if self.rejected is not None:
             return True
-        return (
-            self.completed is not None
-            and self.total is not None
-            and len(self.results) >= self.total
-        )
+        return self.completed is not None and self.missing == 0
+
+    def add(self, result: Result) -> None:
+        """Keep a host's final result. A host that answers again (a later attempt, after a
+        collector handed its partition over) replaces its earlier answer. Keyed by endpoint,
+        not name: `h:22` and `h:2200` are two hosts."""
+        host = (result.host, result.port, result.user)
+        old = self.results.get(host)
+        if old is None or result.attempt >= old.attempt:
+            self.results[host] = result
+
+    def apply(self, status: Status) -> None:
+        """Fold in a status record of this request."""
+        if status.state == "accepted":
+            self.accepted = True
+            self.total = known(status.targets_total)
+        elif status.state == "completed":
+            self.completed = status
+            self.total = known(status.targets_total)
+        else:
+            self.rejected = status
 
 
 def _unavailable(settings: CliSettings, exc: BaseException) -> CliError:
@@ -75,7 +115,11 @@ class Follower:
             enable_auto_commit=False,
             request_timeout_ms=int(settings.kafka_timeout_s * 1000),
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            # Collectors publish in Kafka transactions: an aborted attempt's results are never
+            # shown, and a result shows only once its transaction is committed.
+            isolation_level="read_committed",
         )
+        self._results: list[TopicPartition] = []
 
     async def start(self) -> None:
         """Connect and pin every partition's position at its end, before the request exists."""
@@ -98,6 +142,7 @@ class Follower:
                             "check FLEETRUN_TOPIC_PREFIX or create the topics (`make stack-up`)"
                         )
                     tps += [TopicPartition(topic, p) for p in parts]
+                self._results = [tp for tp in tps if tp.topic == s.topic_prefix + "results"]
                 self.consumer.assign(tps)
                 await self.consumer.seek_to_end(*tps)
                 for tp in tps:
@@ -121,15 +166,30 @@ class Follower:
         progress: Progress,
         on_update: Callable[[Progress, Result | None], None],
         *,
-        deadline: float | None,
+        deadline: Callable[[Progress], float],
+        catch_up_s: float = CATCH_UP_S,
     ) -> Progress:
-        """Fold records for `progress.request_id` into it until done or the monotonic deadline."""
+        """Fold records for `progress.request_id` into it until it is done, or its completed
+        status has been read with everything published before it (at most `catch_up_s` more),
+        or the monotonic `deadline(progress)` passes (it may move as the request is accepted).
+        """
         key = progress.request_id.encode()
         results_topic = self.settings.topic_prefix + "results"
+        catch_up: _CatchUp | None = None
         while not progress.done:
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if progress.completed is not None:
+                if catch_up is None:
+                    catch_up = await self._catch_up_point(now + catch_up_s)
+                if now >= catch_up.until or await self._caught_up(catch_up):
+                    break
+            until = deadline(progress)
+            if catch_up is not None:
+                until = min(until, catch_up.until)
+            if now >= until:
                 break
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=1000)
+            wait_ms = max(1, min(200, int((until - now) * 1000)))
+            batch = await self._getmany(wait_ms)
             for tp, records in batch.items():
                 for rec in records:
                     if rec.key != key or rec.value is None:
@@ -137,31 +197,58 @@ class Follower:
                     try:
                         if tp.topic == results_topic:
                             result = decode_result(rec.value)
-                            _keep(progress, result)
+                            progress.add(result)
                             on_update(progress, result)
                         else:
-                            _apply_status(progress, decode_status(rec.value))
+                            progress.apply(decode_status(rec.value))
                             on_update(progress, None)
                     except SchemaError:
                         continue  # the sink dead-letters bad records; the CLI just reads on
         return progress
 
+    async def _getmany(self, wait_ms: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        try:
+            async with asyncio.timeout(self.settings.kafka_timeout_s + wait_ms / 1000):
+                batch: dict[TopicPartition, list[ConsumerRecord]] = await self.consumer.getmany(
+                    timeout_ms=wait_ms, max_records=1000
+                )
+                return batch
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise _unavailable(self.settings, exc) from None
 
-def _keep(progress: Progress, result: Result) -> None:
-    # In the abnormal case of a redelivered request a host can answer twice; keep the later attempt.
-    old = progress.results.get(result.host)
-    if old is None or result.attempt >= old.attempt:
-        progress.results[result.host] = result
+    async def _catch_up_point(self, until: float) -> _CatchUp:
+        """Where the results partitions end now: every result the collector counted in its
+        completed status was acknowledged before that status, so it lies before this point."""
+        try:
+            async with asyncio.timeout(max(0.0, until - time.monotonic())):
+                ends = await self.consumer.end_offsets(self._results)
+        except (KafkaError, TimeoutError, OSError):
+            ends = None  # then only the time bound applies
+        return _CatchUp(ends, until)
+
+    async def _caught_up(self, catch_up: _CatchUp) -> bool:
+        if catch_up.ends is None:
+            return False
+        try:
+            async with asyncio.timeout(max(0.0, catch_up.until - time.monotonic())):
+                for tp, end in catch_up.ends.items():
+                    if await self.consumer.position(tp) < end:
+                        return False
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        # A read_committed end offset stops at the first open transaction: committed results
+        # written after it are only readable once it ends, so keep reading until the time bound.
+        for tp in catch_up.ends:
+            stable, high = self.consumer.last_stable_offset(tp), self.consumer.highwater(tp)
+            if stable is not None and high is not None and 0 <= stable < high:
+                return False
+        return True
 
 
-def _apply_status(progress: Progress, status: Status) -> None:
-    if status.state == "accepted":
-        progress.total = known(status.targets_total)
-    elif status.state == "completed":
-        progress.completed = status
-        progress.total = known(status.targets_total)
-    else:
-        progress.rejected = status
+@dataclass(frozen=True, slots=True)
+class _CatchUp:
+    ends: dict[TopicPartition, int] | None  # results partitions' end offsets at completed
+    until: float  # monotonic time after which missing results are not waited for
 
 
 async def _send(settings: CliSettings, producer: AIOKafkaProducer, request: Request) -> None:

@@ -72,14 +72,18 @@ def run(
         str | None, typer.Option(help="Skip hosts not started within this time (10m).")
     ] = None,
     wait_timeout: Annotated[
-        str | None, typer.Option(help="Stop waiting after this long (the request continues).")
+        str | None,
+        typer.Option(
+            help="Stop waiting after this long (the request continues); default: as long as "
+            "the request can take (its timeouts, in waves of --concurrency), at least 10m."
+        ),
     ] = None,
     request_id: Annotated[
         str | None, typer.Option(help="Use this UUID as the request id (default: a new one).")
     ] = None,
 ) -> None:
     """Submit COMMAND for the targets; with --wait show progress, then hosts grouped by output."""
-    from fleetrun.cli.run import RunOptions, build_request, parse_duration_s, run_and_wait
+    from fleetrun.cli.run import RunOptions, build_request, parse_wait_timeout_s, run_and_wait
 
     cfg = settings()
     opts = RunOptions(
@@ -97,7 +101,7 @@ def run(
         request_id=request_id,
     )
     request = build_request(opts, cfg.who)
-    wait_s = parse_duration_s(wait_timeout, "--wait-timeout") if wait_timeout else None
+    wait_s = None if wait_timeout is None else parse_wait_timeout_s(wait_timeout)
     try:
         code = asyncio.run(
             run_and_wait(

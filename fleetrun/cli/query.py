@@ -179,8 +179,12 @@ async def show_results(
 
 async def show_status(settings: CliSettings, request_id: str) -> str:
     """The request's state, who asked what, and its counts per status."""
+    counted = ", ".join(f"q.count_{s}" for s in RESULT_STATUSES)
     rows = await _fetch(
-        settings, "SELECT * FROM request_summary WHERE request_id = $1", uuid.UUID(request_id)
+        settings,
+        f"SELECT s.*, {counted} FROM request_summary AS s "  # noqa: S608 (column names only)
+        "LEFT JOIN requests AS q USING (request_id) WHERE s.request_id = $1",
+        uuid.UUID(request_id),
     )
     if not rows:
         raise CliError(
@@ -188,7 +192,17 @@ async def show_status(settings: CliSettings, request_id: str) -> str:
             "collector accepts it",
             EXIT_NOT_FOUND,
         )
-    row = rows[0]
+    return render_status(request_id, rows[0])
+
+
+def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> str:
+    """`fleetrun status` text from a request_summary row plus the completed status's counts.
+
+    `hosts` counts the stored results. Once completed, the collector's own counts are the
+    request's outcome; when the stored results do not add up to them (still on their way to
+    the sink, dead-lettered, or two endpoints reported under one host name, which the stored
+    views show as one host), a `counted` line says what the collector counted.
+    """
     counts = ", ".join(f"{row[s]} {s}" for s in RESULT_STATUSES if row[s])
     lines = [
         f"request   {request_id}",
@@ -197,14 +211,27 @@ async def show_status(settings: CliSettings, request_id: str) -> str:
         f"targets   {' '.join(row['targets'] or [])}",
         f"principal {row['principal']}",
         f"submitted {row['submitted_at']}",
-        f"hosts     {row['hosts_reported']}/{row['targets_total']} reported"
+        f"hosts     {row['hosts_reported']}/{_or_unknown(row['targets_total'])} reported"
         + (f": {counts}" if counts else ""),
     ]
+    counted = {s: row.get(f"count_{s}") for s in RESULT_STATUSES}
+    if row["state"] == "completed" and all(n is not None for n in counted.values()):
+        stored = {s: row[s] for s in RESULT_STATUSES}
+        if counted != stored:
+            text = ", ".join(f"{n} {s}" for s, n in counted.items() if n) or "no hosts"
+            lines.append(
+                f"counted   {text} (by the collector; stored results differ: still on their "
+                "way, dead-lettered, or one host name for two endpoints)"
+            )
     if row["reject_reason"]:
         lines.append(f"rejected  {row['reject_reason']}")
     if row["duration"] is not None:
         lines.append(f"duration  {row['duration'].total_seconds():.3f} s")
     return "\n".join(lines)
+
+
+def _or_unknown(value: object) -> str:
+    return "?" if value is None else str(value)
 
 
 async def show_requests(settings: CliSettings, limit: int) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Final
 
 import msgspec
 from rich.console import Console
@@ -29,9 +31,11 @@ from schemas import (
     Request,
     Result,
     SchemaError,
+    StatusCounts,
     check_targets,
     encode,
     format_timestamp,
+    known,
     parse_timestamp,
 )
 
@@ -45,6 +49,17 @@ def parse_duration_s(text: str, option: str) -> float:
     if match is None:
         raise CliError(f"{option} {text!r}: expected a duration like 30s, 15m or 2h")
     return float(match.group(1)) * _UNITS_S[match.group(2) or "s"]
+
+
+def parse_wait_timeout_s(text: str) -> float:
+    """--wait-timeout: a positive duration (waiting has an end; there is no "forever")."""
+    seconds = parse_duration_s(text, "--wait-timeout")
+    if seconds <= 0:
+        raise CliError(
+            f"--wait-timeout {text!r}: expected a positive duration like 30s or 2h "
+            "(without --wait, `run` does not wait at all)"
+        )
+    return seconds
 
 
 def parse_pairs(items: list[str], option: str) -> dict[str, str]:
@@ -128,15 +143,54 @@ def build_request(opts: RunOptions, principal: str) -> Request:
     return request
 
 
+# `run --wait` without --wait-timeout waits as long as the request can take once it runs (see
+# `default_wait_s`), and never less than this: a collector may be busy with other requests.
+DEFAULT_WAIT_FLOOR_S: Final = 600.0
+# Beyond the request's own deadlines: queueing behind other requests, publishing, reading.
+WAIT_MARGIN_S: Final = 60.0
+
+
+def default_wait_s(request: Request, targets_total: int | None) -> float:
+    """How long `run --wait` waits unless told: every host's worst case, in waves of the
+    request's concurrency, plus a margin; at least DEFAULT_WAIT_FLOOR_S. `targets_total` comes
+    with the accepted status; before it, one wave is assumed."""
+    waves = math.ceil((targets_total or 1) / request.concurrency)
+    worst_host_s = request.connect_timeout_s * (request.retries + 1) + request.timeout_s
+    return max(DEFAULT_WAIT_FLOOR_S, waves * worst_host_s + WAIT_MARGIN_S)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitLimit:
+    """When `run --wait` stops waiting: --wait-timeout after the start, or the default."""
+
+    request: Request
+    started: float  # time.monotonic() when waiting began
+    fixed_s: float | None = None  # --wait-timeout
+
+    def seconds(self, progress: RequestProgress) -> float:
+        if self.fixed_s is not None:
+            return self.fixed_s
+        return default_wait_s(self.request, progress.total)
+
+    def deadline(self, progress: RequestProgress) -> float:
+        """The monotonic time to stop at; the default one moves once the total is known."""
+        return self.started + self.seconds(progress)
+
+
 def exit_code_for(progress: RequestProgress) -> int:
-    """0 only if every host is ok; 3 when rejected; 4 when waiting gave up first."""
+    """0 only if every host is ok; 3 when rejected; 4 when waiting gave up first.
+
+    Once completed, its counts decide as much as the results read: a host whose result was not
+    read (see Follower.follow) still makes the exit code non-zero when the counts say it failed.
+    """
     if progress.rejected is not None:
         return EXIT_REJECTED
-    if not progress.done:
+    if progress.completed is None:
         return EXIT_WAIT_TIMEOUT
-    return (
-        EXIT_OK if all(r.status == "ok" for r in progress.results.values()) else EXIT_HOSTS_FAILED
-    )
+    counts = known(progress.completed.counts)
+    counted_ok = counts is None or counts.ok == counts.total
+    results_ok = all(r.status == "ok" for r in progress.results.values())
+    return EXIT_OK if counted_ok and results_ok else EXIT_HOSTS_FAILED
 
 
 class ProgressView:
@@ -197,7 +251,7 @@ async def run_and_wait(
         await follower.submit(request)
         console.print(f"request {request.request_id} submitted", style="dim")
         progress = RequestProgress(request.request_id)
-        deadline = None if wait_timeout_s is None else time.monotonic() + wait_timeout_s
+        limit = WaitLimit(request, time.monotonic(), wait_timeout_s)
         if as_json:
 
             def emit(_p: RequestProgress, result: Result | None) -> None:
@@ -205,33 +259,97 @@ async def run_and_wait(
                     sys.stdout.buffer.write(encode(result) + b"\n")
                     sys.stdout.flush()
 
-            await follower.follow(progress, emit, deadline=deadline)
+            await follower.follow(progress, emit, deadline=limit.deadline)
         else:
             with ProgressView(console, request.request_id) as view:
-                await follower.follow(progress, view.update, deadline=deadline)
+                await follower.follow(progress, view.update, deadline=limit.deadline)
     finally:
         await follower.stop()
     code = exit_code_for(progress)
     if not as_json:
-        _report(console, request, progress, code)
+        _report(console, request, progress, code, limit)
     elif progress.rejected is not None:
         console.print(f"rejected: {progress.rejected.reason}", style="red")
+    else:
+        _notes(console, request, progress, code, limit)
     return code
 
 
-def _report(console: Console, request: Request, progress: RequestProgress, code: int) -> None:
+def _report(
+    console: Console, request: Request, progress: RequestProgress, code: int, limit: WaitLimit
+) -> None:
     if progress.rejected is not None:
         console.print(f"request {request.request_id} rejected: {progress.rejected.reason}")
         return
     results = list(progress.results.values())
     if results:
         print(render_groups(group_results(results)))
-    line = summary_line(results)
-    if code == EXIT_WAIT_TIMEOUT:
-        line += (
-            f" so far; stopped waiting, the request continues: fleetrun status {request.request_id}"
-        )
+    counts = None if progress.completed is None else known(progress.completed.counts)
+    if counts is not None and progress.missing:
+        # The collector's counts are the request's outcome; the results read are a part of it.
+        line = _summary_of(counts)
+    else:
+        line = summary_line(results) + (" so far" if code == EXIT_WAIT_TIMEOUT else "")
     console.print(line, style="bold green" if code == EXIT_OK else "bold red", highlight=False)
+    _notes(console, request, progress, code, limit)
 
 
-__all__ = ["EXIT_USAGE", "RunOptions", "build_request", "exit_code_for", "run_and_wait"]
+def _notes(
+    console: Console, request: Request, progress: RequestProgress, code: int, limit: WaitLimit
+) -> None:
+    """Why the wait ended early, or why results are missing, and where to look next."""
+    rid = request.request_id
+    if code == EXIT_WAIT_TIMEOUT:
+        waited = _duration(limit.seconds(progress))
+        if not progress.accepted:
+            console.print(
+                f"no collector accepted request {rid} within {waited}: is a collector running "
+                f"on these topics? The request stays queued: fleetrun status {rid}",
+                style="red",
+                highlight=False,
+            )
+        else:
+            why = (
+                "--wait-timeout"
+                if limit.fixed_s is not None
+                else "this request's default; --wait-timeout sets another"
+            )
+            console.print(
+                f"stopped waiting after {waited} ({why}); the request continues: "
+                f"fleetrun status {rid}",
+                style="red",
+                highlight=False,
+            )
+    elif progress.missing:
+        console.print(
+            f"{progress.missing} of {progress.expected} results counted by the collector were "
+            f"not read here; stored ones: fleetrun results {rid}",
+            style="yellow",
+            highlight=False,
+        )
+
+
+def _summary_of(counts: StatusCounts) -> str:
+    """`3 hosts: 2 ok, 1 failed` from a completed status's counts."""
+    parts = [f"{n} {s}" for s, n in counts.as_dict().items() if n]
+    total = counts.total
+    return f"{total} host{'s' if total != 1 else ''}: {', '.join(parts) or 'none'}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+__all__ = [
+    "EXIT_USAGE",
+    "RunOptions",
+    "WaitLimit",
+    "build_request",
+    "default_wait_s",
+    "exit_code_for",
+    "run_and_wait",
+]

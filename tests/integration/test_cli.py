@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
 import schemas
@@ -25,13 +27,22 @@ from fleetrun.cli.errors import (
     EXIT_REJECTED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    EXIT_WAIT_TIMEOUT,
 )
 from fleetrun.cli.settings import CliSettings
 from sink.app import run_migrations, run_sink
 from sink.settings import SinkSettings
 from stack.env import StackEnv
-from tests.support.collector import collector_settings, finished, read_until, running_collector
+from tests.support.collector import (
+    collector_settings,
+    counted,
+    finished,
+    read_until,
+    running_collector,
+    runs,
+)
 from tests.support.kafka import Topics
+from tests.support.records import make_counts, make_result
 from tests.support.settings import process_env
 
 FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
@@ -192,6 +203,141 @@ async def test_ctrl_c_stops_waiting_but_not_the_request(cli: Cli, topics: Topics
     assert f"request {rid} keeps running" in err.decode()
     seen = await read_until(topics.bootstrap, topics.prefix, finished(rid), timeout_s=30)
     assert [r.status for r in seen.for_request(rid)[0]] == ["ok", "ok", "ok"]
+
+
+async def test_one_host_spelt_three_ways_runs_once_and_is_stored_once(
+    cli: Cli, stack_env: StackEnv, pg_dsn: str, remote_tag: str
+) -> None:
+    # The stack's inventory: demo1 is 127.0.10.1, port 2222, user fleetrun ([defaults]).
+    first = stack_env.ssh_hosts[0]
+    spellings = [first.name, f"fleetrun@{first.name}:{first.port}", f"{first.address}:{first.port}"]
+    rid = str(uuid.uuid4())
+    command = counted("spelt", remote_tag, "hostname")
+    targets = [arg for spelling in spellings for arg in ("-t", spelling)]
+    code, out, err = await cli("run", command, *targets, "--wait", "--request-id", rid)
+    assert code == EXIT_OK, err
+    assert f"{first.name} (1) ok" in out
+    assert "1 host: 1 ok" in err
+    assert (await runs(stack_env, "spelt", remote_tag))[first.name] == 1
+
+    # Stored: one requests row counting one host, and one result row (not one per spelling).
+    conn = await asyncpg.connect(pg_dsn, timeout=10)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                row = await conn.fetchrow(
+                    "SELECT targets_total, count_ok, (SELECT count(*) FROM results r "
+                    "WHERE r.request_id = q.request_id) AS rows FROM requests q "
+                    "WHERE request_id = $1 AND completed_at IS NOT NULL",
+                    uuid.UUID(rid),
+                    timeout=10,
+                )
+                if row is not None and row["rows"] >= row["targets_total"]:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.close(timeout=10)
+    assert (row["targets_total"], row["count_ok"], row["rows"]) == (1, 1, 1)
+    code, out, _ = await cli("status", rid)
+    assert "1/1 reported: 1 ok" in out
+    assert "counted" not in out
+
+
+@pytest.fixture
+async def cli_alone(stack_env: StackEnv, topics: Topics) -> Cli:
+    """The CLI on private topics with no collector: the test plays the collector itself."""
+    return Cli(process_env(CliSettings, stack_env, {"topic_prefix": topics.prefix}))
+
+
+async def _next_request(topics: Topics) -> schemas.Request:
+    """The first request submitted on the test's topics."""
+    consumer = AIOKafkaConsumer(
+        topics["requests"],
+        bootstrap_servers=topics.bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        return schemas.decode_request(record.value)
+    finally:
+        await consumer.stop()
+
+
+async def _old_collector(topics: Topics, *, complete: bool) -> None:
+    """Answers the next request as a collector from before targets were de-duplicated by
+    endpoint: demo1 spelt twice is accepted and counted as 2 hosts, with one result. It writes
+    in Kafka transactions and aborts one holding a second, failed result: a reader that is
+    not read_committed would see it. With `complete=False`, it only accepts."""
+    request = await _next_request(topics)
+    key = request.request_id.encode()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=topics.bootstrap,
+        transactional_id=f"{topics.prefix}old-collector",
+        enable_idempotence=True,
+    )
+    await producer.start()
+    try:
+        async with asyncio.timeout(30):
+            accepted = schemas.Status.accepted(request, targets_total=2, collector="old")
+            async with producer.transaction():
+                await producer.send(topics["status"], schemas.encode(accepted), key=key)
+            if not complete:
+                return
+            aborted = make_result(request.request_id, "demo1", status="failed", port=2222)
+            await producer.begin_transaction()
+            await producer.send(topics["results"], schemas.encode(aborted), key=key)
+            await producer.abort_transaction()
+            result = make_result(request.request_id, "demo1", port=2222, user="fleetrun")
+            completed = schemas.Status.completed(
+                request.request_id, make_counts(ok=2), duration_ms=5, collector="old"
+            )
+            async with producer.transaction():
+                await producer.send(topics["results"], schemas.encode(result), key=key)
+                await producer.send(topics["status"], schemas.encode(completed), key=key)
+    finally:
+        await producer.stop()
+
+
+async def test_run_wait_ends_with_the_completed_status_when_results_will_not_all_come(
+    cli_alone: Cli, topics: Topics
+) -> None:
+    collector = asyncio.create_task(_old_collector(topics, complete=True))
+    code, out, err = await cli_alone("run", "hostname", "-t", "demo1", "--wait", timeout_s=40)
+    await collector
+    assert code == EXIT_OK, err  # what the completed status counts: 2 ok
+    assert "demo1 (1) ok" in out
+    assert "failed" not in out  # the aborted transaction's result is never shown
+    assert "2 hosts: 2 ok" in err
+    assert "1 of 2 results counted by the collector were not read here" in err
+
+
+@pytest.mark.parametrize(
+    ("accepting", "line"),
+    [
+        (False, "no collector accepted request {rid} within 2s"),
+        (True, "stopped waiting after 2s (--wait-timeout); the request continues"),
+    ],
+)
+async def test_run_wait_stops_at_its_wait_limit(
+    cli_alone: Cli, topics: Topics, accepting: bool, line: str
+) -> None:
+    rid = str(uuid.uuid4())
+    args = ("run", "true", "-t", "demo1", "--wait", "--wait-timeout", "2s", "--request-id", rid)
+    if accepting:
+        collector = asyncio.create_task(_old_collector(topics, complete=False))
+        code, _, err = await cli_alone(*args, timeout_s=30)
+        await collector
+    else:
+        code, _, err = await cli_alone(*args, timeout_s=30)
+    assert code == EXIT_WAIT_TIMEOUT, err
+    assert line.format(rid=rid) in err
+    assert f"fleetrun status {rid}" in err
 
 
 async def test_hosts_preview_resolves_the_inventory(cli: Cli, stack_env: StackEnv) -> None:

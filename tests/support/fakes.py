@@ -49,6 +49,12 @@ class FakeHost:
     name: str
     port: int = 22
     user: str = "deploy"
+    address: str = ""  # "" = the name itself, as the inventory does without an `address`
+    jump: FakeHost | None = None
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            object.__setattr__(self, "address", self.name)
 
 
 @dataclass

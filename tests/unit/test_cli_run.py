@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,19 @@ from fleetrun.cli.errors import (
     CliError,
 )
 from fleetrun.cli.follow import Progress
-from fleetrun.cli.run import RunOptions, build_request, exit_code_for, parse_duration_s
-from schemas import Status, parse_timestamp
-from tests.support.records import RID, make_counts, make_result
+from fleetrun.cli.run import (
+    DEFAULT_WAIT_FLOOR_S,
+    WAIT_MARGIN_S,
+    RunOptions,
+    WaitLimit,
+    build_request,
+    default_wait_s,
+    exit_code_for,
+    parse_duration_s,
+    parse_wait_timeout_s,
+)
+from schemas import ResultStatus, Status, parse_timestamp
+from tests.support.records import RID, make_counts, make_request, make_result
 
 
 @pytest.mark.parametrize(
@@ -70,16 +81,115 @@ def test_bad_options_are_one_clear_error(opts: RunOptions, message: str) -> None
     assert message in str(caught.value)
 
 
+def _completed(**counts: int) -> Status:
+    return Status.completed(RID, make_counts(**counts), duration_ms=1, collector="c")
+
+
 def test_exit_codes() -> None:
     p = Progress(RID, total=2)
-    assert exit_code_for(p) == EXIT_WAIT_TIMEOUT
-    p.results = {"a": make_result(host="a"), "b": make_result(host="b")}
-    p.completed = Status.completed(RID, make_counts(ok=2), duration_ms=1, collector="c")
+    p.add(make_result(host="a"))
+    p.add(make_result(host="b"))
+    assert exit_code_for(p) == EXIT_WAIT_TIMEOUT  # every result, but no completed status yet
+    p.apply(_completed(ok=2))
     assert exit_code_for(p) == EXIT_OK
-    p.results["b"] = make_result(host="b", status="failed", exit_status=1)
+    p.add(make_result(host="b", status="failed", exit_status=1, attempt=2))
     assert exit_code_for(p) == EXIT_HOSTS_FAILED
-    p.rejected = Status.rejected(RID, "bad", collector="c")
+    p.apply(Status.rejected(RID, "bad", collector="c"))
     assert exit_code_for(p) == EXIT_REJECTED
+
+
+@pytest.mark.parametrize(
+    ("read", "counts", "code"),
+    [
+        (["ok"], {"ok": 2}, EXIT_OK),  # a result not read, the collector says it was ok
+        (["ok"], {"ok": 1, "failed": 1}, EXIT_HOSTS_FAILED),  # ...says it failed
+        ([], {"unreachable": 1}, EXIT_HOSTS_FAILED),
+        (["failed"], {"ok": 1}, EXIT_HOSTS_FAILED),  # what was read counts too
+    ],
+)
+def test_completed_counts_decide_for_results_not_read(
+    read: list[ResultStatus], counts: dict[str, int], code: int
+) -> None:
+    p = Progress(RID)
+    for i, status in enumerate(read):
+        p.add(make_result(host=f"h{i}", status=status))
+    p.apply(_completed(**counts))
+    assert p.missing == sum(counts.values()) - len(read)
+    assert p.done == (p.missing == 0)
+    assert exit_code_for(p) == code
+
+
+def test_progress_is_done_when_completed_and_every_counted_result_is_in() -> None:
+    p = Progress(RID)
+    p.apply(Status.accepted(make_request(targets=["h[1-2]"]), targets_total=2, collector="c"))
+    assert (p.accepted, p.total, p.expected, p.missing, p.done) == (True, 2, 2, 0, False)
+    p.add(make_result(host="h1"))
+    p.add(make_result(host="h2"))
+    assert not p.done  # every result, but the collector has not said it is finished
+    p.apply(_completed(ok=2))
+    assert p.done
+
+
+def test_results_are_kept_per_endpoint_not_per_name() -> None:
+    # `h:22` and `h:2200` are two hosts with one name; waiting for both must be possible.
+    p = Progress(RID)
+    p.add(make_result(host="h", port=22))
+    p.add(make_result(host="h", port=2200))
+    p.add(make_result(host="h", port=22, user="other"))
+    p.apply(_completed(ok=3))
+    assert len(p.results) == 3
+    assert p.done
+
+
+def test_a_later_attempt_replaces_an_earlier_one_not_the_reverse() -> None:
+    p = Progress(RID)
+    p.add(make_result(host="h", status="failed", exit_status=1, attempt=1))
+    p.add(make_result(host="h", status="ok", attempt=2))
+    p.add(make_result(host="h", status="error", attempt=1))  # late duplicate of attempt 1
+    assert [r.status for r in p.results.values()] == ["ok"]
+
+
+def test_a_rejected_request_is_done_at_once() -> None:
+    p = Progress(RID)
+    p.apply(Status.rejected(RID, "no such group", collector="c"))
+    assert p.done
+
+
+@pytest.mark.parametrize(
+    ("options", "targets_total", "seconds"),
+    [
+        ({}, None, DEFAULT_WAIT_FLOOR_S),  # 10 s connect + 60 s command: the floor wins
+        ({}, 5_000, 50 * 70 + WAIT_MARGIN_S),  # 50 waves of 100 hosts
+        ({"timeout": "2h"}, None, 7200 + 10 + WAIT_MARGIN_S),  # one long command
+        ({"timeout": "2h"}, 1, 7200 + 10 + WAIT_MARGIN_S),
+        ({"concurrency": 10, "retries": 2}, 95, 10 * (3 * 10 + 60) + WAIT_MARGIN_S),
+        ({"concurrency": 10}, 10, DEFAULT_WAIT_FLOOR_S),
+    ],
+)
+def test_the_default_wait_covers_the_request_in_waves(
+    options: dict[str, Any], targets_total: int | None, seconds: float
+) -> None:
+    request = build_request(RunOptions("true", ["h"], **options), "p")
+    assert default_wait_s(request, targets_total) == seconds
+
+
+def test_the_wait_limit_moves_with_the_accepted_total_unless_fixed() -> None:
+    request = build_request(RunOptions("true", ["h[1-1000]"], concurrency=1, timeout="1s"), "p")
+    p = Progress(request.request_id)
+    default = WaitLimit(request, started=100.0)
+    fixed = WaitLimit(request, started=100.0, fixed_s=30.0)
+    assert default.deadline(p) == 100.0 + DEFAULT_WAIT_FLOOR_S
+    assert fixed.deadline(p) == 130.0
+    p.apply(Status.accepted(request, targets_total=1000, collector="c"))
+    assert default.deadline(p) == 100.0 + 1000 * (10 + 1) + WAIT_MARGIN_S
+    assert fixed.deadline(p) == 130.0
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0.0m"])
+def test_waiting_always_ends(text: str) -> None:
+    with pytest.raises(CliError, match=r"--wait-timeout .*: expected a positive duration"):
+        parse_wait_timeout_s(text)
+    assert parse_wait_timeout_s("90s") == 90.0
 
 
 def test_a_chosen_request_id_is_used_and_checked() -> None:

@@ -6,13 +6,16 @@ serve().
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
-from fleetrun.runtime import process
-from fleetrun.runtime.ops import OpsServer
+from fleetrun.runtime import outage, process
+from fleetrun.runtime.ops import OpsServer, all_healthy
+from fleetrun.runtime.probes import KafkaProbe
 from fleetrun.runtime.process import EXIT_CONFIG, EXIT_OK
 
 if TYPE_CHECKING:
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fleetrun.collector")
 
 EXIT_FAILED = 1  # Kafka unreachable at start, or records refused for good while running
+_PROBE_TIMEOUT_S = 2.0
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "serve"]
 
 
@@ -51,7 +55,10 @@ async def _serve(
     executor: SshExecutor,
     metrics: CollectorMetrics,
 ) -> int:
-    ops = OpsServer(metrics.registry, collector.health, settings.ops_host, settings.ops_port)
+    outages = outage.tracker()
+    outages.set_context(lambda: {"inflight_requests": collector.health()[1]["inflight_requests"]})
+    health = all_healthy(collector.health, lambda: outages.health(["kafka"]))
+    ops = OpsServer(metrics.registry, health, settings.ops_host, settings.ops_port)
     try:
         await ops.start()
     except OSError as exc:
@@ -60,11 +67,22 @@ async def _serve(
         )
         await executor.close()
         return EXIT_CONFIG
+    # /healthz must see Kafka go away also while the collector is idle (nothing to publish).
+    probe = KafkaProbe(
+        settings.kafka_bootstrap, f"fleetrun-collector-{settings.name}-probe", _PROBE_TIMEOUT_S
+    )
+    watching = asyncio.create_task(
+        outage.watch(outages, "kafka", probe, timeout_s=_PROBE_TIMEOUT_S), name="kafka probe"
+    )
     try:
         summary = await collector.run()
     except Exception as exc:
         log.error("collector failed", extra={"error": str(exc)})
         return EXIT_FAILED
     finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        await probe.close()
         await ops.stop()
     return EXIT_FAILED if summary.fatal else EXIT_OK

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from collector.errors import CollectorError, classify
 from collector.settings import CollectorSettings
+from fleetrun.runtime import outage
 from fleetrun.runtime.backoff import backoff_delay
 
 log = logging.getLogger("fleetrun.collector.kafka")
@@ -145,13 +146,15 @@ class KafkaPublisher:
                     raise
                 failures += 1
                 delay = backoff_delay(failures, _BACKOFF_BASE_S, _BACKOFF_MAX_S, random.random())
-                log.warning(
-                    "publish failed, retrying",
-                    extra={"topic": topic, "error": str(exc), "retry_in_s": round(delay, 2)}
-                    | log_extra,
+                # Not a line per retry: the outage tracker writes one when Kafka goes, a summary
+                # now and then, and one when it is back, with the retries counted.
+                outage.tracker().failed(
+                    "kafka", str(exc), what="publish_retries", fields={"topic": topic} | log_extra
                 )
                 await asyncio.sleep(delay)
             else:
+                if failures:
+                    outage.tracker().ok("kafka")
                 return
 
     def _note_failure(self, error: CollectorError) -> None:

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from fleetrun.runtime import process
+from fleetrun.runtime import outage, process
 from fleetrun.runtime.backoff import backoff_delay
-from fleetrun.runtime.ops import OpsServer
+from fleetrun.runtime.ops import OpsServer, all_healthy
+from fleetrun.runtime.probes import KafkaProbe, PostgresProbe, Probe
 from fleetrun.runtime.process import EXIT_OK
 from sink.dlq import DeadLetterPublisher
 from sink.errors import Action, MigrationError, SinkError, classify, describe
@@ -32,6 +33,7 @@ from sink.store import Store
 log = logging.getLogger("fleetrun.sink")
 
 EXIT_FAILED = 1
+_PROBE_TIMEOUT_S = 2.0
 
 
 async def run_migrations(
@@ -78,6 +80,8 @@ async def _until_ready(
     while not stop.is_set():
         try:
             await step()
+            if attempt:
+                outage.tracker().ok(what)
             return True
         except Exception as exc:
             if classify(exc) is not Action.RETRY:
@@ -86,8 +90,7 @@ async def _until_ready(
             delay = backoff_delay(
                 attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, random.random()
             )
-            if attempt in (1, 5) or attempt % 30 == 0:
-                log.warning(f"{what} not reachable yet, retrying", extra={"reason": describe(exc)})
+            outage.tracker().failed(what, describe(exc), what="start_retries")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
     return False
@@ -106,9 +109,23 @@ async def run_sink(
     store = Store(settings, partitions)
     dlq = DeadLetterPublisher(settings)
     service = SinkService(settings, store, dlq, metrics)
-    ops = OpsServer(metrics.registry, service.health, settings.ops_host, settings.ops_port)
+    outages = service.flusher.outages
+    outages.set_context(lambda: _queued(service))
+    health = all_healthy(service.health, lambda: outages.health(["kafka", "database"]))
+    ops = OpsServer(metrics.registry, health, settings.ops_host, settings.ops_port)
     await ops.start()
     maintenance: asyncio.Task[None] | None = None
+    # /healthz must see a dependency go away also while the sink is idle (nothing to flush).
+    probes: list[tuple[str, Probe]] = [
+        ("kafka", KafkaProbe(settings.kafka_bootstrap, f"fleetrun-sink-{settings.name}-probe",
+                             _PROBE_TIMEOUT_S)),
+        ("database", PostgresProbe(settings.pg_dsn.get_secret_value(), _PROBE_TIMEOUT_S,
+                                   f"fleetrun-sink {settings.name} probe")),
+    ]  # fmt: skip
+    watching = [
+        asyncio.create_task(outage.watch(outages, name, probe, timeout_s=_PROBE_TIMEOUT_S))
+        for name, probe in probes
+    ]
     try:
         ready = await _until_ready(
             "database", lambda: _prepare_database(settings, partitions), settings, stop
@@ -124,11 +141,19 @@ async def run_sink(
         # Also when stopped while starting: run() then only shuts down what was started.
         await service.run(stop)
     finally:
-        if maintenance is not None:
-            maintenance.cancel()
+        for task in [*watching, *([maintenance] if maintenance else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+                await task
+        for _name, probe in probes:
+            await probe.close()
         await ops.stop()
+
+
+def _queued(service: SinkService) -> dict[str, object]:
+    """What the sink holds while a dependency is away, for the outage lines."""
+    details = service.health()[1]
+    return {k: details[k] for k in ("buffered_bytes", "inflight_flushes", "paused_partitions")}
 
 
 async def _maintain(

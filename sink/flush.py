@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from fleetrun.runtime import outage
 from fleetrun.runtime.backoff import backoff_delay
 from schemas import DeadLetter
 from sink.batch import Batch
@@ -48,12 +49,14 @@ class Flusher:
         metrics: SinkMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
+        outages: outage.Outages | None = None,
     ) -> None:
         self.s = settings
         self.store = store
         self.dlq = dlq
         self.metrics = metrics
         self.clock = clock
+        self.outages = outages or outage.tracker()
         self.db_up = True
 
     async def write(self, flush: Flush) -> WriteOutcome:
@@ -105,16 +108,19 @@ class Flusher:
     def _database_failed(self, exc: BaseException, attempt: int) -> None:
         self.metrics.retries.labels("flush").inc()
         self.metrics.database_up.set(0)
-        if self.db_up or attempt in (1, 10) or attempt % 50 == 0:
-            log.warning(
-                "database unavailable, pausing consumption and retrying",
-                extra={"attempt": attempt, "error": type(exc).__name__, "reason": describe(exc)},
-            )
+        # One line when the database goes and one when it is back (runtime/outage.py), with
+        # the retries counted; consumption is paused meanwhile (db_up).
+        self.outages.failed(
+            "database",
+            describe(exc),
+            what="flush_retries",
+            fields={"error_type": type(exc).__name__, "consumption": "paused"},
+        )
         self.db_up = False
 
     def _database_ok(self) -> None:
         if not self.db_up:
-            log.info("database reachable again, resuming consumption")
+            self.outages.ok("database")
         self.db_up = True
         self.metrics.database_up.set(1)
 
@@ -123,6 +129,8 @@ class Flusher:
         while True:
             try:
                 await self.dlq.publish(dead)
+                if attempt:
+                    self.outages.ok("kafka")
                 return
             except Exception as exc:
                 if classify(exc) is not Action.RETRY:
@@ -130,7 +138,7 @@ class Flusher:
                     raise FatalSinkError(f"dead-letter topic: {describe(exc)}") from exc
                 attempt += 1
                 self.metrics.retries.labels("dead_letter_publish").inc()
-                log.warning("dead-letter publish failed, retrying", extra={"reason": describe(exc)})
+                self.outages.failed("kafka", describe(exc), what="dead_letter_publish_retries")
                 await asyncio.sleep(self._backoff(attempt))
 
     def _account(self, flush: Flush, out: WriteOutcome, seconds: float) -> None:

@@ -121,18 +121,19 @@ class SinkService:
             await self._shutdown()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """For /healthz: healthy while consuming with a reachable database."""
+        """For /healthz: healthy while consuming with a reachable database (flushes and probe)."""
         assigned = self.consumer.assignment() if self.consumer else set()
+        db_up = self.flusher.db_up and not self.flusher.outages.is_down("database")
         details = {
             "consumer": "running" if self.running else "stopped",
-            "database": "up" if self.flusher.db_up else "down",
+            "database": "up" if db_up else "down",
             "assigned_partitions": len(assigned),
             "paused_partitions": len(self.consumer.paused()) if self.consumer else 0,
             "buffered_bytes": self.batcher.buffered_bytes,
             "inflight_flushes": len(self._flushes),
             "seconds_since_commit": round(self.clock() - self._last_commit, 1),
         }
-        return self.running and self.flusher.db_up and self._fatal is None, details
+        return self.running and db_up and self._fatal is None, details
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -265,7 +266,7 @@ class SinkService:
             except (KafkaError, TimeoutError) as exc:
                 self.metrics.commits.labels("retry").inc()
                 self.metrics.retries.labels("commit").inc()
-                log.warning("offset commit failed, will retry", extra={"reason": describe(exc)})
+                self.flusher.outages.failed("kafka", describe(exc), what="commit_retries")
                 return
             for tp, offset in offsets.items():
                 if self._to_commit.get(tp) == offset:

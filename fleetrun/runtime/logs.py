@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from fleetrun.runtime import outage
+
 # Attributes every LogRecord has; anything else came in through `extra=` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -63,10 +65,51 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+# Errors that mean "the server could not be reached", by class name: runtime does not import the
+# client libraries, and their classes are stable public names (aiokafka.errors, asyncpg).
+_UNREACHABLE_ERRORS = frozenset(
+    {
+        "KafkaConnectionError",
+        "NodeNotReadyError",
+        "RequestTimedOutError",
+        "KafkaTimeoutError",
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "PostgresConnectionError",
+    }
+)
+# aiokafka's metadata refresh gives up without an exception to show.
+_UNREACHABLE_MESSAGES = frozenset({"Unable to update metadata from %s"})
+
+
+def says_unreachable(record: logging.LogRecord) -> bool:
+    """True when a library record reports that it could not reach its server."""
+    if record.msg in _UNREACHABLE_MESSAGES:
+        return True
+    args = record.args if isinstance(record.args, tuple) else ()
+    errors = [a for a in args if isinstance(a, BaseException)]
+    if record.exc_info and record.exc_info[1] is not None:
+        errors.append(record.exc_info[1])
+    return any(
+        isinstance(e, OSError | TimeoutError)
+        or any(c.__name__ in _UNREACHABLE_ERRORS for c in type(e).__mro__)
+        for e in errors
+    )
+
+
+LIBRARY_NOISE = (
+    outage.LibraryNoise("kafka", ("aiokafka", "kafka"), says_unreachable),
+    outage.LibraryNoise("database", ("asyncpg",), says_unreachable),
+)
+
+
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once for a service process (stderr)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    # A dependency that is down is one line when it goes and one when it is back
+    # (runtime/outage.py), not one per failed connection attempt of its client library.
+    handler.addFilter(outage.NoiseFilter(outage.tracker(), LIBRARY_NOISE))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,6 +20,21 @@ log = logging.getLogger("fleetrun.ops")
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 
+def all_healthy(*checks: HealthCheck) -> HealthCheck:
+    """One check made of several (a service's own, its dependencies'): healthy when every one
+    is, with their details merged."""
+
+    def check() -> tuple[bool, dict[str, Any]]:
+        healthy, details = True, {}
+        for each in checks:
+            ok, more = each()
+            healthy = healthy and ok
+            details.update(more)
+        return healthy, details
+
+    return check
+
+
 class OpsServer:
     """Serves /metrics from `registry` and /healthz from `health` (200 if healthy, else 503)."""
 

@@ -110,8 +110,8 @@ async def test_postgres_down_for_20s_under_a_steady_stream_loses_and_duplicates_
     status, body = await sink.get("/healthz")
     assert (status, orjson.loads(body)["database"]) == (200, "up")
     log = sink.log()
-    assert "database unavailable, pausing consumption and retrying" in log
-    assert "database reachable again, resuming consumption" in log
+    assert "database unavailable" in log
+    assert "database available again" in log
     assert await sink.stop() == 0
 
 

@@ -6,6 +6,10 @@
         proxy.freeze()       # stop relaying on live links without closing: a silently dead peer
         proxy.thaw(); proxy.refuse = True   # new connections are closed at once
 
+`rewrite`, when given, is called once per connection and returns two functions that see every
+chunk relayed (client → server, server → client) and return what to send on: a protocol-aware
+proxy (tests/support/kafkaproxy.py) frames and edits the bytes there.
+
 Every wait inside has a deadline; connections are tracked so `close` leaves nothing behind.
 """
 
@@ -15,11 +19,14 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
 _CONNECT_TIMEOUT_S = 5.0
 _CHUNK = 65536
+
+Rewrite = Callable[[bytes], bytes]
 
 
 @dataclass(eq=False)
@@ -33,9 +40,17 @@ class _Link:
 class TcpProxy:
     """Forwards listen_host:port → target_host:target_port; see the module docstring."""
 
-    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        listen_host: str = "127.0.0.1",
+        *,
+        rewrite: Callable[[], tuple[Rewrite, Rewrite]] | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
         self.host = listen_host
+        self.rewrite = rewrite
         self.port = 0
         self.accepted = 0
         self.refuse = False
@@ -124,15 +139,20 @@ class TcpProxy:
         link = _Link(writer, s_writer)
         link.thawed.set()
         self._links.add(link)
+        upstream, downstream = self.rewrite() if self.rewrite else (_same, _same)
         link.tasks = [
-            asyncio.create_task(self._pump(reader, s_writer, link)),
-            asyncio.create_task(self._pump(s_reader, writer, link)),
+            asyncio.create_task(self._pump(reader, s_writer, link, upstream)),
+            asyncio.create_task(self._pump(s_reader, writer, link, downstream)),
         ]
         await asyncio.gather(*link.tasks, return_exceptions=True)
         self._drop(link, reset=False)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        rewrite: Rewrite,
     ) -> None:
         try:
             while True:
@@ -140,7 +160,7 @@ class TcpProxy:
                 if not data:
                     break
                 await link.thawed.wait()  # frozen: hold the bytes, as a dead network would
-                writer.write(data)
+                writer.write(rewrite(data))
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -163,3 +183,7 @@ class TcpProxy:
         for task in link.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+
+
+def _same(data: bytes) -> bytes:
+    return data

@@ -10,6 +10,9 @@
 | command ran past timeout_s (then killed)                        | timeout           |
 | exit status 0                                                   | ok                |
 | non-zero exit status, or killed by a signal                     | failed            |
+| killed on purpose: the caller's Stop (error.type `killed`)      | error             |
+| the caller's Stop came before the command was launched          | skipped           |
+|   (error.type `not_started`)                                    |                   |
 | anything else (key files, protocol errors, lost mid-command...) | error             |
 
 Only `unreachable` from the connection phase is retried (see fleetrun.backoff).
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from collector.inventory import HostSpec
 
 _EMPTY: Final = StreamCapture(0).result()
+KILLED: Final = "killed"  # error.type of a command stopped on purpose (collector.stop)
+NOT_STARTED: Final = "not_started"  # error.type of a host stopped before its command started
 
 # Socket errors that mean "could not reach the host" (rather than a local problem).
 _UNREACHABLE_ERRNOS: Final = frozenset(
@@ -141,12 +146,20 @@ def command_outcome(finished: Finished, timeout_s: float) -> Outcome:
     if finished.timed_out:
         message = f"still running after timeout_s={timeout_s:g}; {finished.kill_note}"
         return Outcome("timeout", ErrorInfo(type="CommandTimeout", message=message), finished)
+    if finished.stop_reason is not None:
+        message = f"killed: {finished.stop_reason}; {finished.kill_note}"
+        return Outcome("error", ErrorInfo.bounded(KILLED, message), finished)
     status = classify_exit(finished.exit_status, finished.exit_signal)
     error = None
     if status == "error":
         cause = finished.lost or asyncssh.ConnectionLost("channel closed without an exit status")
         error = error_info(cause, context="the command's connection ended before it exited")
     return Outcome(status, error, finished)
+
+
+def not_started(reason: str) -> Outcome:
+    """The outcome of a host whose Stop was set before its command was launched."""
+    return Outcome("skipped", ErrorInfo.bounded(NOT_STARTED, f"not started: {reason}"))
 
 
 def build_result(

@@ -5,7 +5,20 @@ follows collector.outcome's table. It retries only the connection phase of unrea
 (request.retries, backoff from settings), never a command that may have started. A pooled
 connection found dead when opening the session is replaced once, transparently (a metric, not a
 failure). The global session cap (settings.max_sessions) is a semaphore around each command.
-Cancellation propagates after killing the remote command (SSH signal) and closing its channel.
+
+Stopping a command leaves nothing behind on the host (collector.command, collector.watchdog):
+a timeout gives status `timeout`; a `Stop` passed to `run` and set by the caller gives a final
+Result, status `error` with error.type `killed` ("killed: <reason>; ...", exit_signal when
+known), or `skipped` with error.type `not_started` when the command was not launched yet:
+
+    stop = Stop()
+    task = asyncio.create_task(executor.run(host, request, collector=name, stop=stop))
+    stop.set("request cancelled by alice")
+    result = await task          # publish it: the host's final result
+
+Cancelling the task instead stops the remote command (at most 3 × settings.ssh_kill_grace_s)
+before the CancelledError goes on; there is no Result then. Closing the executor drops its
+connections, and the watchdog on each host kills what still ran there.
 
 Every network wait has a deadline: connect + login (request.connect_timeout_s, with
 settings.ssh_login_timeout_s inside it), waiting for a pooled slot (the same deadline), session
@@ -23,7 +36,7 @@ from datetime import UTC, datetime
 
 import asyncssh
 
-from collector.command import CommandSession, open_session, wait_command
+from collector.command import CommandSession, open_session, stop_cancelled, wait_command
 from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
 from collector.metrics import CollectorMetrics
@@ -34,10 +47,12 @@ from collector.outcome import (
     command_outcome,
     connect_error,
     error_info,
+    not_started,
 )
 from collector.pool import ConnectionPool, PoolClosed, PooledConnection
 from collector.settings import CollectorSettings
 from collector.sshfiles import KeyCache, KnownHostsCache
+from collector.stop import Stop
 from fleetrun.runtime.backoff import backoff_delay
 from schemas import Request, Result
 
@@ -100,19 +115,25 @@ class SshExecutor:
         *,
         collector: str,
         on_start: OnStart[HostSpec] | None = None,
+        stop: Stop | None = None,
     ) -> Result:
         """Run `request` on `host` and return its final Result (never raises per host).
 
         `on_start(host, attempt)` is awaited right before the command is launched, once the
         connection is ready and a session slot is held; if it raises, nothing is launched and
-        the exception propagates (it is the caller's failure, not the host's).
+        the exception propagates (it is the caller's failure, not the host's). `stop`, once
+        set, stops the command (see the module docstring); it is checked before each attempt,
+        before `on_start`, during retry backoff and while the command runs.
         """
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         attempt = 1
         while True:
             try:
-                outcome = await self._attempt(host, request, attempt, on_start)
+                if stop is not None and stop.reason is not None:
+                    outcome = not_started(stop.reason)
+                else:
+                    outcome = await self._attempt(host, request, attempt, on_start, stop)
             except asyncio.CancelledError:
                 raise
             except _HookFailed as exc:
@@ -140,7 +161,10 @@ class SshExecutor:
                         "error": outcome.error.message if outcome.error else "",
                     },
                 )
-                await asyncio.sleep(delay)
+                if stop is None:
+                    await asyncio.sleep(delay)
+                else:
+                    await stop.sleep(delay)  # a stop set meanwhile ends the loop above
                 attempt += 1
                 continue
             # Logged once, by whoever publishes it (collector.handler), not here as well.
@@ -157,7 +181,12 @@ class SshExecutor:
     # -- one attempt --------------------------------------------------------------------------
 
     async def _attempt(
-        self, host: HostSpec, request: Request, attempt: int, on_start: OnStart[HostSpec] | None
+        self,
+        host: HostSpec,
+        request: Request,
+        attempt: int,
+        on_start: OnStart[HostSpec] | None,
+        stop: Stop | None,
     ) -> Outcome:
         deadline = time.monotonic() + request.connect_timeout_s
         try:
@@ -173,21 +202,24 @@ class SshExecutor:
             async with self._sessions:
                 self._metrics.inflight_sessions.inc()
                 try:
+                    if stop is not None and stop.reason is not None:
+                        return not_started(stop.reason)
                     if on_start is not None:
                         try:
                             await on_start(host, attempt)
                         except Exception as exc:
                             raise _HookFailed(exc) from exc
-                    return await self._command(holder, host, request, new)
+                    return await self._command(holder, host, request, new, stop)
                 finally:
                     self._metrics.inflight_sessions.dec()
         finally:
             holder.release()
 
     async def _command(
-        self, holder: _Holder, host: HostSpec, request: Request, new: bool
+        self, holder: _Holder, host: HostSpec, request: Request, new: bool, stop: Stop | None
     ) -> Outcome:
-        session, exc = await _open(holder.entry, request)
+        grace_s = self._settings.ssh_kill_grace_s
+        session, exc = await _open(holder.entry, request, grace_s)
         if exc is not None:
             if new or session.opened or not _looks_dead(holder.entry, exc):
                 return self._open_failed(holder, session, exc)
@@ -206,16 +238,16 @@ class SshExecutor:
                 return Outcome(classify_connect_error(failed), connect_error(host, failed))
             self._metrics.connections.labels(kind="new").inc()
             holder.switch(entry)
-            session, exc = await _open(entry, request)
+            session, exc = await _open(entry, request, grace_s)
             if exc is not None:
                 return self._open_failed(holder, session, exc)
         t0 = time.monotonic()
         try:
-            finished = await wait_command(
-                session, request.timeout_s, self._settings.ssh_kill_grace_s
-            )
+            finished = await wait_command(session, request.timeout_s, grace_s, stop)
         except asyncio.CancelledError:
-            session.abort()
+            await stop_cancelled(session, grace_s)
+            if not session.closed.is_set():
+                holder.discard()  # the channel may still be open: never hand it out again
             raise
         self._metrics.command_seconds.observe(time.monotonic() - t0)
         if finished.wedged or finished.lost is not None:
@@ -305,14 +337,14 @@ class _Holder:
 
 
 async def _open(
-    entry: PooledConnection, request: Request
+    entry: PooledConnection, request: Request, grace_s: float
 ) -> tuple[CommandSession, Exception | None]:
     """Start the command on `entry`; the session, and the exception if it could not start."""
     session = CommandSession(request.max_output_bytes)
     try:
         # Opening a session gets as long as a connection may take.
         await open_session(
-            entry.conn, session, request.command, request.env, request.connect_timeout_s
+            entry.conn, session, request.command, request.env, request.connect_timeout_s, grace_s
         )
     except asyncio.CancelledError:
         session.abort()
@@ -331,4 +363,4 @@ def _looks_dead(entry: PooledConnection, exc: Exception) -> bool:
     return isinstance(exc, asyncssh.ConnectionLost | ConnectionError | TimeoutError)
 
 
-__all__ = ["HostSpec", "SshExecutor"]
+__all__ = ["HostSpec", "SshExecutor", "Stop"]

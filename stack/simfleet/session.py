@@ -2,6 +2,9 @@
 
 Uses asyncssh's callback-level session API rather than SSHServerProcess because a signal
 must end a hung command even after the client closed stdin (stream reads stop at EOF).
+
+The collector wraps each command in its watchdog script (collector.watchdog); a simulated host
+runs the command inside, and a line on stdin stops it with TERM, as the real watchdog does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import asyncssh
 
+from collector.watchdog import unwrap
 from stack.simfleet.config import FleetConfig, SimHost
 from stack.simfleet.shell import (
     Disconnect,
@@ -93,6 +97,7 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
         self._writable = asyncio.Event()
         self._writable.set()
         self._finishing = False
+        self._watchdog = False  # the command came wrapped in collector.watchdog's script
 
     # asyncssh callbacks
 
@@ -104,8 +109,14 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
         return True
 
     def exec_requested(self, command: str) -> bool:
-        self._command = command
+        inner = unwrap(command)
+        self._watchdog = inner is not None
+        self._command = command if inner is None else inner
         return True
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._watchdog:  # the watchdog's stop line: TERM to the process group
+            self._interrupted("TERM")
 
     def session_started(self) -> None:
         task = asyncio.create_task(self._run(), name=f"simfleet-{self._host.name}")

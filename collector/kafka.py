@@ -26,23 +26,26 @@ _BACKOFF_MAX_S: Final = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """The four fleetrun topics under one prefix."""
+    """The fleetrun topics under one prefix."""
 
     requests: str
     results: str
     status: str
     dlq: str
     ledger: str
+    cancels: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
-        """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`."""
+        """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`,
+        `…cancels`."""
         return cls(
             prefix + "requests",
             prefix + "results",
             prefix + "status",
             prefix + "dlq",
             prefix + "ledger",
+            prefix + "cancels",
         )
 
 

@@ -59,6 +59,15 @@ class CollectorSettings(ServiceSettings):
         description="How long a finished request_id is remembered: the same id within it "
         "never runs again.",
     )
+    cancel_lookback_s: float = Field(
+        default=3600.0,
+        description="How long a cancel counts: read back this far at start, and a request "
+        "arriving within it after its cancel is rejected.",
+    )
+    cancel_max_entries: int = Field(
+        default=10_000,
+        description="Cancels kept in memory at most (the oldest go first).",
+    )
     publish_timeout_s: float = Field(
         default=60.0, description="Deadline for Kafka to acknowledge a published record (acks=all)."
     )

@@ -1,7 +1,8 @@
 """fleetrun's wire contract: JSON Schemas, the msgspec records and codec, target expressions.
 
-The JSON Schema files beside this module (request, result, status, dead_letter) are the contract
-other teams read; the records in schemas.records say the same in Python. See schemas/README.md.
+The JSON Schema files beside this module (request, result, status, dead_letter, cancel) are the
+contract other teams read; the records in schemas.records say the same in Python. See
+schemas/README.md.
 """
 
 from schemas.codec import (
@@ -12,6 +13,7 @@ from schemas.codec import (
     RawMessage,
     as_document,
     decode,
+    decode_cancel,
     decode_dead_letter,
     decode_request,
     decode_result,
@@ -33,11 +35,13 @@ from schemas.fields import (
 )
 from schemas.output import decode_output, encode_output
 from schemas.records import (
+    CANCEL_SCHEMA,
     DEAD_LETTER_SCHEMA,
     EMPTY_SHA256,
     REQUEST_SCHEMA,
     RESULT_SCHEMA,
     STATUS_SCHEMA,
+    Cancel,
     ConsumedRecord,
     DeadLetter,
     ErrorInfo,
@@ -52,6 +56,7 @@ from schemas.targets import GroupSource, Target, TargetError, check_targets, exp
 from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
 
 __all__ = [
+    "CANCEL_SCHEMA",
     "CROSS_FIELD_RULES",
     "DEAD_LETTER_SCHEMA",
     "DEAD_LETTER_STAGES",
@@ -65,6 +70,7 @@ __all__ = [
     "SCHEMA_IDS",
     "STATUS_SCHEMA",
     "STATUS_STATES",
+    "Cancel",
     "ConsumedRecord",
     "DeadLetter",
     "DeadLetterStage",
@@ -85,6 +91,7 @@ __all__ = [
     "as_document",
     "check_targets",
     "decode",
+    "decode_cancel",
     "decode_dead_letter",
     "decode_output",
     "decode_request",

@@ -18,10 +18,12 @@ import orjson
 from schemas.errors import SchemaError
 from schemas.explain import explain, json_type
 from schemas.records import (
+    CANCEL_SCHEMA,
     DEAD_LETTER_SCHEMA,
     REQUEST_SCHEMA,
     RESULT_SCHEMA,
     STATUS_SCHEMA,
+    Cancel,
     DeadLetter,
     Message,
     Request,
@@ -30,20 +32,22 @@ from schemas.records import (
 )
 
 RawMessage = bytes | bytearray | memoryview | str | None
-M = TypeVar("M", Request, Result, Status, DeadLetter)
+M = TypeVar("M", Request, Result, Status, DeadLetter, Cancel)
 
-KINDS: Final = ("request", "result", "status", "dead_letter")
+KINDS: Final = ("request", "result", "status", "dead_letter", "cancel")
 SCHEMA_IDS: Final = {
     "request": REQUEST_SCHEMA,
     "result": RESULT_SCHEMA,
     "status": STATUS_SCHEMA,
     "dead_letter": DEAD_LETTER_SCHEMA,
+    "cancel": CANCEL_SCHEMA,
 }
 RECORD_TYPES: Final[dict[str, type[Message]]] = {
     "request": Request,
     "result": Result,
     "status": Status,
     "dead_letter": DeadLetter,
+    "cancel": Cancel,
 }
 # The rules beyond the schema files (schemas/README.md): a document valid against its schema
 # file may still be refused for these, and only these.
@@ -70,7 +74,8 @@ _decoder: Final = msgspec.json.Decoder(Message)
 
 
 def load_schema(kind: str) -> dict[str, Any]:
-    """The parsed JSON Schema document for `kind` (request, result, status, dead_letter)."""
+    """The parsed JSON Schema document for `kind` (request, result, status, dead_letter,
+    cancel)."""
     data = resources.files("schemas").joinpath(f"{kind}.schema.json").read_bytes()
     schema: dict[str, Any] = orjson.loads(data)
     return schema
@@ -101,6 +106,11 @@ def decode_status(raw: RawMessage) -> Status:
 def decode_dead_letter(raw: RawMessage) -> DeadLetter:
     """Parse and validate a fleetrun.dead_letter/1 message."""
     return _decode(raw, DeadLetter)
+
+
+def decode_cancel(raw: RawMessage) -> Cancel:
+    """Parse and validate a fleetrun.cancel/1 message."""
+    return _decode(raw, Cancel)
 
 
 def decode(raw: RawMessage) -> Message:
@@ -285,6 +295,7 @@ __all__ = [
     "RawMessage",
     "as_document",
     "decode",
+    "decode_cancel",
     "decode_dead_letter",
     "decode_request",
     "decode_result",

@@ -124,6 +124,7 @@ Instance = Annotated[str, Meta(min_length=1, max_length=limits.MAX_INSTANCE_CHAR
 ErrorType = Annotated[str, Meta(min_length=1, max_length=limits.MAX_ERROR_TYPE_CHARS), NO_NUL]
 ErrorMessage = Annotated[str, Meta(max_length=limits.MAX_ERROR_MESSAGE_CHARS), NO_NUL]
 Reason = Annotated[str, Meta(min_length=1, max_length=limits.MAX_REASON_CHARS), NO_NUL]
+CancelReason = Annotated[str, Meta(min_length=1, max_length=limits.MAX_CANCEL_REASON_CHARS), NO_NUL]
 HostCount = Annotated[int, Meta(ge=0, le=limits.MAX_TARGETS)]
 Topic = Annotated[str, Meta(min_length=1, max_length=249), TOPIC]
 Partition = Annotated[int, Meta(ge=0, le=limits.MAX_PARTITION)]

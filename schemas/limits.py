@@ -56,6 +56,9 @@ MAX_INSTANCE_CHARS: Final = 128
 MAX_ERROR_TYPE_CHARS: Final = 128
 MAX_ERROR_MESSAGE_CHARS: Final = 4_096
 MAX_REASON_CHARS: Final = 4_096
+# A cancel's reason: short enough that "request cancelled by <principal>: <reason>" stays well
+# inside an error message (MAX_ERROR_MESSAGE_CHARS) and a rejected status's reason.
+MAX_CANCEL_REASON_CHARS: Final = 1_024
 MAX_PARTITION: Final = 2**31 - 1
 
 

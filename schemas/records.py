@@ -1,4 +1,4 @@
-"""The four wire records (fleetrun.*/1) as frozen msgspec Structs: the contract, once, in Python.
+"""The five wire records (fleetrun.*/1) as frozen msgspec Structs: the contract, once, in Python.
 
 Each field's type carries its bounds (schemas.fields); `__post_init__` holds the rules a field
 type cannot state: the schema files' if/then rules and the extra rules of schemas/README.md
@@ -31,6 +31,7 @@ from schemas.fields import (
     UUID,
     Attempt,
     ByteCount,
+    CancelReason,
     Command,
     Concurrency,
     ConnectTimeoutS,
@@ -80,6 +81,7 @@ REQUEST_SCHEMA: Final = "fleetrun.request/1"
 RESULT_SCHEMA: Final = "fleetrun.result/1"
 STATUS_SCHEMA: Final = "fleetrun.status/1"
 DEAD_LETTER_SCHEMA: Final = "fleetrun.dead_letter/1"
+CANCEL_SCHEMA: Final = "fleetrun.cancel/1"
 
 EMPTY_SHA256: Final = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -419,6 +421,9 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
     reason: Reason | UnsetType = UNSET
     counts: StatusCounts | UnsetType = UNSET
     duration_ms: Milliseconds | UnsetType = UNSET
+    # When a cancel stopped the request (completed), or came before it (rejected): who, and why.
+    cancelled_by: Principal | UnsetType = UNSET
+    cancel_reason: CancelReason | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_patterns(self, _STATUS_CHECKS)
@@ -463,9 +468,11 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
         *,
         collector: str,
         request: Request | None = None,
+        cancel: Cancel | None = None,
         at: str | None = None,
     ) -> Status:
-        """The status for a request that will not run; pass `request` when it was decoded."""
+        """The status for a request that will not run; pass `request` when it was decoded, and
+        `cancel` when the request is rejected because a cancel for it came first."""
         reason = fit_text(reason, limits.MAX_REASON_CHARS) or "rejected"
         if request is None:
             return cls(
@@ -474,6 +481,8 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
                 at=at or now_timestamp(),
                 collector=collector,
                 reason=reason,
+                cancelled_by=_cancelled_by(cancel),
+                cancel_reason=_cancel_reason(cancel),
             )
         return cls(
             request_id=request_id,
@@ -486,6 +495,8 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
             targets=request.targets,
             labels=request.labels,
             reason=reason,
+            cancelled_by=_cancelled_by(cancel),
+            cancel_reason=_cancel_reason(cancel),
         )
 
     @classmethod
@@ -496,9 +507,11 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
         *,
         duration_ms: int,
         collector: str,
+        cancel: Cancel | None = None,
         at: str | None = None,
     ) -> Status:
-        """The status for a request whose every target has its final result."""
+        """The status for a request whose every target has its final result; `cancel` when a
+        cancel stopped it (its principal and reason become cancelled_by and cancel_reason)."""
         return cls(
             request_id=request_id,
             state="completed",
@@ -507,7 +520,55 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
             targets_total=counts.total,
             counts=counts,
             duration_ms=duration_ms,
+            cancelled_by=_cancelled_by(cancel),
+            cancel_reason=_cancel_reason(cancel),
         )
+
+
+def _cancelled_by(cancel: Cancel | None) -> str | UnsetType:
+    return UNSET if cancel is None else cancel.principal
+
+
+def _cancel_reason(cancel: Cancel | None) -> str | UnsetType:
+    return UNSET if cancel is None or cancel.reason is None else cancel.reason
+
+
+class Cancel(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", tag=CANCEL_SCHEMA):
+    """fleetrun.cancel/1: stop request `request_id` wherever it runs.
+
+    Hosts not started get `skipped`, running commands are killed, and the `completed` status
+    says who cancelled (cancelled_by, cancel_reason); a request that arrives after its cancel
+    is rejected. `message` is the reason those records give.
+    """
+
+    SCHEMA: ClassVar[str] = CANCEL_SCHEMA
+
+    request_id: Uuid
+    principal: Principal
+    reason: CancelReason | None = None
+    submitted_at: Timestamp
+
+    def __post_init__(self) -> None:
+        check_patterns(self, _CANCEL_CHECKS)
+        parse_timestamp(self.submitted_at, "submitted_at")
+
+    @classmethod
+    def new(cls, request_id: str, *, principal: str, reason: str | None = None) -> Cancel:
+        """A cancel submitted now; an empty reason is no reason."""
+        return cls(
+            request_id=request_id,
+            principal=principal,
+            reason=reason or None,
+            submitted_at=now_timestamp(),
+        )
+
+    @property
+    def message(self) -> str:
+        """Why, in the words "request cancelled by <principal>: <reason>": the reason the
+        stopped hosts' results give (skipped: "not started: …", killed: "killed: …"), and that
+        of a request rejected because its cancel came first."""
+        said = f"request cancelled by {self.principal}"
+        return f"{said}: {self.reason}" if self.reason is not None else said
 
 
 class ConsumedRecord(Protocol):
@@ -584,7 +645,7 @@ def _kafka_time(milliseconds: int) -> str:
     return format_timestamp(datetime.fromtimestamp(milliseconds / 1000, UTC))
 
 
-Message = Request | Result | Status | DeadLetter
+Message = Request | Result | Status | DeadLetter | Cancel
 
 _UUIDS: Final = UUID.matched
 _HOSTS: Final = HOST.matched
@@ -595,3 +656,4 @@ _REQUEST_CHECKS: Final = plan(Request)
 _RESULT_CHECKS: Final = plan(Result)
 _STATUS_CHECKS: Final = plan(Status)
 _DEAD_LETTER_CHECKS: Final = plan(DeadLetter)
+_CANCEL_CHECKS: Final = plan(Cancel)

@@ -15,6 +15,7 @@ from schemas import limits
 from schemas.fields import DEAD_LETTER_STAGES, RESULT_STATUSES
 from schemas.output import encode_output
 from schemas.records import (
+    Cancel,
     DeadLetter,
     ErrorInfo,
     Request,
@@ -160,9 +161,19 @@ def results(draw: st.DrawFn, output: st.SearchStrategy[bytes] | None = None) -> 
 status_counts = st.builds(StatusCounts, **{name: st.integers(0, 1_000) for name in RESULT_STATUSES})
 
 
+cancels = st.builds(
+    Cancel,
+    request_id=request_ids,
+    principal=text(1, 40),
+    reason=st.none() | text(1, 80),
+    submitted_at=timestamps,
+)
+
+
 @st.composite
 def statuses(draw: st.DrawFn) -> Status:
-    """A valid fleetrun.status/1 record in any of its three states."""
+    """A valid fleetrun.status/1 record in any of its three states (a rejected or completed
+    one may say that a cancel stopped it)."""
     state = draw(st.sampled_from(["accepted", "rejected", "completed"]))
     collector = draw(instances)
     at = draw(timestamps)
@@ -176,7 +187,12 @@ def statuses(draw: st.DrawFn) -> Status:
     if state == "rejected":
         request = draw(st.none() | requests())
         return Status.rejected(
-            draw(request_ids), draw(text(1, 80)), collector=collector, request=request, at=at
+            draw(request_ids),
+            draw(text(1, 80)),
+            collector=collector,
+            request=request,
+            cancel=draw(st.none() | cancels),
+            at=at,
         )
     counts = draw(status_counts.filter(lambda c: c.total <= limits.MAX_TARGETS))
     return Status.completed(
@@ -184,6 +200,7 @@ def statuses(draw: st.DrawFn) -> Status:
         counts,
         duration_ms=draw(st.integers(0, 10**9)),
         collector=collector,
+        cancel=draw(st.none() | cancels),
         at=at,
     )
 
@@ -202,4 +219,4 @@ dead_letters = st.builds(
     request_id=st.none() | request_ids,
     source_timestamp=st.none() | timestamps,
 )
-messages = st.one_of(requests(), results(), statuses(), dead_letters)
+messages = st.one_of(requests(), results(), statuses(), dead_letters, cancels)

@@ -16,6 +16,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     "status": 6,
     "dlq": 3,
     "ledger": 6,  # the collector's execution ledger: as many partitions as requests
+    "cancels": 3,  # read whole by every collector: small, so few partitions
 }
 # Topic settings beyond the broker's defaults: the ledger keeps the last entry per key.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {"ledger": {"cleanup.policy": "compact"}}

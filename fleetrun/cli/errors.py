@@ -11,7 +11,8 @@ EXIT_USAGE = 2  # bad option, target expression or configuration value
 EXIT_REJECTED = 3  # the collector refused the request (the reason is printed)
 EXIT_WAIT_TIMEOUT = 4  # gave up waiting; the request keeps running
 EXIT_UNAVAILABLE = 5  # Kafka or PostgreSQL cannot be reached
-EXIT_NOT_FOUND = 6  # no such request (yet) in PostgreSQL
+EXIT_NOT_FOUND = 6  # no such request (yet) in PostgreSQL; `cancel`: no trace of it on Kafka
+EXIT_ALREADY_FINISHED = 7  # `cancel`: the request had finished; nothing was cancelled
 EXIT_INTERRUPTED = 130  # Ctrl-C; the request keeps running
 
 
@@ -42,3 +43,12 @@ def local_stack_hint() -> str:
     if os.environ.get("FLEETRUN_ENV_FILE") or not env_file.is_file():
         return ""
     return f"; for the local stack: export FLEETRUN_ENV_FILE={env_file}"
+
+
+def kafka_unavailable(bootstrap: str, exc: BaseException) -> CliError:
+    """The one-line error for Kafka not answering at `bootstrap`."""
+    return CliError(
+        f"cannot reach Kafka at {bootstrap} ({exc or type(exc).__name__}); "
+        "is it running? (`make stack-up`, or set FLEETRUN_KAFKA_BOOTSTRAP)" + local_stack_hint(),
+        EXIT_UNAVAILABLE,
+    )

@@ -117,6 +117,32 @@ def run(
 
 
 @app.command()
+def cancel(
+    request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why, for the record (at most 1,024 characters).")
+    ] = None,
+    wait_timeout: Annotated[
+        str, typer.Option(help="How long to wait for the collector's answer.")
+    ] = "30s",
+) -> None:
+    """Cancel a request: hosts not started are skipped, running commands are killed."""
+    from fleetrun.cli.cancel import build_cancel, cancel_and_report
+    from fleetrun.cli.query import parse_request_id
+    from fleetrun.cli.run import parse_duration_s
+
+    cfg = settings()
+    record = build_cancel(parse_request_id(request_id), cfg.who, reason)
+    wait_s = parse_duration_s(wait_timeout, "--wait-timeout")
+    try:
+        code = asyncio.run(cancel_and_report(cfg, record, wait_s=wait_s, console=stderr))
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted: see `fleetrun status {record.request_id}`")
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
+@app.command()
 def results(
     request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID")],
     as_json: Annotated[

@@ -23,6 +23,7 @@ DECODERS: dict[str, Callable[[bytes], schemas.Message]] = {
     "result": schemas.decode_result,
     "status": schemas.decode_status,
     "dead_letter": schemas.decode_dead_letter,
+    "cancel": schemas.decode_cancel,
 }
 
 

@@ -656,6 +656,16 @@ DIRECTED: list[tuple[str, str, Any, str | None, str | None]] = [
     ("dead_letter", "value", "YQ==\n", "value", "pattern"),
     ("dead_letter", "source_timestamp", None, None, None),
     ("dead_letter", "request_id", None, None, None),
+    ("status", "cancelled_by", None, "cancelled_by", "type"),
+    ("status", "cancelled_by", "alice\n", None, None),
+    ("status", "cancel_reason", "", "cancel_reason", "minLength"),
+    ("cancel", "reason", None, None, None),
+    ("cancel", "reason", "🚀" * 1024, None, None),  # lengths count characters
+    ("cancel", "reason", "🚀" * 1025, "reason", "maxLength"),
+    ("cancel", "principal", "alice\x00", "principal", "pattern"),
+    ("cancel", "request_id", RID + "\n", "request_id", "pattern"),
+    ("cancel", "submitted_at", "2023-02-29T12:00:00Z", "submitted_at", "date-time"),
+    ("cancel", "submitted_at", "2024-05-01T12:00:00z", "submitted_at", "pattern"),
 ]
 
 

@@ -43,7 +43,13 @@ def test_validation_would_catch_a_broken_document() -> None:
 def test_topics_keys_and_payloads_match_the_schema_files() -> None:
     document = _document()
     addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == {"fleetrun.requests", "fleetrun.results", "fleetrun.status", "fleetrun.dlq"}
+    assert addresses == {
+        "fleetrun.requests",
+        "fleetrun.results",
+        "fleetrun.status",
+        "fleetrun.dlq",
+        "fleetrun.cancels",
+    }
     payloads = {}
     for message in document["components"]["messages"].values():
         payload = message["payload"]

@@ -175,6 +175,10 @@ LIMITS = [
     ("status", "$defs/count/maximum", limits.MAX_TARGETS),
     ("dead_letter", "properties/partition/maximum", limits.MAX_PARTITION),
     ("dead_letter", "properties/offset/maximum", limits.MAX_SAFE_INTEGER),
+    ("status", "properties/cancelled_by/maxLength", limits.MAX_PRINCIPAL_CHARS),
+    ("status", "properties/cancel_reason/maxLength", limits.MAX_CANCEL_REASON_CHARS),
+    ("cancel", "properties/principal/maxLength", limits.MAX_PRINCIPAL_CHARS),
+    ("cancel", "properties/reason/maxLength", limits.MAX_CANCEL_REASON_CHARS),
 ]
 
 

@@ -214,6 +214,8 @@ PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
         ("LABEL_NAME", "keys", ("labels",)),
         ("NO_NUL", "values", ("labels",)),
         ("NO_NUL", "optional", ("reason",)),
+        ("NO_NUL", "optional", ("cancelled_by",)),
+        ("NO_NUL", "optional", ("cancel_reason",)),
     ],
     records.DeadLetter: [
         ("NO_NUL", "fields", ("instance",)),
@@ -221,6 +223,12 @@ PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
         ("TOPIC", "fields", ("source_topic",)),
         ("TIMESTAMP", "optional", ("source_timestamp",)),
         ("UUID", "optional", ("request_id",)),
+    ],
+    records.Cancel: [
+        ("TIMESTAMP", "fields", ("submitted_at",)),
+        ("NO_NUL", "fields", ("principal",)),
+        ("UUID", "fields", ("request_id",)),
+        ("NO_NUL", "optional", ("reason",)),
     ],
     records.ErrorInfo: [("NO_NUL", "fields", ("type", "message"))],
     records.StatusCounts: [],

@@ -16,8 +16,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import FLEETRUN, LOOP, SEED, SEED_PRELOAD, scenarios
+from bench.scenarios import (
+    FLEETRUN,
+    LEDGER_COST_RATIO,
+    LEDGER_COST_SCENARIOS,
+    LOOP,
+    SEED,
+    SEED_PRELOAD,
+    scenarios,
+)
 from bench.stats import ratio
+from bench.tools import NO_LEDGER
 
 REPORT = Path(__file__).parent / "REPORT.md"
 PLOTS_DIR = Path(__file__).parent / "plots"
@@ -231,6 +240,24 @@ def targets(docs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]
                 verdict(None if r is None else r >= WARM_RATIO),
             )
         )
+    for name in LEDGER_COST_SCENARIOS:
+        doc = docs.get(name)
+        on, off, lp = _run(doc, FLEETRUN), _run(doc, FLEETRUN + NO_LEDGER), _run(doc, LOOP)
+        if on and off:
+            r = ratio(on.get("results_per_s"), off.get("results_per_s"))
+            r_loop = ratio(on.get("results_per_s"), (lp or {}).get("results_per_s"))
+            out.append(
+                (
+                    f"{name}: ledger on ≥ {LEDGER_COST_RATIO}× off, and ≥ 0.9× the plain loop",
+                    f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
+                    f"{_num(off.get('results_per_s'), 0)} results/s); × loop {_x(r_loop)}",
+                    verdict(
+                        None
+                        if r is None or r_loop is None
+                        else r >= LEDGER_COST_RATIO and r_loop >= 0.9
+                    ),
+                )
+            )
     for name in ("fanout-1000", "warm-500x50", "hang-1000"):
         doc = docs.get(name)
         f, seed, pre = _run(doc, FLEETRUN), _run(doc, SEED), _run(doc, SEED_PRELOAD)

@@ -28,8 +28,15 @@ import psutil
 
 from bench import report
 from bench.measure import RESULTS_DIR, load_average, run_capped, write_json
-from bench.scenarios import Run, Scenario, micro_benchmarks, scenarios
-from bench.tools import run_tool
+from bench.scenarios import (
+    FLEETRUN,
+    LEDGER_COST_SCENARIOS,
+    Run,
+    Scenario,
+    micro_benchmarks,
+    scenarios,
+)
+from bench.tools import NO_LEDGER, run_tool
 from stack.config import StackConfig
 from stack.env import StackEnv
 from stack.simfleet import RunningFleet, running_fleet
@@ -136,7 +143,13 @@ async def run_scenario(
     if sc.reference_profile is not None:
         refs = [(r, f"{r.tool}@healthy") for r in runs if r.tool in sc.reference_tools]
         doc["runs"] += await _on_fleet(sc, sc.reference_profile, refs, env, work)
-    doc["runs"] += await _on_fleet(sc, sc.profile, [(r, r.tool) for r in runs], env, work)
+    measured = [(r, r.tool) for r in runs]
+    if sc.name in LEDGER_COST_SCENARIOS:
+        # The ledger's cost, side by side in one run: fleetrun with it off, just before.
+        at = next((i for i, (r, _) in enumerate(measured) if r.tool == FLEETRUN), None)
+        if at is not None:
+            measured.insert(at, (measured[at][0], f"{FLEETRUN}{NO_LEDGER}"))
+    doc["runs"] += await _on_fleet(sc, sc.profile, measured, env, work)
     doc["load_after"] = load_average()
     doc["scenario_s"] = round(time.perf_counter() - started, 1)
     return doc

@@ -9,6 +9,7 @@ wall-clock cap; a run that reaches it is recorded as "timeout" with what it fini
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 GIB = 1024**3
 # Tool names: fleetrun end to end, and the peers in bench/peers.
@@ -16,6 +17,12 @@ FLEETRUN, LOOP, SEED, SEED_PRELOAD = "fleetrun", "plainloop", "seed", "seed-prel
 PSSH, ANSIBLE, CLUSH = "pssh", "ansible", "clush"
 ALL_TOOLS = (FLEETRUN, LOOP, SEED, SEED_PRELOAD, PSSH, ANSIBLE, CLUSH)
 ANSIBLE_FORKS = 50
+
+
+# Scenarios where fleetrun also runs with the execution ledger off (tool `fleetrun@noledger`),
+# in the same run: the ledger must cost at most 10% there (issue 13).
+LEDGER_COST_SCENARIOS: Final = ("fanout-1000", "warm-500x50")
+LEDGER_COST_RATIO: Final = 0.9
 
 
 @dataclass(frozen=True, slots=True)

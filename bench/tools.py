@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bench import fleetrun_e2e
 from bench.measure import run_capped
@@ -53,6 +53,9 @@ LABELS = {
     ANSIBLE: "ansible-core 2.19 ad-hoc raw",
     CLUSH: "clush 1.10 (OpenSSH)",
 }
+
+
+NO_LEDGER: Final = "@noledger"  # fleetrun with FLEETRUN_COLLECTOR_LEDGER=false
 
 
 def label(tool: str) -> str:
@@ -213,6 +216,8 @@ async def run_fleetrun(
     }
     rounds = sc.rounds_of(run)
     settings = collector_settings(sc)
+    if tool.endswith(NO_LEDGER):
+        settings = settings | {"FLEETRUN_COLLECTOR_LEDGER": "false"}
     # BENCH_PROFILE=1: the collector runs under cProfile; its top functions go in the record.
     profile = work / "collector.prof" if os.environ.get("BENCH_PROFILE") == "1" else None
     async with fleetrun_e2e.services(

@@ -54,7 +54,7 @@ log = logging.getLogger("fleetrun.collector")
 # What became of a request record (a request's per-host outcomes are collector.outcome's).
 Disposition = Literal["completed", "rejected", "dead_lettered", "duplicate"]
 _NO_USER: Final = "unknown"
-REUSED_ID: Final = "request_id reused with different content"
+REUSED_ID: Final = schemas.REQUEST_ID_REUSED
 OUTCOME_UNKNOWN: Final = "outcome_unknown"
 
 

@@ -211,8 +211,14 @@ class Collector(Generic[H]):
 
     async def _check_ledger_partitions(self) -> None:
         """The ledger must be co-partitioned with the requests topic, or refuse to start."""
-        requests = self.consumer.partitions_for_topic(self.topics.requests) or set()
-        ledger = self.consumer.partitions_for_topic(self.topics.ledger) or set()
+        # The producer fetches a topic's metadata on demand (the consumer only knows topics it
+        # subscribed to), within the publish deadline.
+        try:
+            async with asyncio.timeout(_TOPICS_TIMEOUT_S):
+                requests = await self.producer.partitions_for(self.topics.requests)
+                ledger = await self.producer.partitions_for(self.topics.ledger)
+        except (KafkaError, TimeoutError) as exc:
+            raise classify(exc, f"reading the partitions of {self.topics.ledger}") from exc
         if len(requests) != len(ledger):
             raise CollectorError(
                 f"the ledger topic {self.topics.ledger} has {len(ledger)} partitions and "

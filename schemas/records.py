@@ -99,6 +99,12 @@ def fit_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# The reason of a `rejected` status about a *second* record that reused a request_id with other
+# content: such a status says nothing about the request that owns the id (consumers that keep
+# request rows, like the sink, leave that row as it is).
+REQUEST_ID_REUSED: Final = "request_id reused with different content"
+
+
 def known(value: T | UnsetType) -> T | None:
     """A status field's value, or None when the record does not carry it."""
     return None if isinstance(value, UnsetType) else value

@@ -12,6 +12,7 @@ from typing import Any, Final
 import orjson
 
 from schemas import (
+    REQUEST_ID_REUSED,
     RESULT_STATUSES,
     ConsumedRecord,
     DeadLetter,
@@ -129,6 +130,10 @@ REQUEST_COLUMNS: Final = (
 def request_row(s: Status) -> tuple[Any, ...]:
     """What one status record says about its request, in REQUEST_COLUMNS order. The statuses of
     a request are merged in SQL (sink/store.py), whatever their order or number."""
+    if s.state == "rejected" and (known(s.reason) or "").startswith(REQUEST_ID_REUSED):
+        # About a second record that reused the id: the stored request stays as it is (every
+        # column NULL merges as "nothing new", see sink/store.py).
+        return (s.request_id, *(None,) * (len(REQUEST_COLUMNS) - 1))
     at = _fromisoformat(s.at)
     submitted_at = known(s.submitted_at)
     targets = known(s.targets)

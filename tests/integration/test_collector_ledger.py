@@ -10,10 +10,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import schemas
+from collector.errors import CollectorError
 from collector.handler import OUTCOME_UNKNOWN, REUSED_ID
 from schemas import Request, known
+from stack.config import TOPIC_PARTITIONS
 from stack.env import StackEnv
+from stack.topics import create_topics, delete_topics
 from tests.support.collector import (
     collector_process,
     collector_settings,
@@ -28,7 +33,7 @@ from tests.support.collector import (
     wait_committed,
     wait_runs,
 )
-from tests.support.kafka import Topics, consume_n
+from tests.support.kafka import Topics, consume_n, unique_prefix
 from tests.support.records import make_counts
 
 DEMO = ("demo1", "demo2", "demo3")
@@ -153,3 +158,17 @@ async def test_an_idempotent_request_runs_unknown_hosts_again_as_the_next_attemp
     assert (await runs(stack_env, "idem", remote_tag))["demo1"] == 2
     results, _ = seen.for_request(request.request_id)
     assert [(r.host, r.attempt, r.status) for r in results] == [("demo1", 2, "ok")]
+
+
+async def test_a_ledger_with_other_partitions_than_requests_refuses_to_start(
+    stack_env: StackEnv,
+) -> None:
+    prefix = unique_prefix()
+    partitions = dict(TOPIC_PARTITIONS) | {"ledger": TOPIC_PARTITIONS["requests"] - 1}
+    names = await create_topics(stack_env.kafka_bootstrap, prefix, partitions)
+    try:
+        with pytest.raises(CollectorError, match="must have the same number"):
+            async with running_collector(collector_settings(prefix)):
+                pass
+    finally:
+        await delete_topics(stack_env.kafka_bootstrap, names)

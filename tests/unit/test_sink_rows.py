@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import (
+    REQUEST_ID_REUSED,
     RESULT_STATUSES,
     ErrorInfo,
     Result,
@@ -144,6 +145,14 @@ def test_a_rejected_status_row_keeps_its_reason() -> None:
         None,
     )
     assert _req(row, "principal") is None  # the request could not be read
+
+
+def test_a_rejection_of_a_reused_request_id_leaves_the_request_row_alone() -> None:
+    # About a second record with the same id: every column but the id is NULL, which the
+    # merge in SQL treats as "nothing new" (least/greatest/coalesce skip NULLs).
+    reason = f"{REQUEST_ID_REUSED}: {RID} already names another request"
+    row = request_row(Status.rejected(RID, reason, collector="c", at=AT))
+    assert row == (RID, *(None,) * (len(row) - 1))
 
 
 def test_dead_letters_keep_the_bytes_and_where_they_came_from() -> None:

@@ -171,10 +171,10 @@ class _ProducerFactory:
         self.txn_id = txn_id
 
     def __call__(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            **producer_options(self.settings),
-            transactional_id=self.txn_id,
-        )
+        # linger 0: the outbox batches by itself (everything queued goes into one transaction),
+        # and a host waiting for its `started` mark should not wait for a linger on top.
+        options = producer_options(self.settings) | {"linger_ms": 0}
+        return AIOKafkaProducer(**options, transactional_id=self.txn_id)
 
 
 __all__ = ["Lanes", "Out", "transactional_id"]

@@ -19,7 +19,8 @@ from typing import Final, Generic, Literal
 import msgspec
 
 import schemas
-from collector.errors import CollectorError, RecordTooLarge
+from collector.deadletters import publish_dead_letter
+from collector.errors import CollectorError
 from collector.fanout import (
     Executor,
     FanOut,
@@ -38,7 +39,6 @@ from collector.outbox import HandedOver, Out, Outbox
 from collector.shrink import fit_result
 from schemas import (
     ConsumedRecord,
-    DeadLetter,
     ErrorInfo,
     Request,
     Result,
@@ -46,7 +46,6 @@ from schemas import (
     SchemaError,
     Status,
     StatusCounts,
-    limits,
 )
 
 log = logging.getLogger("fleetrun.collector")
@@ -428,25 +427,9 @@ class RequestHandler(Generic[H]):
     async def _dead_letter(
         self, out: Publisher, record: ConsumedRecord, error: ErrorInfo, request_id: str | None
     ) -> None:
-        letter = DeadLetter.of(
-            record, error, stage="collector", instance=self.collector, request_id=request_id
+        await publish_dead_letter(
+            out, self.topics.dlq, record, error, instance=self.collector, request_id=request_id
         )
-        try:
-            await out.publish(self.topics.dlq, record.key, schemas.encode(letter))
-        except RecordTooLarge:
-            # base64 makes a record near the topic's size limit too large for the DLQ: keep the
-            # error and where the original is, which the source topic still holds.
-            size = len(record.value or b"")
-            note = f" (raw value of {size:,} bytes omitted: too large for the dead-letter topic)"
-            smaller = msgspec.structs.replace(
-                letter,
-                value=None,
-                error=ErrorInfo(
-                    type=error.type,
-                    message=error.message[: limits.MAX_ERROR_MESSAGE_CHARS - len(note)] + note,
-                ),
-            )
-            await out.publish(self.topics.dlq, record.key, schemas.encode(smaller))
         self.metrics.dead_letters.inc()
 
 

@@ -33,9 +33,11 @@ from collector.errors import CollectorError, classify
 from collector.kafka import Publisher, Topics
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
+from collector.stop import Stop
 from fleetrun.runtime.backoff import backoff_delay
 from schemas import Cancel, ConsumedRecord, ErrorInfo, SchemaError
 
+_TOPIC_APPEAR_S: Final = 5.0
 log = logging.getLogger("fleetrun.collector.cancels")
 
 _START_TIMEOUT_S: Final = 120.0  # connect and read back the lookback
@@ -169,7 +171,7 @@ class CancelWatcher:
         try:
             async with asyncio.timeout(timeout_s):
                 await self.consumer.start()
-                if self.topic not in await self.consumer.topics():
+                if not await self._topic_exists():
                     raise CollectorError(
                         f"the cancels topic {self.topic} does not exist: create it "
                         f"(kafka-topics.sh --create --topic {self.topic} --partitions 3), then "
@@ -185,6 +187,16 @@ class CancelWatcher:
         self._replaying = False
         self._last_poll = time.monotonic()
         self._follower = asyncio.create_task(self._follow(), name="cancel watcher")
+
+    async def _topic_exists(self) -> bool:
+        """Whether the broker knows the topic; a topic created a moment ago may take a few
+        metadata rounds to appear, so absence is only believed after _TOPIC_APPEAR_S."""
+        deadline = time.monotonic() + _TOPIC_APPEAR_S
+        while self.topic not in await self.consumer.topics():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
 
     async def stop(self) -> None:
         """Stop following, give pending dead letters a moment, close the consumer."""
@@ -368,3 +380,28 @@ class CancelWatcher:
             self.consumer.seek(tp, offset)
         await self.consumer.seek_to_beginning(*added)
         log.info("cancels partitions added", extra={"partitions": ",".join(map(str, new))})
+
+
+class Cancels(Protocol):
+    """What the handler needs of the cancel watcher (collector.cancels.CancelWatcher)."""
+
+    def cancelled(self, request_id: str) -> Cancel | None: ...
+    def watching(self, request_id: str) -> contextlib.AbstractContextManager[asyncio.Event]: ...
+
+
+def watch_cancel(
+    cancels: Cancels, request_id: str, stop: Stop, stack: contextlib.ExitStack
+) -> asyncio.Task[None]:
+    """Set `stop` when the request is cancelled (at once if it already is)."""
+    event = stack.enter_context(cancels.watching(request_id))
+
+    async def wait() -> None:
+        await event.wait()
+        cancel = cancels.cancelled(request_id)
+        stop.set(cancel.message if cancel is not None else "request cancelled")
+        log.info("request cancelled", extra={"request_id": request_id})
+
+    existing = cancels.cancelled(request_id)
+    if existing is not None:
+        stop.set(existing.message)
+    return asyncio.create_task(wait(), name=f"cancel watch {request_id}")

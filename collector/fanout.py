@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from collector.outbox import HandedOver
+from collector.stop import Stop
 from schemas import (
     EMPTY_SHA256,
     ErrorInfo,
@@ -78,7 +79,13 @@ class Executor(Protocol[H]):
     """Runs one request on one host and returns its final result (never raises per host)."""
 
     async def run(
-        self, host: H, request: Request, *, collector: str, on_start: OnStart[H] | None = None
+        self,
+        host: H,
+        request: Request,
+        *,
+        collector: str,
+        on_start: OnStart[H] | None = None,
+        stop: Stop | None = None,
     ) -> Result: ...
 
 
@@ -269,6 +276,7 @@ class FanOut(Generic[H]):
         on_start: OnStart[H] | None = None,
         keep_starting: Callable[[], bool] | None = None,
         errors: int = 0,
+        stop: Stop | None = None,
     ) -> bool:
         """Give every planned host exactly one final result, passed to `on_result` in order.
 
@@ -276,7 +284,9 @@ class FanOut(Generic[H]):
         there): the executor awaits it right before the command is launched, once connected.
         If it raises HandedOver, or `keep_starting()` turns false, hosts not started yet get no
         result: they are left to the partition's next owner, and run returns True (handed
-        over). Any other exception from it fails the request, not the host.
+        over). Any other exception from it fails the request, not the host. `stop` (a cancel)
+        goes to the executor: once set, running commands are killed and hosts not started yet
+        are skipped, each with a result saying why.
         """
         hosts: Iterator[PlannedHost[H]] = iter(plan.hosts)
         handed_over = False
@@ -290,7 +300,7 @@ class FanOut(Generic[H]):
                     handed_over = True
                     return
                 try:
-                    result = await self._one(plan, planned, errors, on_start)
+                    result = await self._one(plan, planned, errors, on_start, stop)
                 except HandedOver:
                     handed_over = True
                     return
@@ -307,7 +317,12 @@ class FanOut(Generic[H]):
         return handed_over
 
     async def _one(
-        self, plan: Plan[H], planned: PlannedHost[H], errors: int, on_start: OnStart[H] | None
+        self,
+        plan: Plan[H],
+        planned: PlannedHost[H],
+        errors: int,
+        on_start: OnStart[H] | None,
+        stop: Stop | None = None,
     ) -> Result:
         request = plan.request
         now = self.clock()
@@ -319,7 +334,7 @@ class FanOut(Generic[H]):
         host = planned.host
         try:
             return await self.executor.run(
-                host, request, collector=self.collector, on_start=on_start
+                host, request, collector=self.collector, on_start=on_start, stop=stop
             )
         except (asyncio.CancelledError, HandedOver):
             raise

@@ -8,17 +8,18 @@ acknowledged, which is what allows the caller to commit the request's offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Generic, Literal
 
 import msgspec
 
 import schemas
+from collector.cancels import Cancels, watch_cancel
 from collector.deadletters import publish_dead_letter
 from collector.errors import CollectorError
 from collector.fanout import (
@@ -26,18 +27,24 @@ from collector.fanout import (
     FanOut,
     H,
     Plan,
-    PlannedHost,
     Resolver,
-    host_identity,
     plan_request,
-    synthetic_result,
 )
 from collector.kafka import Publisher, Topics
-from collector.ledger import Endpoint, Mark, PartitionLedger, Prior, digest
+from collector.ledger import Mark, Prior, digest
 from collector.metrics import CollectorMetrics
-from collector.outbox import HandedOver, Out, Outbox
+from collector.outbox import HandedOver, Out
+from collector.resume import (
+    REUSED_ID,
+    Lane,
+    RequestIdReused,
+    split_resume,
+    unknown_result,
+)
 from collector.shrink import fit_result
+from collector.stop import Stop
 from schemas import (
+    Cancel,
     ConsumedRecord,
     ErrorInfo,
     Request,
@@ -53,34 +60,6 @@ log = logging.getLogger("fleetrun.collector")
 # What became of a request record (a request's per-host outcomes are collector.outcome's).
 Disposition = Literal["completed", "rejected", "dead_lettered", "duplicate"]
 _NO_USER: Final = "unknown"
-REUSED_ID: Final = schemas.REQUEST_ID_REUSED
-OUTCOME_UNKNOWN: Final = "outcome_unknown"
-
-
-class RequestIdReused(ValueError):
-    """A request record whose request_id names another request already (other content)."""
-
-
-@dataclass(slots=True)
-class Lane:
-    """One requests partition's way out: its transactional outbox and its execution ledger."""
-
-    outbox: Outbox
-    ledger: PartitionLedger
-    ledger_topic: str
-    # Set when the partition is being handed over (revoked, or the collector is stopping):
-    # no host may start any more; hosts not started are left to the next owner.
-    handing_over: bool = False
-    duplicates_logged: set[str] = field(default_factory=set)
-
-    def encode_marks(
-        self, request_id: str, phase: Literal["started", "done"], marks: list[Mark]
-    ) -> Out:
-        key, value = self.ledger.marks_record(request_id, phase, marks, _utcnow())
-        return Out(self.ledger_topic, key, value, self.ledger.partition)
-
-    def entry(self, item: tuple[bytes, bytes | None]) -> Out:
-        return Out(self.ledger_topic, item[0], item[1], self.ledger.partition)
 
 
 class _Acks:
@@ -129,8 +108,11 @@ class RequestHandler(Generic[H]):
         metrics: CollectorMetrics,
         max_message_bytes: int,
         default_user: str | None,
+        cancels: Cancels | None = None,
     ) -> None:
         self.collector = collector
+        self.cancels = cancels
+        self.stops: dict[str, Stop] = {}  # of the requests running now, to kill them on purpose
         self.topics = topics
         self.publisher = publisher
         self.inventory = inventory
@@ -167,6 +149,9 @@ class RequestHandler(Generic[H]):
                 )
                 return await self._refuse(out, record, reuse, None, reused=request)
             prior = lane.ledger.prior(request.request_id) if admission == "resume" else None
+        cancel = self.cancels.cancelled(request.request_id) if self.cancels else None
+        if cancel is not None and prior is None:
+            return await self._cancelled_before(out, request, cancel)
         try:
             plan = plan_request(request, self.inventory)
         except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts
@@ -187,6 +172,29 @@ class RequestHandler(Generic[H]):
             return await self._refuse(out, record, exc, request)
         self.metrics.requests.labels("completed").inc()
         return "completed"
+
+    def stop_all(self, reason: str) -> int:
+        """Kill every running command, each reported as killed with `reason`; hosts not started
+        yet are skipped unless the partition is being handed over. Returns how many requests."""
+        for stop in self.stops.values():
+            stop.set(reason)
+        return len(self.stops)
+
+    async def _cancelled_before(
+        self, out: Publisher, request: Request, cancel: Cancel
+    ) -> Disposition:
+        """Its cancel came first: the request runs nowhere (not bad input: no dead letter)."""
+        rejected = Status.rejected(
+            request.request_id,
+            cancel.message,
+            collector=self.collector,
+            request=request,
+            cancel=cancel,
+        )
+        await out.publish(self.topics.status, request.request_id.encode(), schemas.encode(rejected))
+        log.info("request cancelled before it ran", extra=_ids(request) | {"by": cancel.principal})
+        self.metrics.requests.labels("rejected").inc()
+        return "rejected"
 
     def _duplicate(self, lane: Lane, request: Request, record: ConsumedRecord) -> Disposition:
         self.metrics.requests.labels("duplicate").inc()
@@ -212,26 +220,14 @@ class RequestHandler(Generic[H]):
         rid = request.request_id
         lane.ledger.running_here.add(rid)
         entry = lane.ledger.begin(rid, content, _utcnow())
-        done: dict[Endpoint, tuple[int, str]] = dict(prior.done) if prior else {}
-        started: dict[Endpoint, int] = prior.unfinished() if prior else {}
-        user = self.fanout.default_user
-        todo: list[PlannedHost[H]] = []
-        unknown: list[tuple[PlannedHost[H], int]] = []
-        for planned in plan.hosts:
-            endpoint = host_identity(planned, user)
-            if endpoint in done:
-                continue
-            if endpoint in started and not request.idempotent:
-                unknown.append((planned, started[endpoint]))
-            else:
-                todo.append(planned)
+        split = split_resume(plan.hosts, prior, self.fanout.default_user, request.idempotent)
+        todo, unknown, base = split.todo, split.unknown, split.base
         if prior is not None:
             log.info(
                 "resuming a request an earlier collector left unfinished",
                 extra=_ids(request)
-                | {"done": len(done), "outcome_unknown": len(unknown), "to_run": len(todo)},
+                | {"done": len(split.done), "outcome_unknown": len(unknown), "to_run": len(todo)},
             )
-        base = dict(started) if request.idempotent else {}
 
         async def on_start(planned_host: H, attempt: int) -> None:
             if lane.handing_over:
@@ -251,7 +247,7 @@ class RequestHandler(Generic[H]):
             return lane.outbox.write(records, [(rid, "done", mark)])
 
         first = [lane.entry(entry)] if entry is not None else []
-        statuses = [status for _, status in done.values()]
+        statuses = split.done
         await self._run(
             request,
             dataclasses.replace(plan, hosts=tuple(todo)) if len(todo) != plan.total else plan,
@@ -261,31 +257,14 @@ class RequestHandler(Generic[H]):
             announce=prior is None,
             targets_total=plan.total,
             prior_statuses=statuses,
-            before=[self._unknown(request, p, a, prior) for p, a in unknown],
+            before=[
+                unknown_result(request, p, a, self.collector, self.fanout.default_user, _utcnow())
+                for p, a in unknown
+            ],
             on_start=on_start,
             renumber=renumber,
             publish=publish,
         )
-
-    def _unknown(
-        self, request: Request, planned: PlannedHost[H], attempt: int, prior: Prior | None
-    ) -> Result:
-        error = ErrorInfo.bounded(
-            OUTCOME_UNKNOWN,
-            "an earlier collector started the command on this host and stopped before reporting"
-            " how it ended; it may or may not have run (not run again: the request is not"
-            " idempotent)",
-        )
-        result = synthetic_result(
-            request,
-            planned,
-            "error",
-            collector=self.collector,
-            now=_utcnow(),
-            default_user=self.fanout.default_user,
-            error=error,
-        )
-        return msgspec.structs.replace(result, attempt=attempt)
 
     async def _run(
         self,
@@ -342,16 +321,33 @@ class RequestHandler(Generic[H]):
             acks.add(publish_result(result, value))
             _log_result(request, result)
 
-        try:
-            for result in before or ():
-                await on_result(result)
-            handed_over = await self.fanout.run(
-                plan, on_result, on_start=on_start, keep_starting=_keep_starting(lane)
-            )
-            await acks.wait()
-        except BaseException:
-            await acks.cancel()
-            raise
+        stop = Stop()
+        self.stops[rid] = stop
+        watching = contextlib.ExitStack()
+        watching.callback(self.stops.pop, rid, None)
+        with watching:
+            if self.cancels is not None:
+                watcher = watch_cancel(self.cancels, rid, stop, watching)
+            try:
+                for result in before or ():
+                    await on_result(result)
+                handed_over = await self.fanout.run(
+                    plan,
+                    on_result,
+                    on_start=on_start,
+                    keep_starting=_keep_starting(lane),
+                    stop=stop,
+                )
+                await acks.wait()
+            except BaseException:
+                await acks.cancel()
+                raise
+            finally:
+                if self.cancels is not None:
+                    watcher.cancel()
+        cancel = self.cancels.cancelled(rid) if self.cancels and stop.is_set() else None
+        if cancel is not None and cancel.message != stop.reason:
+            cancel = None  # stopped by the collector (shutdown), not by this cancel
         if handed_over:
             if lane is not None:
                 lane.ledger.forget_running(rid)
@@ -359,7 +355,11 @@ class RequestHandler(Generic[H]):
         duration_ms = int((time.monotonic() - started) * 1000)
         counts = StatusCounts.of([*published, *(prior_statuses or [])])  # type: ignore[list-item]
         completed = Status.completed(
-            request.request_id, counts, duration_ms=duration_ms, collector=self.collector
+            request.request_id,
+            counts,
+            duration_ms=duration_ms,
+            collector=self.collector,
+            cancel=cancel,
         )
         completed_value = schemas.encode(completed)
         if lane is not None:

@@ -19,15 +19,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from collector.errors import CollectorError, classify
-from collector.handler import Lane
 from collector.kafka import Topics, producer_options
 from collector.ledger import LedgerError, PartitionLedger
 from collector.outbox import Out, Outbox
+from collector.resume import Lane
 from collector.settings import CollectorSettings
 
 log = logging.getLogger("fleetrun.collector.ledger")
 
 _REPLAY_TIMEOUT_S: Final = 120.0
+_TOPICS_TIMEOUT_S: Final = 15.0
 _EXPIRY_EVERY_S: Final = 60.0
 
 
@@ -84,6 +85,25 @@ class Lanes:
                 "took_ms": int((time.monotonic() - started) * 1000),
             },
         )
+
+    async def check_partitions(self, producer: AIOKafkaProducer) -> None:
+        """The ledger must be co-partitioned with the requests topic, or refuse to start."""
+        # The producer fetches a topic's metadata on demand (the consumer only knows topics it
+        # subscribed to), within the publish deadline.
+        try:
+            async with asyncio.timeout(_TOPICS_TIMEOUT_S):
+                requests = await producer.partitions_for(self.topics.requests)
+                ledger = await producer.partitions_for(self.topics.ledger)
+        except (KafkaError, TimeoutError) as exc:
+            raise classify(exc, f"reading the partitions of {self.topics.ledger}") from exc
+        if len(requests) != len(ledger):
+            raise CollectorError(
+                f"the ledger topic {self.topics.ledger} has {len(ledger)} partitions and "
+                f"{self.topics.requests} has {len(requests)}: they must have the same number "
+                "(the ledger of requests partition p is ledger partition p). Add partitions to "
+                "the ledger topic (kafka-topics.sh --alter --partitions N) and start again.",
+                retriable=False,
+            )
 
     def hand_over(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """No new host starts on these partitions (all when None) from now on."""

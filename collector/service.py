@@ -29,6 +29,7 @@ from typing import Any, Final, Generic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from collector.cancels import CancelWatcher
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
 from collector.handler import Disposition, RequestHandler
@@ -107,6 +108,7 @@ class Collector(Generic[H]):
         self.consumer: AIOKafkaConsumer = make_consumer(settings)
         self.producer: AIOKafkaProducer = make_producer(settings)
         self.publisher = KafkaPublisher(self.producer, settings.publish_timeout_s)
+        self.cancels = CancelWatcher.from_settings(settings, self.topics, self.publisher, metrics)
         self.handler: RequestHandler[H] = RequestHandler(
             collector=self.name,
             topics=self.topics,
@@ -116,6 +118,7 @@ class Collector(Generic[H]):
             metrics=metrics,
             max_message_bytes=settings.max_message_bytes,
             default_user=settings.ssh_user,
+            cancels=self.cancels,
         )
         self.lanes: Lanes | None = (
             Lanes(settings, self.topics, self.name) if settings.ledger else None
@@ -148,6 +151,11 @@ class Collector(Generic[H]):
         self._wake.set()
 
     @property
+    def _kill_wait_s(self) -> float:
+        """How long killing running commands may take (TERM, KILL, close) plus publishing."""
+        return 3 * self.settings.ssh_kill_grace_s + 5.0
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -156,6 +164,7 @@ class Collector(Generic[H]):
         try:
             await self._start()
         except BaseException:
+            await self.cancels.stop()
             await self._close_clients()
             raise
         try:
@@ -176,7 +185,10 @@ class Collector(Generic[H]):
         await self._wait_for_topic(self.topics.requests)
         if self.lanes is not None:
             await self._wait_for_topic(self.topics.ledger)
-            await self._check_ledger_partitions()
+            await self.lanes.check_partitions(self.producer)
+        # Cancels first: a request whose cancel came before it must find it (lookback read).
+        await self._wait_for_topic(self.topics.cancels)
+        await self.cancels.start()
         self.consumer.subscribe([self.topics.requests], listener=_Listener(self))
         self._running = True
         log.info(
@@ -208,25 +220,6 @@ class Collector(Generic[H]):
                 log.warning("requests topic not found; waiting for it", extra={"topic": topic})
             await self._wait_wake(0.5)
             waited += 0.5
-
-    async def _check_ledger_partitions(self) -> None:
-        """The ledger must be co-partitioned with the requests topic, or refuse to start."""
-        # The producer fetches a topic's metadata on demand (the consumer only knows topics it
-        # subscribed to), within the publish deadline.
-        try:
-            async with asyncio.timeout(_TOPICS_TIMEOUT_S):
-                requests = await self.producer.partitions_for(self.topics.requests)
-                ledger = await self.producer.partitions_for(self.topics.ledger)
-        except (KafkaError, TimeoutError) as exc:
-            raise classify(exc, f"reading the partitions of {self.topics.ledger}") from exc
-        if len(requests) != len(ledger):
-            raise CollectorError(
-                f"the ledger topic {self.topics.ledger} has {len(ledger)} partitions and "
-                f"{self.topics.requests} has {len(requests)}: they must have the same number "
-                "(the ledger of requests partition p is ledger partition p). Add partitions to "
-                "the ledger topic (kafka-topics.sh --alter --partitions N) and start again.",
-                retriable=False,
-            )
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -364,6 +357,11 @@ class Collector(Generic[H]):
                 extra={"partitions": _names(revoked), "inflight_requests": len(mine)},
             )
             done, pending = await asyncio.wait(mine, timeout=self.settings.rebalance_drain_s)
+            if pending:
+                # Past the drain: kill what still runs and report it (killed), then hand over.
+                self.handler.stop_all("partition revoked while the command ran")
+                more, pending = await asyncio.wait(pending, timeout=self._kill_wait_s)
+                done |= more
             for task in done:
                 self._finished(task)  # now, not in a later callback: their offsets commit below
             if pending:
@@ -399,6 +397,10 @@ class Collector(Generic[H]):
             await self.partitions.commit()
 
     async def _shutdown(self) -> None:
+        if self._tasks and self.handler.stop_all("collector shutting down past its grace period"):
+            # Running commands are killed on the hosts and reported as such; hosts not started
+            # are left to the next owner (the lanes are handing over).
+            await asyncio.wait(set(self._tasks), timeout=self._kill_wait_s)
         if self._tasks:
             pending = set(self._tasks)
             self.summary.abandoned += len(pending)
@@ -411,6 +413,7 @@ class Collector(Generic[H]):
             await self.partitions.commit()
         if self.lanes is not None:
             await self.lanes.close()
+        await self.cancels.stop()  # before the producer: its dead letters use it
         await self._close_clients()
         log.info("collector stopped", extra=self._summary_fields())
 
@@ -475,6 +478,9 @@ class Collector(Generic[H]):
         }
         if not publishing:
             details["publish_error"] = failing_error
+        if self._running:
+            cancels_ok, details["cancels"] = self.cancels.health()
+            ok = ok and cancels_ok
         return ok, details
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import schemas
 from collector.errors import CollectorError
-from collector.handler import OUTCOME_UNKNOWN, REUSED_ID
+from collector.resume import OUTCOME_UNKNOWN, REUSED_ID
 from schemas import Request, known
 from stack.config import TOPIC_PARTITIONS
 from stack.env import StackEnv

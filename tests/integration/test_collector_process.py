@@ -14,7 +14,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from collector.handler import OUTCOME_UNKNOWN
 from schemas import Request
 from stack.env import StackEnv
 from tests.support.collector import (
@@ -60,15 +59,20 @@ async def test_sigterm_mid_request_loses_nothing_and_runs_nothing_twice(
         await wait_runs(stack_env, remote_tag, ["a", "b"], 6)  # A and B running everywhere
         assert await first.terminate(timeout_s=40) == 0
     text = log.read_text()
-    assert "abandoned=1" in text, text[-2000:]
-    seen = await read_until(topics.bootstrap, topics.prefix, finished(a.request_id), settle_s=0.5)
-    assert seen.states(b.request_id) == ["accepted"]  # B got nothing final: all hosts cancelled
-    assert not seen.for_request(b.request_id)[0]
+    assert "abandoned=0" in text, text[-2000:]
+    seen = await read_until(
+        topics.bootstrap, topics.prefix, finished(a.request_id, b.request_id), settle_s=0.5
+    )
+    # B outlived the grace period: its commands were killed on the hosts and reported as such.
+    assert {
+        (r.status, r.error.type if r.error else None, r.collector)
+        for r in seen.for_request(b.request_id)[0]
+    } == {("error", "killed", "first")}
     assert not seen.states(c.request_id)  # C was never fetched
-    # A (offset 0) is committed; B (offset 1) is not, so it and C are redelivered.
+    # A (offset 0) and B (offset 1) are committed; C is left to the next collector.
     assert (await committed(topics.bootstrap, topics.prefix + "collector", topics["requests"]))[
         0
-    ] == placed[1][1]
+    ] == placed[2][1]
 
     async with collector_process(topics.prefix, log, id="second"):
         seen = await read_until(
@@ -91,10 +95,6 @@ async def test_sigterm_mid_request_loses_nothing_and_runs_nothing_twice(
     assert {(r.status, r.stdout_data) for r in seen.for_request(a.request_id)[0]} == {
         ("ok", b"A\n")
     }
-    # B was started by `first` and never reported: the next owner says so and does not rerun it.
-    assert {
-        (r.status, r.error.type if r.error else None) for r in seen.for_request(b.request_id)[0]
-    } == {("error", OUTCOME_UNKNOWN)}
     assert {r.collector for r in seen.for_request(a.request_id)[0]} == {"first"}
     assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
 
@@ -192,7 +192,7 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
                 timeout_s=45,
                 settle_s=1.0,
             )
-        assert first.collector.summary.revoked == 1
+        assert first.collector.summary.revoked == 0  # killed and reported, not abandoned
     results_a, _ = seen.for_request(a.request_id)
     results_b, _ = seen.for_request(b.request_id)
     assert counts_by_host(results_a) == dict.fromkeys(DEMO, 1)
@@ -200,7 +200,10 @@ async def test_rebalance_drains_finishing_work_and_hands_back_the_rest(
     assert {r.stdout_data for r in results_a} == {b"A\n"}
     assert {r.collector for r in results_a} == {"one"}  # drained, not handed over
     assert counts_by_host(results_b) == dict.fromkeys(DEMO, 1)
-    assert {r.error.type if r.error else None for r in results_b} == {OUTCOME_UNKNOWN}
+    # Past the drain B's commands were killed on the hosts and reported by `one`.
+    assert {(r.error.type if r.error else None, r.collector) for r in results_b} == {
+        ("killed", "one")
+    }
     assert Counter(seen.states(b.request_id)) == {"accepted": 1, "completed": 1}
     assert await runs(stack_env, "rb", remote_tag) == dict.fromkeys(DEMO, 1)
 
@@ -219,6 +222,10 @@ async def test_a_second_sigterm_skips_the_grace_period(
         assert await sub.terminate(timeout_s=20) == 0
     text = log.read_text()
     assert "second stop request" in text
-    assert "abandoned=1" in text
-    seen = await read_until(topics.bootstrap, topics.prefix, lambda s: True, settle_s=0.5)
-    assert seen.states(request.request_id) == ["accepted"]  # not completed: redelivered later
+    assert "abandoned=0" in text
+    seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+    assert {
+        (r.status, r.error.type if r.error else None)
+        for r in seen.for_request(request.request_id)[0]
+    } == {("error", "killed")}
+    assert await runs(stack_env, "s2", remote_tag) == dict.fromkeys(DEMO, 1)

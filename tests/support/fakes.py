@@ -21,7 +21,8 @@ import schemas
 from collector.errors import RecordTooLarge
 from collector.fanout import Executor, OnStart
 from collector.kafka import Publisher
-from schemas import DeadLetter, Request, Result, ResultStatus, Target
+from collector.stop import Stop
+from schemas import DeadLetter, ErrorInfo, Request, Result, ResultStatus, Target
 from sink.dlq import DeadLetterSink
 from sink.store import ResultStore, WriteBatch, WriteOutcome
 from tests.support.records import T0, make_result
@@ -95,7 +96,10 @@ class FakeExecutor(Executor[FakeHost]):
         *,
         collector: str,
         on_start: OnStart[FakeHost] | None = None,
+        stop: Stop | None = None,
     ) -> Result:
+        if stop is not None and stop.reason is not None:
+            return self._stopped(host, request, collector, stop.reason)
         if on_start is not None:
             await on_start(host, 1)
         async with self.changed:
@@ -105,13 +109,40 @@ class FakeExecutor(Executor[FakeHost]):
         self.peak = max(self.peak, self.running)
         try:
             if host.name in self.hold:
-                await self.hold[host.name].wait()
+                if stop is None:
+                    await self.hold[host.name].wait()
+                else:  # a held host is "running": a stop kills it, as the SSH executor does
+                    event = asyncio.Event()
+                    stop.attach(event)
+                    waiters = [asyncio.create_task(e.wait()) for e in (self.hold[host.name], event)]
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    for waiter in waiters:
+                        waiter.cancel()
+                    stop.detach(event)
+                    if stop.reason is not None:
+                        return self._stopped(host, request, collector, stop.reason, killed=True)
             await asyncio.sleep(0)
             if host.name in self.raise_for:
                 raise RuntimeError("executor bug")
             return self.result(host, request, collector)
         finally:
             self.running -= 1
+
+    def _stopped(
+        self, host: FakeHost, request: Request, collector: str, reason: str, *, killed: bool = False
+    ) -> Result:
+        """What the SSH executor gives a stopped host: killed when running, else skipped."""
+        kind, words = ("killed", "killed") if killed else ("not_started", "not started")
+        return make_result(
+            request.request_id,
+            host.name,
+            status="error" if killed else "skipped",
+            port=host.port,
+            user=host.user,
+            finished_at=T0,
+            collector=collector,
+            error=ErrorInfo.bounded(kind, f"{words}: {reason}"),
+        )
 
     def result(self, host: FakeHost, request: Request, collector: str) -> Result:
         """The scripted result of `host` (a subclass may alter it)."""

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from collector.errors import CollectorError, classify
 from collector.kafka import Topics, producer_options
 from collector.ledger import LedgerError, PartitionLedger
-from collector.outbox import Out, Outbox
+from collector.outbox import Outbox
 from collector.resume import Lane
 from collector.settings import CollectorSettings
 
@@ -195,6 +195,3 @@ class _ProducerFactory:
         # and a host waiting for its `started` mark should not wait for a linger on top.
         options = producer_options(self.settings) | {"linger_ms": 0}
         return AIOKafkaProducer(**options, transactional_id=self.txn_id)
-
-
-__all__ = ["Lanes", "Out", "transactional_id"]

@@ -196,7 +196,7 @@ class Outbox:
                 failures += 1
                 error = classify(exc, f"writing the transaction of {self.name}")
                 self._note_failure(error)
-                await self._recover()
+                await self._abort()
                 delay = backoff_delay(failures, _BACKOFF_BASE_S, _BACKOFF_MAX_S, random.random())
                 log.debug("transaction failed, retrying", extra={"error": str(error)})
                 await asyncio.sleep(delay)
@@ -256,19 +256,13 @@ class Outbox:
         return records
 
     async def _abort(self) -> None:
-        try:
-            await self.producer.abort_transaction()
-        except ProducerFenced:
-            raise
-        except Exception:
-            await self._renew()
-
-    async def _recover(self) -> None:
         """After a failed transaction: abort it, or start over with a new producer."""
         try:
-            await self._abort()
+            await self.producer.abort_transaction()
         except ProducerFenced as exc:
             raise Fenced(f"{self.name}: {exc}") from exc
+        except Exception:
+            await self._renew()
 
     async def _renew(self) -> None:
         """A new producer with the same transactional id: its init aborts what is left open."""

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
+from collector.cancels import Cancels
 from collector.errors import RecordTooLarge
 from collector.fanout import Executor, OnStart
-from collector.kafka import Publisher
+from collector.handler import RequestHandler
+from collector.kafka import Publisher, Topics
+from collector.metrics import CollectorMetrics
 from collector.stop import Stop
 from schemas import DeadLetter, ErrorInfo, Request, Result, ResultStatus, Target
 from sink.dlq import DeadLetterSink
@@ -220,3 +223,25 @@ class FakeDeadLetters(DeadLetterSink):
         if self.errors:
             raise self.errors.pop(0)
         self.published.extend(dead)
+
+
+def fake_handler(
+    publisher: Publisher,
+    executor: FakeExecutor | None = None,
+    *,
+    topics: Topics | None = None,
+    metrics: CollectorMetrics | None = None,
+    cancels: Cancels | None = None,
+) -> RequestHandler[FakeHost]:
+    """A RequestHandler on the fakes (inventory @web/@bad, user `deploy`, collector `c1`)."""
+    return RequestHandler(
+        collector="c1",
+        topics=topics or Topics.from_prefix("t."),
+        publisher=publisher,
+        executor=executor or FakeExecutor(),
+        inventory=FakeInventory(),
+        metrics=metrics or CollectorMetrics(),
+        max_message_bytes=1_000_000,
+        default_user="deploy",
+        cancels=cancels,
+    )

@@ -16,13 +16,18 @@ from hypothesis import strategies as st
 
 import schemas
 from collector.fanout import endpoint_key, plan_request
-from collector.handler import RequestHandler
 from collector.inventory import Inventory
 from collector.kafka import Topics
-from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from schemas import Request, Target, known
-from tests.support.fakes import FakeExecutor, FakeHost, FakeInventory, FakePublisher, FakeRecord
+from tests.support.fakes import (
+    FakeExecutor,
+    FakeHost,
+    FakeInventory,
+    FakePublisher,
+    FakeRecord,
+    fake_handler,
+)
 from tests.support.records import make_counts, make_request
 
 STACK_STYLE = """
@@ -195,16 +200,7 @@ async def test_one_host_spelt_twice_is_accepted_run_and_completed_as_one() -> No
     publisher = FakePublisher()
     executor = FakeExecutor()
     topics = Topics.from_prefix("t.")
-    handler: RequestHandler[FakeHost] = RequestHandler(
-        collector="c1",
-        topics=topics,
-        publisher=publisher,
-        executor=executor,
-        inventory=FakeInventory(),
-        metrics=CollectorMetrics(),
-        max_message_bytes=1_000_000,
-        default_user="deploy",
-    )
+    handler = fake_handler(publisher, executor, topics=topics)
     request = Request.new(
         principal="alice", command="hostname", targets=["web1", "deploy@web1:22", "web2"]
     )

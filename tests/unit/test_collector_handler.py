@@ -21,7 +21,13 @@ from collector.handler import RequestHandler
 from collector.kafka import Topics
 from collector.metrics import CollectorMetrics
 from schemas import Request, Result, format_timestamp, known
-from tests.support.fakes import FakeExecutor, FakeHost, FakeInventory, FakePublisher, FakeRecord
+from tests.support.fakes import (
+    FakeExecutor,
+    FakeHost,
+    FakePublisher,
+    FakeRecord,
+    fake_handler,
+)
 from tests.support.records import T0, make_counts, make_result
 
 TOPICS = Topics.from_prefix("t.")
@@ -36,17 +42,7 @@ def _handler(
     publisher: FakePublisher, executor: FakeExecutor | None = None
 ) -> tuple[RequestHandler[FakeHost], CollectorMetrics]:
     metrics = CollectorMetrics()
-    handler: RequestHandler[FakeHost] = RequestHandler(
-        collector="c1",
-        topics=TOPICS,
-        publisher=publisher,
-        executor=executor or FakeExecutor(),
-        inventory=FakeInventory(),
-        metrics=metrics,
-        max_message_bytes=1_000_000,
-        default_user="deploy",
-    )
-    return handler, metrics
+    return fake_handler(publisher, executor, topics=TOPICS, metrics=metrics), metrics
 
 
 def _request(**options: Any) -> Request:

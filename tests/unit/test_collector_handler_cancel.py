@@ -9,9 +9,8 @@ import schemas
 from collector.cancelled import CancelRegistry
 from collector.handler import RequestHandler
 from collector.kafka import Topics
-from collector.metrics import CollectorMetrics
 from schemas import Cancel, Request, Result, Status, known
-from tests.support.fakes import FakeExecutor, FakeHost, FakeInventory, FakePublisher, FakeRecord
+from tests.support.fakes import FakeExecutor, FakeHost, FakePublisher, FakeRecord, fake_handler
 
 TOPICS = Topics.from_prefix("t.")
 
@@ -19,17 +18,7 @@ TOPICS = Topics.from_prefix("t.")
 def _handler(
     publisher: FakePublisher, executor: FakeExecutor, cancels: CancelRegistry
 ) -> RequestHandler[FakeHost]:
-    return RequestHandler(
-        collector="c1",
-        topics=TOPICS,
-        publisher=publisher,
-        executor=executor,
-        inventory=FakeInventory(),
-        metrics=CollectorMetrics(),
-        max_message_bytes=1_000_000,
-        default_user="deploy",
-        cancels=cancels,
-    )
+    return fake_handler(publisher, executor, topics=TOPICS, cancels=cancels)
 
 
 def _record(request: Request) -> FakeRecord:

@@ -44,6 +44,9 @@ session, whatever its behaviour (not on `dead`, `auth_fail`, `wrong_key`):
 - `sim:bytes N [stdout|stderr]` (N bytes of text) · `sim:zeros N` (N NUL bytes)
 - `sim:binary` (prints `shell.BINARY_PAYLOAD`: NULs and non-UTF-8 bytes)
 - `sim:disconnect` · `sim:signal NAME` (exits as killed by signal NAME)
+- `sim:mark TAG [then S]`: counts one execution of TAG on this host (stats.json `marks`:
+  tag → host → count), then sleeps S seconds (a signal or a closed channel ends the sleep)
+  and exits 0 — how a fault suite counts real executions without a marker file
 
 A signal from the client (or a break) or the channel closing ends a running command; the
 simulated process counts as killed (`killed`, `killed_by_signal`, `killed_by_close`, and per
@@ -58,7 +61,8 @@ State dir (`--dir`, default `.stack/simfleet`), written at every start:
 - `inventory.toml`: `[defaults]` (user, known_hosts, client_keys), `[hosts]` with
   `simNNNNN = { address, port, behaviour }`, `[groups]` with `all` and one per behaviour
 - `simfleet.pid`; `ready` (JSON: pid, hosts, start_s, max_connections) only once every
-  listener is up; `stats.json` (JSON: seq, pid, counters, hosts) on SIGUSR1 and at exit;
+  listener is up; `stats.json` (JSON: seq, pid, counters, hosts, marks) on SIGUSR1 and at
+  exit (`counters.running`: commands started and not ended, what a client left behind);
   `simfleet.log` (key=value lines); `simfleet.out` (stdout/stderr under `running_fleet`)
 
 File descriptors: the soft RLIMIT_NOFILE is raised to the hard limit; start fails with a

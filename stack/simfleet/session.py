@@ -26,6 +26,7 @@ from stack.simfleet.shell import (
     Fill,
     Hang,
     HostContext,
+    Mark,
     Plan,
     Signal,
     Sleep,
@@ -55,6 +56,7 @@ class Stats:
     auth_rejected: int = 0
     sessions: int = 0
     commands: int = 0
+    running: int = 0  # commands started and not yet ended: what is left when a client went away
     completed: int = 0
     killed: int = 0
     killed_by_signal: int = 0
@@ -63,15 +65,26 @@ class Stats:
     errors: int = 0
     bytes_out: int = 0
     per_host: dict[str, dict[str, int]] = field(default_factory=dict)
+    marks: dict[str, dict[str, int]] = field(default_factory=dict)  # tag → host → executions
 
     def host(self, name: str) -> dict[str, int]:
         """The per-host counters of `name`, created on first use."""
         return self.per_host.setdefault(name, {"commands": 0, "killed": 0})
 
+    def mark(self, tag: str, name: str) -> None:
+        """Count one execution of `sim:mark tag` on host `name`."""
+        hosts = self.marks.setdefault(tag, {})
+        hosts[name] = hosts.get(name, 0) + 1
+
     def snapshot(self) -> dict[str, object]:
         """A JSON-ready copy."""
-        counters = {k: v for k, v in dataclasses.asdict(self).items() if k != "per_host"}
-        return {"counters": counters, "hosts": {k: dict(v) for k, v in self.per_host.items()}}
+        nested = ("per_host", "marks")
+        counters = {k: v for k, v in dataclasses.asdict(self).items() if k not in nested}
+        return {
+            "counters": counters,
+            "hosts": {k: dict(v) for k, v in self.per_host.items()},
+            "marks": {k: dict(v) for k, v in self.marks.items()},
+        }
 
 
 @dataclass
@@ -156,6 +169,7 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
         plan = plan_command(self._command, self._context())
         body = asyncio.create_task(self._execute(plan))
         waiters: set[asyncio.Future[Any]] = {body, self._interrupt}
+        stats.running += 1
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -163,6 +177,7 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
                 body.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await body
+            stats.running -= 1
         if body.cancelled() or isinstance(body.exception(), OSError | asyncssh.Error):
             reason = self._interrupt.result() if self._interrupt.done() else CLOSED
             self._killed(reason)
@@ -202,6 +217,8 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
                     await asyncio.sleep(seconds)
                 case Hang():
                     await asyncio.get_running_loop().create_future()  # ended by an interrupt
+                case Mark(tag=tag):
+                    self._runtime.stats.mark(tag, self._host.name)
                 case Exit() | Signal() | Disconnect():
                     return step
         return Exit(0)

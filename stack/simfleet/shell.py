@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 import hashlib
 import math
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,7 +83,15 @@ class Disconnect:
     """Drop the TCP connection without an SSH goodbye."""
 
 
-Step = Write | Fill | Sleep | Exit | Signal | Hang | Disconnect
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Count one execution of `tag` on this host (stats.json `marks`): what a fault suite
+    counts instead of a marker file on a real host."""
+
+    tag: str
+
+
+Step = Write | Fill | Sleep | Exit | Signal | Hang | Disconnect | Mark
 Plan = list[Step]
 
 
@@ -136,8 +145,9 @@ def plan_command(command: str | None, ctx: HostContext) -> Plan:
 
 _USAGE = (
     "usage: sim:hang | sim:exit N [MESSAGE] | sim:sleep S | sim:bytes N [stdout|stderr] | "
-    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME"
+    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME | sim:mark TAG [then S]"
 )
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
 def plan_directive(text: str, ctx: HostContext) -> Plan:
@@ -164,6 +174,10 @@ def plan_directive(text: str, ctx: HostContext) -> Plan:
                 return [_out(f"{ctx.name}: about to drop the connection"), Disconnect()]
             case "signal", [signal] if signal.isalnum():
                 return [Signal(signal.upper().removeprefix("SIG"))]
+            case "mark", [tag] if _TAG.match(tag):
+                return [Mark(tag), Exit(0)]
+            case "mark", [tag, "then", seconds] if _TAG.match(tag):
+                return [Mark(tag), Sleep(_seconds(seconds)), Exit(0)]
     except ValueError as exc:
         return [_err(f"sim:{name}: {exc}"), Exit(2)]
     return [_err(f"sim: bad directive {text!r}; {_USAGE}"), Exit(2)]

@@ -33,6 +33,7 @@ from stack.simfleet.shell import (
     Fill,
     Hang,
     HostContext,
+    Mark,
     Plan,
     Signal,
     Sleep,
@@ -246,6 +247,8 @@ def test_plan_shell_refuses_unsupported_syntax_before_running(command: str) -> N
         ("sim:binary", [Write(Stream.STDOUT, BINARY_PAYLOAD), Exit(0)]),
         ("sim:disconnect", [_out("sim00042: about to drop the connection\n"), Disconnect()]),
         ("sim:signal sigkill", [Signal("KILL")]),
+        ("sim:mark t-1.a", [Mark("t-1.a"), Exit(0)]),
+        ("sim:mark t1 then 2.5", [Mark("t1"), Sleep(2.5), Exit(0)]),
     ],
 )
 def test_plan_directive(command: str, expected: Plan) -> None:
@@ -253,7 +256,21 @@ def test_plan_directive(command: str, expected: Plan) -> None:
     assert plan_command(command, _ctx(Behaviour.HANG)) == expected
 
 
-@pytest.mark.parametrize("command", ["sim:", "sim:exit", "sim:exit 300", "sim:sleep -1", "sim:x"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sim:",
+        "sim:exit",
+        "sim:exit 300",
+        "sim:sleep -1",
+        "sim:x",
+        "sim:mark",
+        "sim:mark a/b",
+        "sim:mark t then",
+        "sim:mark t after 2",
+        "sim:mark t then -1",
+    ],
+)
 def test_plan_directive_bad_usage_exits_2(command: str) -> None:
     plan = plan_command(command, _ctx())
     assert plan[-1] == Exit(2)
@@ -407,6 +424,30 @@ async def test_sleep_directive_and_slow_host(fleet: RunningFleet) -> None:
     assert time.monotonic() - started >= SLOW_S
     assert slow.stdout == f"{fleet.host(Behaviour.SLOW).name}\n"
     assert (await _run(fleet, Behaviour.OK, "sim:sleep 0.1")).exit_status == 0
+
+
+async def test_mark_counts_executions_per_host_and_tag(fleet: RunningFleet) -> None:
+    ok, slow = fleet.host(Behaviour.OK).name, fleet.host(Behaviour.SLOW).name
+    for behaviour in (Behaviour.OK, Behaviour.OK, Behaviour.SLOW):
+        assert (await _run(fleet, behaviour, "sim:mark counted then 0")).exit_status == 0
+    await _run(fleet, Behaviour.OK, "sim:mark other")
+    stats = await fleet.stats()
+    assert stats["marks"]["counted"] == {ok: 2, slow: 1}
+    assert stats["marks"]["other"] == {ok: 1}
+
+
+async def test_running_counts_a_command_until_its_channel_closes(fleet: RunningFleet) -> None:
+    name = fleet.host(Behaviour.OK).name
+    async with asyncio.timeout(DEADLINE_S), _connect(fleet, Behaviour.OK) as conn:
+        process = await conn.create_process("sim:mark long then 60", stdin=asyncssh.DEVNULL)
+        stats = await fleet.wait_stats(
+            lambda s: s["marks"].get("long", {}).get(name) == 1, timeout_s=DEADLINE_S
+        )
+        assert stats["counters"]["running"] >= 1
+        process.close()
+        await process.wait_closed()
+    stats = await fleet.wait_stats(lambda s: s["counters"]["running"] == 0, timeout_s=DEADLINE_S)
+    assert stats["hosts"][name]["killed"] >= 1
 
 
 @pytest.mark.parametrize(

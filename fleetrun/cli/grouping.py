@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from collector.outcome import NOT_STARTED
 from schemas import RESULT_STATUSES, Result, ResultStatus, fold
 
 # Order of blocks: what needs attention first, plain success last.
@@ -46,17 +47,32 @@ class Group:
         return fold(self.hosts)
 
 
+# Why a host has a status the collector gives without running anything, when no error says more
+# (a cancel's `skipped` carries its reason in `error`; the error budget's and expiry's do not).
+_DECIDED_WITHOUT_RUNNING: dict[ResultStatus, str] = {
+    "skipped": "not started: the error budget (max_errors) was spent before this host's turn",
+    "expired": "not started: the request had expired (expires_at) before this host's turn",
+}
+
+
 def reason_of(result: Result) -> str | None:
     """One line saying why a host is not `ok` (None when it is)."""
     if result.status == "ok":
         return None
     if result.error is not None:
+        if result.error.type == NOT_STARTED:  # its message already says "not started: why"
+            return result.error.message
         return f"{result.error.type}: {result.error.message}"
     if result.exit_signal:
         return f"killed by signal {result.exit_signal}"
     if result.exit_status is not None:
         return f"exit status {result.exit_status}"
-    return result.status
+    return _DECIDED_WITHOUT_RUNNING.get(result.status, result.status)
+
+
+def hosts_count(n: int) -> str:
+    """`1 host`, `3 hosts`."""
+    return f"{n} host{'s' if n != 1 else ''}"
 
 
 def group_results(results: Iterable[Result]) -> list[Group]:
@@ -126,4 +142,4 @@ def summary_line(results: Sequence[Result]) -> str:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     parts = [f"{counts[s]} {s}" for s in RESULT_STATUSES if counts.get(s)]
-    return f"{len(results)} host{'s' if len(results) != 1 else ''}: {', '.join(parts) or 'none'}"
+    return f"{hosts_count(len(results))}: {', '.join(parts) or 'none'}"

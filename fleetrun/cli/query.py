@@ -146,8 +146,8 @@ def render_csv(results: Sequence[Result]) -> str:
                 r.stderr_data.decode("utf-8", "replace"),
                 r.stdout_bytes,
                 r.stderr_bytes,
-                r.stdout_truncated,
-                r.stderr_truncated,
+                _csv_bool(r.stdout_truncated),
+                _csv_bool(r.stderr_truncated),
                 r.started_at,
                 r.finished_at,
                 r.duration_ms,
@@ -155,6 +155,11 @@ def render_csv(results: Sequence[Result]) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _csv_bool(value: bool) -> str:
+    # What PostgreSQL's COPY, spreadsheets and pandas read as booleans; Python's True is none.
+    return "true" if value else "false"
 
 
 async def show_results(
@@ -182,7 +187,7 @@ async def show_status(settings: CliSettings, request_id: str) -> str:
     counted = ", ".join(f"q.count_{s}" for s in RESULT_STATUSES)
     rows = await _fetch(
         settings,
-        f"SELECT s.*, {counted} FROM request_summary AS s "  # noqa: S608 (column names only)
+        f"SELECT s.*, q.duration_ms, {counted} FROM request_summary AS s "  # noqa: S608 (column names only)
         "LEFT JOIN requests AS q USING (request_id) WHERE s.request_id = $1",
         uuid.UUID(request_id),
     )
@@ -204,15 +209,19 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
     views show as one host), a `counted` line says what the collector counted.
     """
     counts = ", ".join(f"{row[s]} {s}" for s in RESULT_STATUSES if row[s])
+    reported = row["hosts_reported"] or 0
+    if row["targets_total"] is None:
+        hosts = f"{reported} reported (how many targets: not known until a collector accepts it)"
+    else:
+        hosts = f"{reported}/{row['targets_total']} reported"
     lines = [
         f"request   {request_id}",
         f"state     {row['state'] or 'unknown (results only)'}",
-        f"command   {row['command']}",
-        f"targets   {' '.join(row['targets'] or [])}",
-        f"principal {row['principal']}",
-        f"submitted {row['submitted_at']}",
-        f"hosts     {row['hosts_reported']}/{_or_unknown(row['targets_total'])} reported"
-        + (f": {counts}" if counts else ""),
+        f"command   {_or_unknown(row['command'])}",
+        f"targets   {' '.join(row['targets'] or []) or 'unknown'}",
+        f"principal {_or_unknown(row['principal'])}",
+        f"submitted {_or_unknown(row['submitted_at'])}",
+        f"hosts     {hosts}" + (f": {counts}" if counts else ""),
     ]
     counted = {s: row.get(f"count_{s}") for s in RESULT_STATUSES}
     if row["state"] == "completed" and all(n is not None for n in counted.values()):
@@ -225,13 +234,25 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
             )
     if row["reject_reason"]:
         lines.append(f"rejected  {row['reject_reason']}")
-    if row["duration"] is not None:
-        lines.append(f"duration  {row['duration'].total_seconds():.3f} s")
+    duration = _duration_s(row)
+    if duration is not None:
+        lines.append(f"duration  {duration:.3f} s")
     return "\n".join(lines)
 
 
+def _duration_s(row: asyncpg.Record | Mapping[str, Any]) -> float | None:
+    """The collector's duration from its completed status when stored, else first start to
+    last finish of the stored results (a request still running, or without its status)."""
+    duration_ms = row.get("duration_ms")
+    if duration_ms is not None:
+        return float(duration_ms) / 1000
+    if row["duration"] is not None:
+        return float(row["duration"].total_seconds())
+    return None
+
+
 def _or_unknown(value: object) -> str:
-    return "?" if value is None else str(value)
+    return "unknown" if value is None else str(value)
 
 
 async def show_requests(settings: CliSettings, limit: int) -> str:
@@ -243,16 +264,22 @@ async def show_requests(settings: CliSettings, limit: int) -> str:
     )
     if not rows:
         return "no requests stored yet"
+    return render_requests(rows)
+
+
+def render_requests(rows: Sequence[asyncpg.Record | Mapping[str, Any]]) -> str:
+    """`fleetrun requests` text: hosts are `reported/targets`, or `reported` alone while the
+    number of targets is not known (no accepted status stored yet)."""
     lines = [f"{'request_id':36}  {'submitted':19}  {'state':9}  {'hosts':>7}  not-ok  command"]
     for r in rows:
-        submitted = r["submitted_at"].strftime("%Y-%m-%d %H:%M:%S") if r["submitted_at"] else "?"
-        not_ok = sum(r[s] for s in RESULT_STATUSES if s != "ok")
-        hosts = (
-            f"{r['hosts_reported']}/{r['targets_total'] if r['targets_total'] is not None else '?'}"
-        )
+        submitted = r["submitted_at"].strftime("%Y-%m-%d %H:%M:%S") if r["submitted_at"] else "-"
+        not_ok = sum(r[s] or 0 for s in RESULT_STATUSES if s != "ok")
+        reported = r["hosts_reported"] or 0
+        total = r["targets_total"]
+        hosts = str(reported) if total is None else f"{reported}/{total}"
         command = (r["command"] or "").replace("\n", " ")[:60]
         lines.append(
-            f"{r['request_id']!s:36}  {submitted:19}  {r['state'] or '?':9}  {hosts:>7}  "
+            f"{r['request_id']!s:36}  {submitted:19}  {r['state'] or 'unknown':9}  {hosts:>7}  "
             f"{not_ok:6}  {command}"
         )
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from fleetrun.cli.errors import (
 )
 from fleetrun.cli.follow import Follower
 from fleetrun.cli.follow import Progress as RequestProgress
-from fleetrun.cli.grouping import group_results, render_groups, summary_line
+from fleetrun.cli.grouping import group_results, hosts_count, render_groups, summary_line
 from fleetrun.cli.settings import CliSettings
 from schemas import (
     RESULT_STATUSES,
@@ -34,6 +34,7 @@ from schemas import (
     StatusCounts,
     check_targets,
     encode,
+    expand_targets,
     format_timestamp,
     known,
     parse_timestamp,
@@ -88,6 +89,23 @@ def parse_max_errors(text: str | None) -> int | str | None:
         ) from None
 
 
+# A group removed (`!@g`) or intersected (`&@g`) can shrink the hosts by any amount, and the CLI
+# does not know the collector's groups: then only the collector can count.
+_GROUP_NARROWS = re.compile(r"[!&]@")
+
+
+def check_targets_total(targets: list[str]) -> None:
+    """Refuse `-t` options that together pass the per-request cap, as one `-t` is refused.
+
+    Groups are the collector's (its inventory), so they count as empty here: what is counted is
+    a lower bound of what the collector will expand, and a request refused here would be
+    rejected there too. When a group could shrink the set, nothing is refused here.
+    """
+    if any(_GROUP_NARROWS.search(t) for t in targets):
+        return
+    expand_targets(targets, lambda _group: (), allow_empty=True)
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """What `fleetrun run` was asked, before it becomes a request."""
@@ -112,6 +130,7 @@ def build_request(opts: RunOptions, principal: str) -> Request:
         raise CliError("no targets: pass -t/--target, e.g. -t 'web[01-20]' or -t @group")
     try:
         check_targets(opts.targets)
+        check_targets_total(opts.targets)
     except SchemaError as exc:
         raise CliError(f"-t {exc}") from None
     extra: dict[str, object] = {
@@ -267,7 +286,7 @@ async def run_and_wait(
         await follower.stop()
     code = exit_code_for(progress)
     if not as_json:
-        _report(console, request, progress, code, limit)
+        print_report(console, request, progress, code, limit)
     elif progress.rejected is not None:
         console.print(f"rejected: {progress.rejected.reason}", style="red")
     else:
@@ -275,22 +294,25 @@ async def run_and_wait(
     return code
 
 
-def _report(
+def print_report(
     console: Console, request: Request, progress: RequestProgress, code: int, limit: WaitLimit
 ) -> None:
     if progress.rejected is not None:
         console.print(f"request {request.request_id} rejected: {progress.rejected.reason}")
         return
     results = list(progress.results.values())
-    if results:
-        print(render_groups(group_results(results)))
     counts = None if progress.completed is None else known(progress.completed.counts)
     if counts is not None and progress.missing:
         # The collector's counts are the request's outcome; the results read are a part of it.
         line = _summary_of(counts)
     else:
         line = summary_line(results) + (" so far" if code == EXIT_WAIT_TIMEOUT else "")
-    console.print(line, style="bold green" if code == EXIT_OK else "bold red", highlight=False)
+    # The report and its summary are the command's output (stdout, one stream to pipe or
+    # redirect); progress and notes are diagnostics (stderr).
+    out = Console(file=sys.stdout, soft_wrap=True)
+    if results:
+        print(render_groups(group_results(results)))  # host output as it is, not through rich
+    out.print(line, style="bold green" if code == EXIT_OK else "bold red", highlight=False)
     _notes(console, request, progress, code, limit)
 
 
@@ -332,8 +354,7 @@ def _notes(
 def _summary_of(counts: StatusCounts) -> str:
     """`3 hosts: 2 ok, 1 failed` from a completed status's counts."""
     parts = [f"{n} {s}" for s, n in counts.as_dict().items() if n]
-    total = counts.total
-    return f"{total} host{'s' if total != 1 else ''}: {', '.join(parts) or 'none'}"
+    return f"{hosts_count(counts.total)}: {', '.join(parts) or 'none'}"
 
 
 def _duration(seconds: float) -> str:

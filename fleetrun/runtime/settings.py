@@ -335,7 +335,8 @@ def describe(
     return [
         (
             settings.env_name(name),
-            mask(getattr(settings, name)),
+            # An optional setting left out is "(unset)", not Python's None.
+            "(unset)" if getattr(settings, name) is None else mask(getattr(settings, name)),
             str(sources.get(name, DEFAULT)),
             field.description or "",
         )

@@ -125,7 +125,7 @@ async def test_run_wait_groups_identical_output_and_exits_0(cli: Cli) -> None:
     assert code == EXIT_OK, err
     assert "demo[1-3] (3) ok" in out
     assert "hello from fleetrun" in out
-    assert "3 hosts: 3 ok" in err
+    assert "3 hosts: 3 ok" in out
 
 
 async def test_failures_come_first_and_exit_1_then_results_status_requests(
@@ -217,7 +217,7 @@ async def test_one_host_spelt_three_ways_runs_once_and_is_stored_once(
     code, out, err = await cli("run", command, *targets, "--wait", "--request-id", rid)
     assert code == EXIT_OK, err
     assert f"{first.name} (1) ok" in out
-    assert "1 host: 1 ok" in err
+    assert "1 host: 1 ok" in out
     assert (await runs(stack_env, "spelt", remote_tag))[first.name] == 1
 
     # Stored: one requests row counting one host, and one result row (not one per spelling).
@@ -313,7 +313,7 @@ async def test_run_wait_ends_with_the_completed_status_when_results_will_not_all
     assert code == EXIT_OK, err  # what the completed status counts: 2 ok
     assert "demo1 (1) ok" in out
     assert "failed" not in out  # the aborted transaction's result is never shown
-    assert "2 hosts: 2 ok" in err
+    assert "2 hosts: 2 ok" in out
     assert "1 of 2 results counted by the collector were not read here" in err
 
 

@@ -80,4 +80,6 @@ def test_results_without_any_status_say_the_total_is_unknown() -> None:
     row = _row(state=None, targets_total=None, stored={"ok": 1}, counted=None)
     text = render_status(RID, row)
     assert _line(text, "state") == "state     unknown (results only)"
-    assert _line(text, "hosts") == "hosts     1/? reported: 1 ok"
+    assert _line(text, "hosts") == (
+        "hosts     1 reported (how many targets: not known until a collector accepts it): 1 ok"
+    )

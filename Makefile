@@ -90,6 +90,16 @@ bench-full: $(BENCH_STAMP)  ## bench plus 5,000 hosts and the 1,000,000-row sink
 	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
 
+# The fault suite brings up its own stack like the benchmarks (KEEP_STACK=1 keeps it running);
+# bench/results/<date>-faults.json and bench/FAULTS.md. FAULTS_ARGS passes e.g. `--only netcut-10s`.
+FAULTS_ARGS ?=
+
+faults: setup  ## the fault suite (≤ 20 min): kills, outages, a cut network; counts lost/doubled/run twice
+	@rc=0; $(PY) -m stack up || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(PY) -m bench.faults $(FAULTS_ARGS) || rc=$$?; fi; \
+	if [ "$(KEEP_STACK)" != "1" ]; then $(PY) -m stack down || { [ $$rc -ne 0 ] || rc=1; }; fi; \
+	exit $$rc
+
 docs: setup  ## regenerate the README's configuration reference from the settings objects
 	$(PY) -m stack.docs
 
@@ -97,4 +107,4 @@ format: setup  ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-.PHONY: docs help lock setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo bench bench-full format
+.PHONY: docs help lock setup stack-up stack-down stack-status stack-reset lint test-unit test-integration test demo bench bench-full faults format

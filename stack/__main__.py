@@ -16,10 +16,14 @@ def main(argv: list[str] | None = None) -> int:
         "command", choices=["up", "down", "status", "env", "reset", "start", "stop", "restart"]
     )
     parser.add_argument(
-        "service", nargs="?", help="kafka, postgres, sshd, collector or sink (start/stop/restart)"
+        "service",
+        nargs="?",
+        help="kafka, postgres, sshd, collector, sink or web (start/stop/restart)",
     )
     parser.add_argument(
-        "--apps", action="store_true", help="with `up`: also run fleetrun's collector and sink"
+        "--apps",
+        action="store_true",
+        help="with `up`: also run fleetrun's collector, sink and web console",
     )
     args = parser.parse_args(argv)
     stack = Stack()

@@ -1,4 +1,5 @@
-"""fleetrun's own services (collector, sink) beside the stack, for the demo: `up --apps`."""
+"""fleetrun's own services (collector, sink, web console) beside the stack, for the demo:
+`up --apps`."""
 
 from __future__ import annotations
 
@@ -26,11 +27,17 @@ class App:
     """One fleetrun service process, started from this checkout's Python, logging to a file."""
 
     def __init__(
-        self, cfg: StackConfig, name: str, ops_port: int, prepare: Sequence[str] = ()
+        self,
+        cfg: StackConfig,
+        name: str,
+        ops_port: int,
+        prepare: Sequence[str] = (),
+        port_setting: str = "OPS_PORT",
     ) -> None:
         self.cfg = cfg
         self.name = name  # also its `fleetrun` command: `python -m fleetrun <name>`
         self.ops_port = ops_port
+        self.port_setting = port_setting  # the service's setting for the port /healthz is on
         self.prepare = list(prepare)  # a `fleetrun` command run once before starting (migrate)
         self.home = cfg.state_dir / "apps"
         self.log = self.home / f"{name}.log"
@@ -42,7 +49,7 @@ class App:
         return {
             **os.environ,
             "FLEETRUN_ENV_FILE": str(self.cfg.env_file),
-            f"FLEETRUN_{self.name.upper()}_OPS_PORT": str(self.ops_port),
+            f"FLEETRUN_{self.name.upper()}_{self.port_setting}": str(self.ops_port),
         }
 
     def install(self) -> None:

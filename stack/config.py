@@ -72,6 +72,9 @@ class StackConfig:
     ssh_base_address: str
     ssh_user: str
     topic_prefix: str
+    # fleetrun's own services (`up --apps`): collector, sink and web console on consecutive
+    # ports from here, so two stacks on one machine do not collide.
+    app_port_base: int = 9464
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -90,6 +93,7 @@ class StackConfig:
             # only run an unprivileged sshd that logs them in as themselves.
             ssh_user="fleetrun" if os.geteuid() == 0 else _current_user(),
             topic_prefix=os.environ.get("FLEETRUN_STACK_TOPIC_PREFIX", "fleetrun."),
+            app_port_base=_env_int("FLEETRUN_STACK_APP_PORT_BASE", 9464),
         )
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from stack import StackConfig
+from stack.services import Stack
 
 FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 COMMAND = "uname -sr; id -un"
@@ -83,6 +84,7 @@ def main() -> int:
     )
     if shutil.which("psql"):
         _show(["psql", dsn, "-c", sql], shown=f'psql {dsn} -c "{sql}"')
+    print(f"\nThe web console: {Stack(cfg).web_url}  (requests, outputs, live progress)")
     print("\nThe stack keeps running. Next:")
     print(f"  export FLEETRUN_ENV_FILE={cfg.env_file}   # the CLI's settings for this stack")
     print("  .venv/bin/fleetrun run 'df -h /' -t @demo --wait   # another command")

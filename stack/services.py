@@ -31,10 +31,18 @@ class Stack:
         self.sshd = SshHosts(self.cfg)
         self.services: list[Service] = [self.kafka, self.postgres, self.sshd]
         # fleetrun's own services, started only on request (the demo); tests start their own.
+        base = self.cfg.app_port_base
         self.apps = [
-            App(self.cfg, "collector", ops_port=9464),
-            App(self.cfg, "sink", ops_port=9465, prepare=["migrate"]),
+            App(self.cfg, "collector", ops_port=base),
+            App(self.cfg, "sink", ops_port=base + 1, prepare=["migrate"]),
+            # The console serves /healthz and /metrics beside its pages, on its one port.
+            App(self.cfg, "web", ops_port=base + 2, port_setting="PORT"),
         ]
+
+    @property
+    def web_url(self) -> str:
+        """Where `up --apps` serves the web console."""
+        return f"http://127.0.0.1:{self.cfg.app_port_base + 2}/"
 
     def service(self, name: str) -> Service:
         for svc in [*self.services, *self.apps]:

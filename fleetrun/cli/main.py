@@ -222,6 +222,17 @@ def sink(show_config: ShowConfig = False) -> None:
 
 
 @app.command()
+def web(show_config: ShowConfig = False) -> None:
+    """Run the web console (requests, results, live progress, cancel) until SIGTERM/SIGINT."""
+    from fleetrun.cli.web.service import serve
+    from fleetrun.cli.web.settings import WebSettings
+
+    settings = _service_settings(WebSettings, show_config)
+    logs.setup(settings.log_level, settings.log_format)
+    raise typer.Exit(process.run(serve(settings)))
+
+
+@app.command()
 def migrate(show_config: ShowConfig = False) -> None:
     """Apply the PostgreSQL migrations (safe to run twice, or from two places at once)."""
     from sink.app import migrate_only

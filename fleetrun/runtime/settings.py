@@ -45,7 +45,7 @@ ENV_FILE = "FLEETRUN_ENV_FILE"
 CONFIG = "FLEETRUN_CONFIG"
 SHARED_PREFIX = "FLEETRUN_"
 SHARED = ("kafka_bootstrap", "topic_prefix", "pg_dsn")
-SECTIONS = ("collector", "sink", "cli")
+SECTIONS = ("collector", "sink", "cli", "web")
 
 T = TypeVar("T")
 
@@ -249,7 +249,7 @@ def _read_toml(path: str) -> dict[str, Any]:
     if stray:
         raise SettingsError(
             f"{path}: unknown top-level key(s) {', '.join(stray)}; the top level holds only "
-            f"{', '.join(SHARED)}, other settings go in a [collector], [sink] or [cli] table"
+            f"{', '.join(SHARED)}, other settings go in a [collector], [sink], [cli] or [web] table"
         )
     return data
 

@@ -118,7 +118,7 @@ def test_up_without_apps_forgets_app_pid_files_left_by_a_reboot(
     stack = Stack()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=30)
-    collector, sink = stack.apps
+    collector, sink, _web = stack.apps
     collector.home.mkdir(parents=True)
     collector.pid_file.write_text(f"{gone.pid}\n")  # its process is gone
     # A live process whose command line carries the sink's marker (`-m fleetrun sink`) keeps

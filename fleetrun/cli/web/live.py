@@ -1,0 +1,213 @@
+"""Live progress for open request pages: ONE Kafka consumer per console process, fanned out.
+
+The feed reads the status and result topics (read_committed, from their end) and hands each
+record of a request someone is watching to the Hub, which copies it into one bounded queue per
+open page. A browser that reads slower than its request produces does not grow memory: when
+its queue is full it is emptied and told to reload (the page then reads PostgreSQL again).
+
+A new kind of event (live output chunks on fleetrun.output) is one more entry in `decoders`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from fleetrun.cli.grouping import reason_of
+from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.outage import Outages
+from schemas import SchemaError, decode_result, decode_status, known
+
+log = logging.getLogger("fleetrun.web")
+
+POLL_MS: Final = 250
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One server-sent event: its name and a JSON document."""
+
+    kind: str  # "status" | "result" | "reload"
+    data: dict[str, Any]
+
+    def encode(self) -> bytes:
+        """The event in the text/event-stream format."""
+        return b"event: " + self.kind.encode() + b"\ndata: " + orjson.dumps(self.data) + b"\n\n"
+
+
+RELOAD: Final = Event("reload", {"why": "too many updates for this page; reload it"})
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    """One open page's queue of events."""
+
+    request_id: str
+    queue: asyncio.Queue[Event]
+    overflowed: bool = False
+
+
+@dataclass(slots=True)
+class Hub:
+    """Request id → the subscribers watching it; every queue is bounded by `queue_size`."""
+
+    queue_size: int
+    on_overflow: Callable[[], None] = lambda: None
+    _watching: dict[str, set[Subscriber]] = field(default_factory=dict)
+
+    def subscribe(self, request_id: str) -> Subscriber:
+        sub = Subscriber(request_id, asyncio.Queue(self.queue_size))
+        self._watching.setdefault(request_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self._watching.get(sub.request_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._watching[sub.request_id]
+
+    def watched(self, request_id: str) -> bool:
+        return request_id in self._watching
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._watching.values())
+
+    def publish(self, request_id: str, event: Event) -> None:
+        """Give `event` to every page watching `request_id`; a full page is told to reload."""
+        for sub in self._watching.get(request_id, ()):
+            if sub.overflowed:
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # What it missed cannot be replayed from here: drop what it holds, keep one
+                # slot for the reload notice, stop feeding it.
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(RELOAD)
+                sub.overflowed = True
+                self.on_overflow()
+
+
+def status_event(value: bytes) -> Event:
+    """A status record as the page needs it: state, total, counts."""
+    status = decode_status(value)
+    counts = known(status.counts)
+    return Event(
+        "status",
+        {
+            "state": status.state,
+            "targets_total": known(status.targets_total),
+            "counts": None if counts is None else counts.as_dict(),
+            "reason": known(status.reason),
+            "cancelled_by": known(status.cancelled_by),
+        },
+    )
+
+
+def result_event(value: bytes) -> Event:
+    """A result record as the page needs it: host, status, duration, why not ok."""
+    result = decode_result(value)
+    return Event(
+        "result",
+        {
+            "host": result.host,
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "reason": reason_of(result),
+        },
+    )
+
+
+class LiveFeed:
+    """The console's one consumer: every partition of its topics (no group), from the end."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_prefix: str,
+        hub: Hub,
+        outages: Outages,
+        *,
+        timeout_s: float,
+        on_record: Callable[[str], None] = lambda _topic: None,
+    ) -> None:
+        self.hub = hub
+        self.outages = outages
+        self.timeout_s = timeout_s
+        self.on_record = on_record
+        self.bootstrap = bootstrap
+        self.decoders: dict[str, Callable[[bytes], Event]] = {
+            topic_prefix + "status": status_event,
+            topic_prefix + "results": result_event,
+        }
+        self.running = False
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=int(self.timeout_s * 1000),
+            # Collectors publish in transactions: an aborted attempt's result is never shown.
+            isolation_level="read_committed",
+            auto_offset_reset="latest",
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop`; reconnect with backoff when Kafka goes away."""
+        attempt = 0
+        while not stop.is_set():
+            consumer = self._consumer()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await consumer.start()
+                # Without a group the subscription takes every partition, and a consumer
+                # without committed offsets starts at the end (auto_offset_reset="latest").
+                consumer.subscribe(list(self.decoders))
+                self.running = True
+                attempt = 0
+                self.outages.ok("kafka")
+                while not stop.is_set():
+                    async with asyncio.timeout(self.timeout_s + POLL_MS / 1000):
+                        batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=2000)
+                    self._dispatch(batch)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                self.running = False
+                attempt += 1
+                self.outages.failed("kafka", f"{type(exc).__name__}: {exc}", what="feed_retries")
+                delay = backoff_delay(attempt, 0.5, 10.0, random.random())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            finally:
+                self.running = False
+                with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                    async with asyncio.timeout(self.timeout_s):
+                        await consumer.stop()
+
+    def _dispatch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batch.items():
+            decode = self.decoders[tp.topic]
+            for record in records:
+                self.on_record(tp.topic)
+                if record.key is None or record.value is None:
+                    continue
+                request_id = record.key.decode("utf-8", errors="replace")
+                if not self.hub.watched(request_id):
+                    continue  # decoded only for requests someone is looking at
+                try:
+                    event = decode(record.value)
+                except SchemaError:
+                    continue  # the sink dead-letters bad records; pages just read on
+                self.hub.publish(request_id, event)

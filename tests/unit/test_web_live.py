@@ -1,0 +1,73 @@
+"""The web console's live fan-out: one feed, a bounded queue per open page, reload when slow."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetrun.cli.web.live import RELOAD, Event, Hub, result_event, status_event
+from schemas import Status, encode
+from tests.support.records import RID, make_counts, make_result
+
+
+def _event(n: int) -> Event:
+    return Event("result", {"n": n})
+
+
+async def test_events_reach_every_page_of_their_request_only() -> None:
+    hub = Hub(queue_size=10)
+    a, b = hub.subscribe(RID), hub.subscribe(RID)
+    other = hub.subscribe("another")
+    hub.publish(RID, _event(1))
+    assert a.queue.get_nowait() == b.queue.get_nowait() == _event(1)
+    assert other.queue.empty()
+    assert hub.subscribers == 3
+
+
+async def test_a_slow_page_is_bounded_and_told_to_reload() -> None:
+    overflows: list[int] = []
+    hub = Hub(queue_size=3, on_overflow=lambda: overflows.append(1))
+    slow, fast = hub.subscribe(RID), hub.subscribe(RID)
+    for n in range(3):
+        hub.publish(RID, _event(n))
+        fast.queue.get_nowait()
+    hub.publish(RID, _event(3))  # the slow page's queue is full now
+    for n in range(4, 100):
+        hub.publish(RID, _event(n))
+        fast.queue.get_nowait()
+    assert slow.queue.qsize() == 1
+    assert slow.queue.get_nowait() == RELOAD
+    assert slow.overflowed
+    assert overflows == [1]  # counted once, not once per event it missed
+
+
+async def test_pages_that_close_are_forgotten() -> None:
+    hub = Hub(queue_size=1)
+    sub = hub.subscribe(RID)
+    assert hub.watched(RID)
+    hub.unsubscribe(sub)
+    assert not hub.watched(RID)
+    hub.publish(RID, _event(1))  # nobody to give it to: nothing is kept
+    assert hub.subscribers == 0
+
+
+def test_event_stream_format() -> None:
+    assert _event(7).encode() == b'event: result\ndata: {"n":7}\n\n'
+
+
+@pytest.mark.parametrize("status", ["ok", "failed"])
+def test_results_become_what_the_page_shows(status: str) -> None:
+    result = make_result(status=status, duration_ms=42)  # type: ignore[arg-type]
+    event = result_event(encode(result))
+    assert event.kind == "result"
+    assert event.data["host"] == "web01"
+    assert event.data["status"] == status
+    assert event.data["duration_ms"] == 42
+    assert event.data["reason"] == (None if status == "ok" else "exit status 1")
+
+
+def test_a_completed_status_carries_its_counts() -> None:
+    status = Status.completed(RID, make_counts(ok=2, failed=1), duration_ms=5, collector="c")
+    event = status_event(encode(status))
+    assert event.data["state"] == "completed"
+    assert event.data["targets_total"] == 3
+    assert event.data["counts"]["failed"] == 1

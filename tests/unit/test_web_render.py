@@ -9,22 +9,27 @@ from fleetrun.cli.web.settings import WebSettings, is_loopback
 from fleetrun.runtime.settings import SettingsError, load
 
 
+def _ctl(code: str) -> str:
+    return f'<span class="ctl" title="control character">\\x{code}</span>'
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [
-        ("\x1b[31mred\x1b[0m", "␛[31mred␛[0m"),
-        ("bell\x07 nul\x00 cr\r", "bell␇ nul␀ cr␍"),
+        ("\x1b[31mred\x1b[0m", f"{_ctl('1b')}[31mred{_ctl('1b')}[0m"),
+        ("bell\x07 nul\x00 cr\r", f"bell{_ctl('07')} nul{_ctl('00')} cr{_ctl('0d')}"),
         ("keeps\nlines\tand tabs", "keeps\nlines\tand tabs"),
-        ("del\x7f c1\x9b", "del␡ c1\\x9b"),
-        ("<b>html is the template's to escape</b>", "<b>html is the template's to escape</b>"),
+        ("del\x7f c1\x9b", f"del{_ctl('7f')} c1{_ctl('9b')}"),
+        ("<b>&</b>", "&lt;b&gt;&amp;&lt;/b&gt;"),
+        ("<\x1b>", f"&lt;{_ctl('1b')}&gt;"),
     ],
 )
-def test_control_characters_are_made_visible(raw: str, shown: str) -> None:
-    assert visible(raw) == shown
+def test_control_characters_are_shown_and_html_escaped(raw: str, shown: str) -> None:
+    assert str(visible(raw)) == shown
 
 
 def test_output_bytes_that_are_not_utf8_are_shown_replaced() -> None:
-    assert output_text(b"ok \xff\x1b[1m\n") == "ok \ufffd␛[1m"
+    assert str(output_text(b"ok \xff\x1b[1m\n")) == f"ok \ufffd{_ctl('1b')}[1m"
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,7 @@ class LiveFeed:
             topic_prefix + "results": result_event,
         }
         self.running = False
+        self.started = asyncio.Event()  # set once the first subscription is in place
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -177,6 +178,7 @@ class LiveFeed:
                 # without committed offsets starts at the end (auto_offset_reset="latest").
                 consumer.subscribe(list(self.decoders))
                 self.running = True
+                self.started.set()
                 attempt = 0
                 self.outages.ok("kafka")
                 while not stop.is_set():

@@ -1,32 +1,39 @@
 """Pure helpers for the console's pages: output made visible, durations, the histogram.
 
-Jinja2 autoescapes every value (HTML cannot be injected); these make what HTML would hide
-visible as well: a terminal escape such as ESC [31m is shown as `␛[31m`, not swallowed.
+Jinja2 autoescapes every value (HTML cannot be injected); these also make visible what a page
+would hide: a terminal escape such as ESC [31m is shown as a marked `\\x1b[31m`, not swallowed.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-# C0 controls become their Unicode "control pictures" (U+2400 + code: ESC → ␛); line breaks
-# and tabs stay what they are. DEL and the C1 controls have no pictures: shown as \x.. codes.
-_VISIBLE: Final = {
-    **{c: chr(0x2400 + c) for c in range(0x20) if chr(c) not in "\n\t"},
-    0x7F: "␡",
-    **{c: f"\\x{c:02x}" for c in range(0x80, 0xA0)},
-}
+from markupsafe import Markup, escape
+
+# Controls other than line breaks and tabs: C0, DEL and C1. Shown as `\x1b` codes in a marked
+# span (fonts rarely have the Unicode "control pictures" such as ␛; every font has these).
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SHOWN: Final = Markup('<span class="ctl" title="control character">\\x{:02x}</span>')
 
 
-def visible(text: str) -> str:
-    """`text` with control characters shown as symbols (ESC → ␛), newlines and tabs kept."""
-    return text.translate(_VISIBLE)
+def visible(text: str) -> Markup:
+    """`text` as escaped HTML, each control character shown as a marked `\\x1b`-style code."""
+    parts: list[Markup] = []
+    last = 0
+    for match in _CONTROL.finditer(text):
+        parts.append(escape(text[last : match.start()]))
+        parts.append(_SHOWN.format(ord(match.group())))
+        last = match.end()
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
 
 
-def output_text(data: bytes) -> str:
-    """Captured output for a page: undecodable bytes as U+FFFD, controls made visible."""
+def output_text(data: bytes) -> Markup:
+    """Captured output for a page: undecodable bytes as U+FFFD, controls shown, escaped."""
     return visible(data.decode("utf-8", errors="replace").rstrip("\n"))
 
 

@@ -1,0 +1,153 @@
+"""`fleetrun web` over HTTP against the real stack: filters and counts read from PostgreSQL (rows
+stored by a real sink), the cancel button against a real collector, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx2
+import pytest
+
+from fleetrun.cli.web.service import WebConsole
+from schemas import Request, Status, encode
+from stack.env import StackEnv
+from tests.support.collector import collector_settings, running_collector, submit
+from tests.support.kafka import Topics
+from tests.support.records import make_counts
+from tests.support.sink import MakeSink, fetch, make_result, produce, produce_results
+from tests.support.web import running_console, wait_for_state, web_settings
+
+pytestmark = pytest.mark.integration
+
+STORED_S = 60.0
+
+
+@pytest.fixture
+async def console(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
+) -> AsyncIterator[WebConsole]:
+    await sinks().start()  # migrates the test's database on start
+    async with running_console(web_settings(stack_env, topics.prefix, pg_dsn)) as running:
+        yield running
+
+
+def _listed(html: str) -> set[str]:
+    return set(re.findall(r'data-request-id="([0-9a-f-]{36})"', html))
+
+
+async def test_the_list_filters_by_principal_label_state_and_time(
+    console: WebConsole, topics: Topics, pg_dsn: str
+) -> None:
+    alice = Request.new(principal="alice", command="uptime", targets=["a[1-2]"], labels={"t": "x"})
+    bob = Request.new(principal="bob", command="df -h", targets=["b1"], labels={"t": "y"})
+    carol = Request.new(principal="carol", command="rm -rf /", targets=["c1"])
+    statuses = [
+        Status.accepted(alice, targets_total=2, collector="c1"),
+        Status.completed(
+            alice.request_id, make_counts(ok=1, failed=1), duration_ms=9, collector="c1"
+        ),
+        Status.accepted(bob, targets_total=1, collector="c1"),
+        Status.rejected(carol.request_id, "not allowed", collector="c1", request=carol),
+    ]
+    await produce(
+        topics.bootstrap, topics["status"], [(s.request_id.encode(), encode(s)) for s in statuses]
+    )
+    await produce_results(
+        topics.bootstrap,
+        topics["results"],
+        [
+            make_result(alice.request_id, "a1"),
+            make_result(alice.request_id, "a2", status="failed"),
+            make_result(bob.request_id, "b1"),
+        ],
+    )
+    await wait_for_state(pg_dsn, carol.request_id, {"rejected"}, STORED_S)
+    await wait_for_state(pg_dsn, alice.request_id, {"completed"}, STORED_S)
+    rows = await fetch(pg_dsn, "SELECT count(*) FROM results")
+    assert rows[0][0] == 3
+    everyone = {alice.request_id, bob.request_id, carol.request_id}
+
+    async with httpx2.AsyncClient(base_url=console.url, timeout=10) as web:
+        page = (await web.get("/")).text
+        assert _listed(page) == everyone
+        assert "1 accepted" in page
+        assert "1 completed" in page
+        assert "1 rejected" in page
+        assert re.search(r"hosts:\s*<span[^>]*>2 ok</span>\s*<span[^>]*>1 failed</span>", page)
+        assert _listed((await web.get("/", params={"principal": "bob"})).text) == {bob.request_id}
+        assert _listed((await web.get("/", params={"label": "t=x"})).text) == {alice.request_id}
+        assert _listed((await web.get("/", params={"state": "rejected"})).text) == {
+            carol.request_id
+        }
+        assert _listed((await web.get("/", params={"since": "2100-01-01"})).text) == set()
+        assert _listed((await web.get("/", params={"until": "2100-01-01"})).text) == everyone
+        bad = (await web.get("/", params={"since": "yesterday"})).text
+        assert "since &#39;yesterday&#39;: expected a date" in bad
+
+        host = await web.get("/hosts/a2")
+        assert host.status_code == 200
+        assert "uptime" in host.text
+        assert "hello from a2" in host.text
+        assert (await web.get("/hosts/nowhere")).status_code == 404
+
+
+async def test_the_cancel_button_stops_a_running_request(
+    console: WebConsole, topics: Topics, pg_dsn: str
+) -> None:
+    async with running_collector(collector_settings(topics.prefix)):
+        request = Request.new(
+            principal="alice", command="sleep 60", targets=["@demo"], timeout_s=120
+        )
+        await submit(topics.bootstrap, topics["requests"], [request])
+        rid = request.request_id
+        await wait_for_state(pg_dsn, rid, {"accepted"}, STORED_S)
+        async with httpx2.AsyncClient(base_url=console.url, timeout=60) as web:
+            page = (await web.get(f"/requests/{rid}")).text
+            assert 'id="cancel"' in page
+            reply = await web.post(
+                f"/requests/{rid}/cancel",
+                content="reason=wrong+hosts",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert reply.status_code == 303, reply.text
+            shown = (await web.get(reply.headers["location"])).text
+            assert "cancel sent by web-test" in shown
+            # The collector stops the commands well before their 60 s.
+            await wait_for_state(pg_dsn, rid, {"completed"}, 30)
+            done = (await web.get(f"/requests/{rid}")).text
+            assert 'id="cancel"' not in done
+    rows = await fetch(
+        pg_dsn, "SELECT count_ok, duration_ms FROM requests WHERE request_id = $1::uuid", rid
+    )
+    assert rows[0]["count_ok"] == 0
+    assert rows[0]["duration_ms"] < 30_000
+
+
+async def test_cancelling_can_be_turned_off(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
+) -> None:
+    await sinks().start()
+    settings = web_settings(stack_env, topics.prefix, pg_dsn, allow_cancel=False)
+    async with (
+        running_console(settings) as console,
+        httpx2.AsyncClient(base_url=console.url, timeout=10) as web,
+    ):
+        rid = "00000000-0000-4000-8000-000000000001"
+        reply = await web.post(f"/requests/{rid}/cancel", content="")
+        assert reply.status_code == 403
+
+
+async def test_health_reports_its_dependencies_and_metrics_count_pages(
+    console: WebConsole,
+) -> None:
+    async with httpx2.AsyncClient(base_url=console.url, timeout=10) as web:
+        await web.get("/")
+        health = await web.get("/healthz")
+        assert health.status_code == 200
+        doc = health.json()
+        assert doc["ok"] is True
+        assert doc["live_feed"] is True
+        assert set(doc["dependencies"]) == {"kafka", "database"}
+        metrics = (await web.get("/metrics")).text
+        assert 'fleetrun_web_pages_total{code="200",page="requests"} 1.0' in metrics

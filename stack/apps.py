@@ -91,4 +91,6 @@ class App:
     def status(self) -> tuple[bool, str]:
         pid = self.pid()
         where = f"/metrics and /healthz on 127.0.0.1:{self.ops_port}"
+        if self.port_setting == "PORT":  # a web app: its pages are on the same port
+            where = f"http://127.0.0.1:{self.ops_port}/ (and {where})"
         return pid is not None, f"pid {pid} {where}" if pid else where

@@ -3,10 +3,13 @@ stored by a real sink), the cancel button against a real collector, /healthz and
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx2
+import orjson
 import pytest
 
 from fleetrun.cli.web.service import WebConsole
@@ -16,7 +19,7 @@ from tests.support.collector import collector_settings, running_collector, submi
 from tests.support.kafka import Topics
 from tests.support.records import make_counts
 from tests.support.sink import MakeSink, fetch, make_result, produce, produce_results
-from tests.support.web import running_console, wait_for_state, web_settings
+from tests.support.web import running_console, until, wait_for_state, web_settings
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +154,52 @@ async def test_health_reports_its_dependencies_and_metrics_count_pages(
         assert set(doc["dependencies"]) == {"kafka", "database"}
         metrics = (await web.get("/metrics")).text
         assert 'fleetrun_web_pages_total{code="200",page="requests"} 1.0' in metrics
+
+
+async def _next_event(lines: AsyncIterator[str]) -> tuple[str, str]:
+    """The next (event name, data) of a text/event-stream, skipping comments."""
+    name = data = ""
+    async for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+        elif line == "" and name:
+            return name, data
+    raise AssertionError("the event stream ended")
+
+
+async def test_live_events_come_from_the_topics_and_a_slow_page_is_told_to_reload(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
+) -> None:
+    await sinks().start()
+    settings = web_settings(stack_env, topics.prefix, pg_dsn, live_queue=5)
+    rid = str(uuid.uuid4())
+    async with (
+        running_console(settings) as console,
+        httpx2.AsyncClient(base_url=console.url, timeout=30) as web,
+        web.stream("GET", f"/requests/{rid}/events") as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.aiter_lines()
+        assert (await anext(lines)).startswith(": following")
+        await until(lambda: console.hub.subscribers == 1, 30)
+        await produce_results(topics.bootstrap, topics["results"], [make_result(rid, "h1")])
+        async with asyncio.timeout(30):
+            name, data = await _next_event(lines)
+        assert name == "result"
+        assert orjson.loads(data)["host"] == "h1"
+        # This page does not read while 100 results arrive: its queue holds 5, then it is
+        # told to reload instead of the console holding everything for it.
+        burst = [make_result(rid, f"h{i}") for i in range(2, 102)]
+        await produce_results(topics.bootstrap, topics["results"], burst)
+        registry = console.metrics.registry
+        await until(
+            lambda: bool(registry.get_sample_value("fleetrun_web_live_overflows_total")), 30
+        )
+        async with asyncio.timeout(30):
+            names = [(await _next_event(lines))[0]]
+            while names[-1] != "reload":
+                names.append((await _next_event(lines))[0])
+        assert len(names) < 1 + len(burst)  # what it could not take was dropped, not held
+        await until(lambda: console.hub.subscribers == 0, 30)  # and the stream was ended

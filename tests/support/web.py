@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -77,3 +77,12 @@ async def wait_for_state(dsn: str, request_id: str, states: set[str], timeout_s:
                 await asyncio.sleep(0.1)
     finally:
         await conn.close(timeout=10)
+
+
+async def until(check: Callable[[], bool], timeout_s: float) -> None:
+    """Wait until `check()` is true; TimeoutError at the deadline."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.05)

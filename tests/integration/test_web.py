@@ -17,6 +17,7 @@ from schemas import Request, Status, encode
 from stack.env import StackEnv
 from tests.support.collector import collector_settings, running_collector, submit
 from tests.support.kafka import Topics
+from tests.support.net import free_port
 from tests.support.records import make_counts
 from tests.support.sink import MakeSink, fetch, make_result, produce, produce_results
 from tests.support.web import running_console, until, wait_for_state, web_settings
@@ -146,6 +147,7 @@ async def test_health_reports_its_dependencies_and_metrics_count_pages(
 ) -> None:
     async with httpx2.AsyncClient(base_url=console.url, timeout=10) as web:
         await web.get("/")
+        await until(lambda: console.health()[0], 30)  # the probes' first answers
         health = await web.get("/healthz")
         assert health.status_code == 200
         doc = health.json()
@@ -203,3 +205,21 @@ async def test_live_events_come_from_the_topics_and_a_slow_page_is_told_to_reloa
                 names.append((await _next_event(lines))[0])
         assert len(names) < 1 + len(burst)  # what it could not take was dropped, not held
         await until(lambda: console.hub.subscribers == 0, 30)  # and the stream was ended
+
+
+async def test_a_database_that_does_not_answer_gives_a_503_page_and_health_says_why(
+    stack_env: StackEnv, topics: Topics
+) -> None:
+    closed = f"postgresql://fleetrun:fleetrun@127.0.0.1:{free_port()}/fleetrun"
+    settings = web_settings(stack_env, topics.prefix, closed, pg_timeout_s=2)
+    async with (
+        running_console(settings) as console,
+        httpx2.AsyncClient(base_url=console.url, timeout=30) as web,
+    ):
+        page = await web.get("/")
+        assert page.status_code == 503
+        assert "PostgreSQL did not answer" in page.text
+        await until(lambda: console.outages.is_down("database"), 30)
+        health = await web.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["dependencies"]["database"]["up"] is False

@@ -15,6 +15,7 @@ from playwright.async_api import Browser, async_playwright
 
 from fleetrun.cli.web.service import WebConsole
 from fleetrun.cli.web.settings import WebSettings
+from fleetrun.runtime.outage import Outages
 from stack.env import StackEnv
 from stack.proc import apt_install
 
@@ -34,7 +35,7 @@ def web_settings(env: StackEnv, prefix: str, dsn: str, **overrides: Any) -> WebS
 @contextlib.asynccontextmanager
 async def running_console(settings: WebSettings) -> AsyncIterator[WebConsole]:
     """A console serving until the block exits, its live feed subscribed before it yields."""
-    console = WebConsole(settings)
+    console = WebConsole(settings, outages=Outages())  # not the test process's tracker
     await console.start()
     try:
         async with asyncio.timeout(30):

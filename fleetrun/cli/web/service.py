@@ -41,10 +41,15 @@ class _Server(uvicorn.Server):
 class WebConsole:
     """One running console; `start()` returns once it accepts connections (port 0: any)."""
 
-    def __init__(self, settings: WebSettings, metrics: WebMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: WebSettings,
+        metrics: WebMetrics | None = None,
+        outages: outage.Outages | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or WebMetrics()
-        self.outages = outage.tracker()
+        self.outages = outages or outage.tracker()  # the process's (its logs report there)
         self.store = Store(settings)
         self.hub = Hub(settings.live_queue, on_overflow=self.metrics.live_overflows.inc)
         self.feed = LiveFeed(
@@ -56,8 +61,8 @@ class WebConsole:
             on_record=lambda topic: self.metrics.records.labels(topic).inc(),
         )
         self.closing = asyncio.Event()
-        health = all_healthy(self._health, lambda: self.outages.health(["kafka", "database"]))
-        console = Console(settings, self.store, self.hub, self.metrics, health, self.closing)
+        self.health = all_healthy(self._health, lambda: self.outages.health(["kafka", "database"]))
+        console = Console(settings, self.store, self.hub, self.metrics, self.health, self.closing)
         config = uvicorn.Config(
             build_app(console),
             host=settings.host,

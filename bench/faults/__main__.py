@@ -46,11 +46,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="seed of the random fault points (default: random)")
     p.add_argument("--base-address", default=FLEET_ADDRESS, help="the fleet's first address")
     p.add_argument("--out-dir", type=Path, help="write the JSON and FAULTS.md here instead")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="a setting for both services, e.g. FLEETRUN_COLLECTOR_LEDGER=false (a control run "
+        "that shows what the suite counts without the ledger)",
+    )
     return p.parse_args(argv)
 
 
 async def run_fault(
-    name: str, stack: StackEnv, fleet: Any, work: Path, seed: int, trials: int
+    name: str,
+    stack: StackEnv,
+    fleet: Any,
+    work: Path,
+    seed: int,
+    trials: int,
+    settings: dict[str, str],
 ) -> Row:
     """One fault in a world of its own; a harness failure becomes a failing row."""
     fault = FAULTS[name]
@@ -65,6 +79,7 @@ async def run_fault(
                 name,
                 relayed=fault.relayed,
                 sink_settings=fault.sink_settings,
+                settings=settings,
             ) as w,
             fault_ctx(w, rng) as ctx,
         ):
@@ -83,6 +98,7 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"faults: seed {seed} (replay with --seed {seed})", flush=True)
     stack = StackEnv.load()
     names = args.only or list(FAULTS)
+    settings = dict(item.partition("=")[::2] for item in args.set)
     work = Path(tempfile.mkdtemp(prefix="fleetrun-faults-"))
     print(f"faults: logs in {work}", flush=True)
     started = time.monotonic()
@@ -97,7 +113,7 @@ async def main_async(args: argparse.Namespace) -> int:
     ) as fleet:
         for name in names:
             trials = args.trials or FAULTS[name].trials
-            rows.append(await run_fault(name, stack, fleet, work, seed, trials))
+            rows.append(await run_fault(name, stack, fleet, work, seed, trials, settings))
     docs = []
     for row in rows:
         doc = row.as_json()
@@ -116,11 +132,11 @@ async def main_async(args: argparse.Namespace) -> int:
             "python": platform.python_version(),
         },
         "logs": str(work),
+        "settings": settings,
         "faults": docs,
     }
-    json_path = (args.out_dir or BENCH_DIR / "results") / f"{day}-faults.json"
     md_path = (args.out_dir or BENCH_DIR) / "FAULTS.md"
-    report.write(out, json_path, md_path)
+    json_path = report.write(out, args.out_dir or BENCH_DIR / "results", md_path)
     print(report.table(docs), flush=True)
     print(f"faults: wrote {json_path} and {md_path}", flush=True)
     failing = [r for r in rows if r.failed]

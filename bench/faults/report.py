@@ -39,8 +39,8 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(doc: Mapping[str, Any]) -> str:
-    """FAULTS.md from the run's JSON document."""
+def markdown(doc: Mapping[str, Any], control: Mapping[str, Any] | None = None) -> str:
+    """FAULTS.md from the run's JSON document (and a control run's, when there is one)."""
     rows = doc["faults"]
     m = doc["machine"]
     failing = [r for r in rows if not r["ok"]]
@@ -75,12 +75,28 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "and any execution of a rejected record; *orphans* are commands still running on a "
         "host 30 s after everything settled (`ps` on the sshd hosts, the fleet's running "
         "counter); *recovery* is from the fault to the first row in PostgreSQL of a probe "
-        "request submitted once the fault was over (no outage: —). Random points come from "
-        "the seeded generator: `python -m bench.faults --seed N` replays the draws.",
-        "",
-        "## Per fault",
+        "request submitted once the fault was over (no outage: —). The cut network: for that "
+        "fault the collector reaches every host through a relay of the suite's "
+        "(bench/faults/netcut.py) that holds every byte and every new connection for 10 s — the "
+        "hosts listen on loopback, where no route or namespace could separate them from the "
+        "collector without cutting Kafka too, and this machine has no iptables/nftables. "
+        "Random points come from the seeded generator: `python -m bench.faults --seed N` "
+        "replays the draws.",
         "",
     ]
+    if control is not None:
+        settings = ", ".join(f"`{k}={v}`" for k, v in control["settings"].items())
+        parts += [
+            "## Control: does it count?",
+            "",
+            f"The same suite with {settings} (`--set`; `{control['date']}-faults-control.json`, "
+            f"seed {control['seed']}, {control['hosts']} hosts) — what the counting sees when "
+            "what it checks is switched off:",
+            "",
+            table(control["faults"]),
+            "",
+        ]
+    parts += ["## Per fault", ""]
     for r in rows:
         checks = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["checks"].items())
         parts.append(
@@ -97,8 +113,17 @@ def markdown(doc: Mapping[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(doc: Mapping[str, Any], json_path: Path, md_path: Path) -> None:
-    """Write both files."""
-    json_path.parent.mkdir(parents=True, exist_ok=True)
+def write(doc: Mapping[str, Any], results: Path, md_path: Path) -> Path:
+    """Write <date>-faults.json and FAULTS.md; a run with `--set` settings is a control run:
+    <date>-faults-control.json, shown in FAULTS.md beside the newest real run of that day."""
+    results.mkdir(parents=True, exist_ok=True)
+    control = bool(doc.get("settings"))
+    json_path = results / f"{doc['date']}-faults{'-control' if control else ''}.json"
     json_path.write_text(json.dumps(doc, indent=2) + "\n")
-    md_path.write_text(markdown(doc))
+    main = results / f"{doc['date']}-faults.json"
+    other = results / f"{doc['date']}-faults-control.json"
+    if main.exists():
+        main_doc = doc if not control else json.loads(main.read_text())
+        control_doc = json.loads(other.read_text()) if other.exists() else None
+        md_path.write_text(markdown(main_doc, control_doc))
+    return json_path

@@ -207,6 +207,7 @@ async def world(
     *,
     relayed: bool = False,
     sink_settings: Mapping[str, str] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[World]:
     """A collector and a sink on fresh topics and a fresh database, healthy inside the block."""
     tag = uuid.uuid4().hex[:8]
@@ -236,7 +237,7 @@ async def world(
             known_hosts.write_text(fleet.known_hosts.read_text() + stack.known_hosts.read_text())
         inventory = work / "inventory.toml"
         inventory.write_text(inventory_toml(fleet, stack, known_hosts, endpoints))
-        base = _base_env(stack, prefix, dsn, inventory, known_hosts, fleet)
+        base = _base_env(stack, prefix, dsn, inventory, known_hosts, fleet) | dict(settings or {})
         coll_env = base | {
             "FLEETRUN_COLLECTOR_GROUP_ID": prefix + "collector",
             "FLEETRUN_COLLECTOR_ID": f"faults-{name}",

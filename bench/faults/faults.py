@@ -102,26 +102,28 @@ async def kafka_kill9(ctx: Ctx, trials: int) -> list[Trial]:
             raise RuntimeError("the stack's Kafka is not running")
         ctx.check("killed while requests ran", not ctx.ended(subs))
         trial = Trial(time.monotonic(), note=f"kill -9 at +{at:.2f}s;")
-        os.kill(pid, signal.SIGKILL)
-        cfg = kafka.cfg
-        async with asyncio.timeout(30):
-            # A JVM's threads outlive its main one for a moment after kill -9: its sockets too.
-            while True:
-                listening = [
-                    p
-                    for p in (cfg.kafka_port, cfg.kafka_controller_port)
-                    if port_open("127.0.0.1", p)
-                ]
-                if not pid_alive(pid, str(kafka.props)) and not listening:
-                    break
-                await asyncio.sleep(0.1)
-        await asyncio.to_thread(kafka.up)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            await _gone(kafka, pid)
+        finally:  # whatever happened, the stack's broker runs again
+            await asyncio.to_thread(kafka.up)
         trial.note += f" broker back after {time.monotonic() - trial.fault_at:.1f}s;"
         await ctx.restart_dead(trial)
         await ctx.probe(trial)
         ctx.check("requests finished after the restart", await ctx.wait_ended(subs))
         out.append(trial)
     return out
+
+
+async def _gone(kafka: Kafka, pid: int) -> None:
+    ports = (kafka.cfg.kafka_port, kafka.cfg.kafka_controller_port)
+    async with asyncio.timeout(30):
+        # A JVM's threads outlive its main one for a moment after kill -9: its sockets too.
+        while True:
+            listening = [p for p in ports if port_open("127.0.0.1", p)]
+            if not pid_alive(pid, str(kafka.props)) and not listening:
+                return
+            await asyncio.sleep(0.1)
 
 
 async def postgres_stop(ctx: Ctx, trials: int) -> list[Trial]:
@@ -133,9 +135,11 @@ async def postgres_stop(ctx: Ctx, trials: int) -> list[Trial]:
         await ctx.submit(subs)
         at = await at_random(ctx, 1.0, 4.0, time.monotonic())
         trial = Trial(time.monotonic(), note=f"stop at +{at:.2f}s;")
-        await asyncio.to_thread(pg.down)
-        await asyncio.sleep(max(0.0, trial.fault_at + PG_OUTAGE_S - time.monotonic()))
-        await asyncio.to_thread(pg.up)
+        try:
+            await asyncio.to_thread(pg.down)
+            await asyncio.sleep(max(0.0, trial.fault_at + PG_OUTAGE_S - time.monotonic()))
+        finally:  # whatever happened, the stack's database runs again
+            await asyncio.to_thread(pg.up)
         trial.note += f" database back after {time.monotonic() - trial.fault_at:.1f}s;"
         ctx.check("the sink lived through the outage", ctx.w.sink.running)
         await ctx.restart_dead(trial)

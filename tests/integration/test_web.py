@@ -140,6 +140,17 @@ async def test_cancelling_can_be_turned_off(
         rid = "00000000-0000-4000-8000-000000000001"
         reply = await web.post(f"/requests/{rid}/cancel", content="")
         assert reply.status_code == 403
+        assert "turned off" in reply.text
+
+
+async def test_another_sites_page_cannot_press_the_cancel_button(console: WebConsole) -> None:
+    async with httpx2.AsyncClient(base_url=console.url, timeout=10) as web:
+        rid = "00000000-0000-4000-8000-000000000001"
+        reply = await web.post(
+            f"/requests/{rid}/cancel", content="", headers={"Origin": "https://evil.example"}
+        )
+        assert reply.status_code == 403
+        assert "own page" in reply.text
 
 
 async def test_health_reports_its_dependencies_and_metrics_count_pages(

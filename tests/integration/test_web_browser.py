@@ -152,3 +152,15 @@ async def test_an_unknown_request_id_gives_a_clear_404_page(
         assert reply is not None
         assert reply.status == 404
         await expect(page.locator("main")).to_contain_text("A request id is a UUID")
+
+
+async def test_the_cancel_button_cancels_from_the_page(fleet: Fleet, page: Page) -> None:
+    rid = await fleet.run("sleep 60", timeout_s=120)
+    await wait_for_state(fleet.dsn, rid, {"accepted"}, STORED_S)
+    await page.goto(f"{fleet.console.url}/requests/{rid}")
+    await page.locator("input[name=reason]").fill("wrong hosts")
+    await page.locator("#cancel").click()
+    await expect(page.locator("#note")).to_contain_text("cancel sent by web-test")
+    # The page follows the request live again: the killed hosts and the completed status.
+    await expect(page.locator("#state")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator("#by-status")).not_to_contain_text("ok")

@@ -50,6 +50,19 @@ async def test_pages_that_close_are_forgotten() -> None:
     assert hub.subscribers == 0
 
 
+async def test_a_page_opened_late_starts_from_the_latest_status() -> None:
+    hub = Hub(queue_size=10, keep_statuses=2)
+    hub.status(RID, Event("status", {"state": "accepted"}))
+    hub.status(RID, Event("status", {"state": "completed"}))
+    late = hub.subscribe(RID)
+    assert late.queue.get_nowait() == Event("status", {"state": "completed"})
+    assert late.queue.empty()
+    hub.status("b", Event("status", {"state": "accepted"}))
+    hub.status("c", Event("status", {"state": "accepted"}))  # RID is the oldest: forgotten
+    assert hub.subscribe(RID).queue.empty()
+    assert hub.subscribe("c").queue.qsize() == 1
+
+
 def test_event_stream_format() -> None:
     assert _event(7).encode() == b'event: result\ndata: {"n":7}\n\n'
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import asyncpg
 import jinja2
@@ -192,6 +192,10 @@ class Console:
         if not self.settings.allow_cancel:
             self.metrics.cancels.labels("refused").inc()
             return PlainTextResponse("cancelling is turned off on this console\n", 403)
+        if not _same_origin(request):
+            # Another site's page must not press the button for a viewer's browser (CSRF).
+            self.metrics.cancels.labels("refused").inc()
+            return PlainTextResponse("a cancel comes from this console's own page\n", 403)
         form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace")))
         reason = form.get("reason", "").strip() or None
         try:
@@ -270,6 +274,14 @@ def build_app(console: Console) -> Starlette:
     token = console.settings.token
     app.add_middleware(TokenAuth, token=None if token is None else token.get_secret_value())
     return app
+
+
+def _same_origin(request: Request) -> bool:
+    """True unless the browser says the form was sent from another origin (Origin header)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site form post (browsers send Origin on POST)
+    return urlsplit(origin).netloc == request.headers.get("host")
 
 
 def _request_id(text: str) -> str | None:

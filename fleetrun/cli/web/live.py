@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +31,8 @@ from schemas import SchemaError, decode_result, decode_status, known
 log = logging.getLogger("fleetrun.web")
 
 POLL_MS: Final = 250
+# Latest statuses kept for pages that open late: a few hundred bytes each.
+KEEP_STATUSES: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +65,27 @@ class Hub:
 
     queue_size: int
     on_overflow: Callable[[], None] = lambda: None
+    keep_statuses: int = KEEP_STATUSES
     _watching: dict[str, set[Subscriber]] = field(default_factory=dict)
+    # The latest status of recent requests, watched or not: a page opened (or reopened after
+    # its cancel button) a moment before its request's status came starts from it.
+    _latest: OrderedDict[str, Event] = field(default_factory=OrderedDict)
 
     def subscribe(self, request_id: str) -> Subscriber:
         sub = Subscriber(request_id, asyncio.Queue(self.queue_size))
+        latest = self._latest.get(request_id)
+        if latest is not None:
+            sub.queue.put_nowait(latest)
         self._watching.setdefault(request_id, set()).add(sub)
         return sub
+
+    def status(self, request_id: str, event: Event) -> None:
+        """Remember `event` as the request's latest status (bounded), and publish it."""
+        self._latest[request_id] = event
+        self._latest.move_to_end(request_id)
+        while len(self._latest) > self.keep_statuses:
+            self._latest.popitem(last=False)
+        self.publish(request_id, event)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._watching.get(sub.request_id)
@@ -206,10 +224,14 @@ class LiveFeed:
                 if record.key is None or record.value is None:
                     continue
                 request_id = record.key.decode("utf-8", errors="replace")
-                if not self.hub.watched(request_id):
-                    continue  # decoded only for requests someone is looking at
+                is_status = decode is status_event  # few and small: every one is kept
+                if not is_status and not self.hub.watched(request_id):
+                    continue  # results are decoded only for requests someone looks at
                 try:
                     event = decode(record.value)
                 except SchemaError:
                     continue  # the sink dead-letters bad records; pages just read on
-                self.hub.publish(request_id, event)
+                if is_status:
+                    self.hub.status(request_id, event)
+                else:
+                    self.hub.publish(request_id, event)

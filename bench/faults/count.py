@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from collector.outcome import KILLED
 from collector.resume import OUTCOME_UNKNOWN
-from schemas import Request, Result
+from schemas import Request, Result, Status, StatusCounts
 
 Where = Literal["sim", "sshd"]
 COLUMNS = ("lost", "doubled", "run_twice", "orphans")  # every fault row must read 0 in these
@@ -54,8 +54,10 @@ class Tally:
     outcome_unknown: int = 0
     orphans: int = 0
     killed: int = 0  # results `error` / `killed` (the SIGTERM-past-the-grace fault wants some)
+    status_anomalies: int = 0  # requests without exactly one `completed` adding up to targets
     results: int = 0
     executions: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)  # results per status
     problems: list[str] = field(default_factory=list)  # the first few, for the report
 
     def problem(self, text: str) -> None:
@@ -66,6 +68,7 @@ class Tally:
 def tally(
     submitted: Iterable[Submitted],
     results: Iterable[Result],
+    statuses: Iterable[Status],
     rows: Mapping[tuple[str, str, int], int],
     runs: Mapping[tuple[str, str], int],
     orphans: Iterable[str],
@@ -77,10 +80,26 @@ def tally(
     """
     t = Tally()
     submitted = list(submitted)
+    completed = Counter(s.request_id for s in statuses if s.state == "completed")
+    totals = {
+        s.request_id: s.counts.total
+        for s in statuses
+        if s.state == "completed" and isinstance(s.counts, StatusCounts)
+    }
+    for s in submitted:
+        if s.rejected:
+            continue
+        if completed[s.request_id] != 1 or totals.get(s.request_id) != len(s.hosts):
+            t.status_anomalies += 1
+            t.problem(
+                f"{completed[s.request_id]} completed statuses, counts adding up to "
+                f"{totals.get(s.request_id)} of {len(s.hosts)} targets ({s.request_id})"
+            )
     expected = {s.request_id for s in submitted if not s.rejected}
     ours = [r for r in results if r.request_id in expected]
     on_topic = Counter((r.request_id, r.host, r.attempt) for r in ours)
     t.results = len(ours)
+    t.by_status = dict(Counter(r.status for r in ours))
     for s in submitted:
         for host in s.hosts:
             n = runs.get((s.tag, host), 0)
@@ -131,6 +150,8 @@ class Row:
         """Why this row is not all zeros (empty when it is)."""
         why = [f"{c}={getattr(self.tally, c)}" for c in COLUMNS if getattr(self.tally, c)]
         why += [f"check failed: {name}" for name, ok in self.checks.items() if not ok]
+        if self.tally.status_anomalies:
+            why.append(f"status_anomalies={self.tally.status_anomalies}")
         if self.error:
             why.append(f"harness error: {self.error}")
         return why
@@ -154,6 +175,8 @@ class Row:
             "outcome_unknown": self.tally.outcome_unknown,
             "orphans": self.tally.orphans,
             "killed": self.tally.killed,
+            "status_anomalies": self.tally.status_anomalies,
+            "by_status": self.tally.by_status,
             "results": self.tally.results,
             "executions": self.tally.executions,
             "recovery_s_median": None if median is None else round(median, 2),

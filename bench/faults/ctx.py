@@ -152,7 +152,8 @@ class Ctx:
         runs = await self._runs(subs)
         orphans = await self._orphans(subs)
         results = [r for _, r in self.feed.results]
-        return tally(subs, results, rows, runs, orphans)
+        statuses = [s for _, s in self.feed.statuses]
+        return tally(subs, results, statuses, rows, runs, orphans)
 
     async def _runs(self, subs: list[Submitted]) -> dict[tuple[str, str], int]:
         marks, _ = await sim_state(self.w.fleet)

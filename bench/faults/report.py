@@ -99,10 +99,12 @@ def markdown(doc: Mapping[str, Any], control: Mapping[str, Any] | None = None) -
     parts += ["## Per fault", ""]
     for r in rows:
         checks = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["checks"].items())
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(r.get("by_status", {}).items()))
         parts.append(
-            f"- **{r['title']}** (`--only {r['name']}`): {r['results']} results, "
-            f"{r['executions']} executions counted, {r['killed']} reported `killed`. "
-            f"{checks or ''}"
+            f"- **{r['title']}** (`--only {r['name']}`): {r['results']} results ({statuses}), "
+            f"{r['executions']} executions counted, {r['killed']} reported `killed`, "
+            f"{r.get('status_anomalies', 0)} requests without exactly one `completed` status "
+            f"adding up to their targets. {checks or ''}"
         )
         for note in r["trial_notes"][:12]:
             parts.append(f"  - {note.strip()}")

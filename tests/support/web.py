@@ -52,8 +52,9 @@ async def chromium() -> AsyncIterator[Browser]:
     apt_install(["chromium"])
     path = shutil.which("chromium")
     assert path is not None, "the chromium package installs /usr/bin/chromium"
-    # Chromium refuses its sandbox to root (CI runs as root).
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    # Chromium refuses its sandbox to root (CI runs as root); containers often have a small
+    # /dev/shm, which crashes its renderers.
+    args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=path, headless=True, args=args)
         try:

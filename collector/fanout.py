@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from collector.outbox import HandedOver
 from collector.stop import Stop
+from collector.window import StartWindow
 from schemas import (
     EMPTY_SHA256,
     ErrorInfo,
@@ -274,6 +275,7 @@ class FanOut(Generic[H]):
         on_result: Callable[[Result], Awaitable[None]],
         *,
         on_start: OnStart[H] | None = None,
+        reserve: Callable[[list[H]], Awaitable[None]] | None = None,
         keep_starting: Callable[[], bool] | None = None,
         errors: int = 0,
         stop: Stop | None = None,
@@ -284,22 +286,31 @@ class FanOut(Generic[H]):
         there): the executor awaits it right before the command is launched, once connected.
         If it raises HandedOver, or `keep_starting()` turns false, hosts not started yet get no
         result: they are left to the partition's next owner, and run returns True (handed
-        over). Any other exception from it fails the request, not the host. `stop` (a cancel)
-        goes to the executor: once set, running commands are killed and hosts not started yet
-        are skipped, each with a result saying why.
+        over). Any other exception from it fails the request, not the host. `reserve(hosts)`,
+        when given, is awaited for the hosts of a window before any of them is taken (the
+        ledger commits their `started` marks ahead: collector.window). `stop` (a cancel) goes
+        to the executor: once set, running commands are killed and hosts not started yet are
+        skipped, each with a result saying why.
         """
-        hosts: Iterator[PlannedHost[H]] = iter(plan.hosts)
+        width = max(1, min(plan.request.concurrency, plan.total))
+        hosts = _Hosts(plan.hosts, reserve, width)
         handed_over = False
+
+        def handing_over() -> bool:
+            return handed_over or (keep_starting is not None and not keep_starting())
 
         async def worker() -> None:
             nonlocal errors, handed_over
-            # All workers pull from one iterator: as one host finishes, its worker takes the
+            # All workers pull from one source: as one host finishes, its worker takes the
             # next, so `concurrency` hosts run at any time (no waves).
-            for planned in hosts:
-                if handed_over or (keep_starting is not None and not keep_starting()):
-                    handed_over = True
-                    return
+            while not handing_over():
                 try:
+                    planned = await hosts.next()
+                    if planned is None:
+                        return
+                    if handing_over():
+                        handed_over = True  # this one was taken and not started
+                        return
                     result = await self._one(plan, planned, errors, on_start, stop)
                 except HandedOver:
                     handed_over = True
@@ -307,13 +318,17 @@ class FanOut(Generic[H]):
                 if counts_as_error(result.status):
                     errors += 1
                 await on_result(result)
+            # Stopped starting hosts: handed over only if some were left unstarted.
+            handed_over = handed_over or hosts.more()
 
-        width = max(1, min(plan.request.concurrency, plan.total))
         # Workers only raise when on_result does (results cannot be published): then the whole
         # request stops and is redelivered, which is what the TaskGroup's cancellation gives.
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(width):
-                tg.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(width):
+                    tg.create_task(worker())
+        finally:
+            await hosts.close()
         return handed_over
 
     async def _one(
@@ -363,3 +378,45 @@ class FanOut(Generic[H]):
             default_user=self.default_user,
             error=error,
         )
+
+
+class _Hosts(Generic[H]):
+    """The plan's hosts in order; through a StartWindow when their marks go out ahead."""
+
+    def __init__(
+        self,
+        planned: Sequence[PlannedHost[H]],
+        reserve: Callable[[list[H]], Awaitable[None]] | None,
+        width: int,
+    ) -> None:
+        self._planned = planned
+        self._next = 0
+        self._window: StartWindow[PlannedHost[H]] | None = None
+        # Half a window marked ahead keeps workers fed (measured) while bounding what a
+        # SIGKILL turns into outcome_unknown; one host at a time has nothing to overlap.
+        ahead = width // 2
+        if reserve is not None and ahead:
+
+            async def reserve_hosts(batch: list[PlannedHost[H]]) -> None:
+                await reserve([p.host for p in batch if p.host is not None])
+
+            self._window = StartWindow(
+                planned, reserve_hosts, ahead=ahead, needs_mark=lambda p: p.host is not None
+            )
+
+    async def next(self) -> PlannedHost[H] | None:
+        if self._window is not None:
+            return await self._window.next()
+        if self._next >= len(self._planned):
+            return None
+        self._next += 1
+        return self._planned[self._next - 1]
+
+    def more(self) -> bool:
+        if self._window is not None:
+            return self._window.more()
+        return self._next < len(self._planned)
+
+    async def close(self) -> None:
+        if self._window is not None:
+            await self._window.close()

@@ -31,7 +31,8 @@ from collector.fanout import (
     plan_request,
 )
 from collector.kafka import Publisher, Topics
-from collector.ledger import Mark, Prior, digest
+from collector.ledger import Prior, digest
+from collector.ledgered import LedgeredRun
 from collector.metrics import CollectorMetrics
 from collector.outbox import HandedOver, Out
 from collector.resume import (
@@ -221,49 +222,37 @@ class RequestHandler(Generic[H]):
         lane.ledger.running_here.add(rid)
         entry = lane.ledger.begin(rid, content, _utcnow())
         split = split_resume(plan.hosts, prior, self.fanout.default_user, request.idempotent)
-        todo, unknown, base = split.todo, split.unknown, split.base
         if prior is not None:
             log.info(
                 "resuming a request an earlier collector left unfinished",
                 extra=_ids(request)
-                | {"done": len(split.done), "outcome_unknown": len(unknown), "to_run": len(todo)},
+                | {
+                    "done": len(split.done),
+                    "outcome_unknown": len(split.unknown),
+                    "to_run": len(split.todo),
+                },
             )
-
-        async def on_start(planned_host: H, attempt: int) -> None:
-            if lane.handing_over:
-                raise HandedOver("partition handed over before this host started")
-            endpoint = (planned_host.name, planned_host.port, planned_host.user)
-            mark: Mark = (*endpoint, attempt + base.get(endpoint, 0), "")
-            await lane.outbox.write((), [(rid, "started", mark)])
-
-        def renumber(result: Result) -> Result:
-            extra = base.get((result.host, result.port, result.user), 0)
-            return (
-                msgspec.structs.replace(result, attempt=result.attempt + extra) if extra else result
-            )
-
-        def publish(records: list[Out], result: Result) -> Coroutine[None, None, None]:
-            mark: Mark = (result.host, result.port, result.user, result.attempt, result.status)
-            return lane.outbox.write(records, [(rid, "done", mark)])
-
-        first = [lane.entry(entry)] if entry is not None else []
-        statuses = split.done
+        ledgered: LedgeredRun[H] = LedgeredRun(
+            rid,
+            lane,
+            split.base,
+            self.metrics.ledger_start_wait.observe,
+            accepted_with=[lane.entry(entry)] if entry is not None else [],
+            announce=prior is None,
+            targets_total=plan.total,
+            prior_statuses=split.done,
+            before=[
+                unknown_result(request, p, a, self.collector, self.fanout.default_user, _utcnow())
+                for p, a in split.unknown
+            ],
+        )
+        todo = split.todo
         await self._run(
             request,
             dataclasses.replace(plan, hosts=tuple(todo)) if len(todo) != plan.total else plan,
             lane.outbox,
             lane,
-            accepted_with=first,
-            announce=prior is None,
-            targets_total=plan.total,
-            prior_statuses=statuses,
-            before=[
-                unknown_result(request, p, a, self.collector, self.fanout.default_user, _utcnow())
-                for p, a in unknown
-            ],
-            on_start=on_start,
-            renumber=renumber,
-            publish=publish,
+            ledgered,
         )
 
     async def _run(
@@ -272,29 +261,23 @@ class RequestHandler(Generic[H]):
         plan: Plan[H],
         out: Publisher,
         lane: Lane | None,
-        *,
-        accepted_with: list[Out] | None = None,
-        announce: bool = True,
-        targets_total: int | None = None,
-        prior_statuses: list[str] | None = None,
-        before: list[Result] | None = None,
-        on_start: Callable[[H, int], Coroutine[None, None, None]] | None = None,
-        renumber: Callable[[Result], Result] | None = None,
-        publish: Callable[[list[Out], Result], Coroutine[None, None, None]] | None = None,
+        ledgered: LedgeredRun[H] | None = None,
     ) -> None:
         started = time.monotonic()
         rid = request.request_id
         key = rid.encode()
         acks = _Acks()
-        total = plan.total if targets_total is None else targets_total
-        if announce:
+        total = plan.total if ledgered is None else ledgered.targets_total
+        if ledgered is None or ledgered.announce:
             accepted = Status.accepted(request, targets_total=total, collector=self.collector)
             value = schemas.encode(accepted)
             # Sent without waiting: the status partition keeps accepted before completed, and
             # the completed status is only sent once this acknowledgement (and every result's)
             # is in. With the ledger, the request's `running` entry goes in the same transaction.
             if lane is not None:
-                records = [Out(self.topics.status, key, value), *(accepted_with or [])]
+                records = [Out(self.topics.status, key, value)]
+                if ledgered is not None:
+                    records += ledgered.accepted_with
                 acks.add(lane.outbox.write(records))
             else:
                 acks.add(out.publish(self.topics.status, key, value))
@@ -304,8 +287,8 @@ class RequestHandler(Generic[H]):
             )
 
         async def publish_result(result: Result, value: bytes) -> None:
-            if publish is not None:
-                await publish([Out(self.topics.results, key, value)], result)
+            if ledgered is not None:
+                await ledgered.publish([Out(self.topics.results, key, value)], result)
             else:
                 await out.publish(self.topics.results, key, value, request_id=rid, host=result.host)
             self.metrics.results.labels(result.status).inc()
@@ -314,8 +297,8 @@ class RequestHandler(Generic[H]):
 
         async def on_result(result: Result) -> None:
             acks.check()  # Kafka refused a record for good: stop starting hosts
-            if renumber is not None:
-                result = renumber(result)
+            if ledgered is not None:
+                result = ledgered.renumber(result)
             result, value = self._encode_result(result)
             published.append(result.status)  # counted as published (a replacement may differ)
             acks.add(publish_result(result, value))
@@ -329,12 +312,13 @@ class RequestHandler(Generic[H]):
             if self.cancels is not None:
                 watcher = watch_cancel(self.cancels, rid, stop, watching)
             try:
-                for result in before or ():
+                for result in ledgered.before if ledgered is not None else ():
                     await on_result(result)
                 handed_over = await self.fanout.run(
                     plan,
                     on_result,
-                    on_start=on_start,
+                    on_start=ledgered.on_start if ledgered is not None else None,
+                    reserve=ledgered.reserve if ledgered is not None else None,
                     keep_starting=_keep_starting(lane),
                     stop=stop,
                 )
@@ -351,9 +335,12 @@ class RequestHandler(Generic[H]):
         if handed_over:
             if lane is not None:
                 lane.ledger.forget_running(rid)
+            if ledgered is not None:
+                await ledgered.release()
             raise HandedOver(f"request {rid}: hosts not started are left to the next owner")
         duration_ms = int((time.monotonic() - started) * 1000)
-        counts = StatusCounts.of([*published, *(prior_statuses or [])])  # type: ignore[list-item]
+        prior_statuses = ledgered.prior_statuses if ledgered is not None else []
+        counts = StatusCounts.of([*published, *prior_statuses])  # type: ignore[list-item]
         completed = Status.completed(
             request.request_id,
             counts,

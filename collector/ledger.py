@@ -6,10 +6,11 @@ partition's transactional producer (collector.outbox):
 
 - key `<request_id>`: a `request` entry (content digest, `running` or `completed`), written with
   the `accepted` status, then with the `completed` status;
-- key `<request_id>/<token>`: a `hosts` record (phase `started` or `done`, and (host, port, user,
-  attempt, status) per host): `started` in a transaction committed before those hosts' commands
-  launch (one record per request per transaction), `done` in the transaction that carries the
-  hosts' results.
+- key `<request_id>/<token>`: a `hosts` record (phase `started`, `done` or `released`, and
+  (host, port, user, attempt, status) per host): `started` in a transaction committed before
+  those hosts' commands launch (one record per request per transaction; marked a window ahead,
+  collector.window), `done` in the transaction that carries the hosts' results, `released` for
+  hosts marked ahead that a collector stopping in order never started (the next owner runs them).
 
 When a request completes, its `hosts` keys are tombstoned in the same transaction (compaction
 then removes them); the `request` entry stays for `retention_s` so a request_id runs once, ever,
@@ -34,7 +35,7 @@ import msgspec
 from schemas import format_timestamp, parse_timestamp
 
 Endpoint = tuple[str, int, str]  # (host, port, user): one host, however its target was spelt
-Phase = Literal["started", "done"]
+Phase = Literal["started", "done", "released"]
 Admission = Literal["new", "resume", "duplicate", "reused"]
 # (host, port, user, attempt, status); status is "" in a `started` mark.
 Mark = tuple[str, int, str, int, str]
@@ -136,8 +137,15 @@ class PartitionLedger:
             endpoint = (host, port, user)
             if phase == "started":
                 prior.started[endpoint] = max(attempt, prior.started.get(endpoint, 0))
-            else:
+            elif phase == "done":
                 prior.done[endpoint] = (attempt, status)
+            elif prior.started.get(endpoint) == attempt:  # released: that attempt never began
+                # Attempts marked ahead follow the last one started (an idempotent rerun's
+                # base), so the one before is what the host's ledger said until then.
+                if attempt > 1:
+                    prior.started[endpoint] = attempt - 1
+                else:
+                    del prior.started[endpoint]
 
     @staticmethod
     def _complete(prior: Prior) -> None:

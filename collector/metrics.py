@@ -68,6 +68,19 @@ class CollectorMetrics:
             "Partitions paused because in-flight requests reached their cap.",
             registry=r,
         )
+        self.ledger_transactions = Histogram(
+            "fleetrun_collector_ledger_transaction_writes",
+            "Committed ledger transactions (one per partition at a time), by how many writes "
+            "(host starts, results with their done marks, statuses) each carried.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.ledger_start_wait = Histogram(
+            "fleetrun_collector_ledger_start_wait_seconds",
+            "How long a host, ready to start, waited for its `started` mark to commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.dead_letters = Counter(
             "fleetrun_collector_dead_letters", "Records sent to the dead-letter topic.", registry=r
         )

@@ -90,10 +90,12 @@ class Outbox:
         *,
         name: str,
         encode_marks: EncodeMarks | None = None,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
         self._make_producer = make_producer
         self.name = name
         self._encode_marks = encode_marks
+        self._on_commit = on_commit
         self.producer = make_producer()
         self._queue: list[_Write] = []
         self._wake = asyncio.Event()
@@ -202,6 +204,8 @@ class Outbox:
                 await asyncio.sleep(delay)
                 continue
             self.transactions += 1
+            if self._on_commit is not None:
+                self._on_commit(len(batch))
             if self.failing_since is not None:
                 log.info("transactions commit again", extra={"outbox": self.name})
             self.failing_since = None

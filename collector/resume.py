@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Generic, Literal
+from typing import Final, Generic
 
 import msgspec
 
 import schemas
 from collector.fanout import H, PlannedHost, host_identity, synthetic_result
-from collector.ledger import Endpoint, Mark, PartitionLedger, Prior
+from collector.ledger import Endpoint, Mark, PartitionLedger, Phase, Prior
 from collector.outbox import Out, Outbox
 from schemas import ErrorInfo, Request, Result
 
@@ -36,9 +36,7 @@ class Lane:
     handing_over: bool = False
     duplicates_logged: set[str] = field(default_factory=set)
 
-    def encode_marks(
-        self, request_id: str, phase: Literal["started", "done"], marks: list[Mark]
-    ) -> Out:
+    def encode_marks(self, request_id: str, phase: Phase, marks: list[Mark]) -> Out:
         key, value = self.ledger.marks_record(request_id, phase, marks, datetime.now(UTC))
         return Out(self.ledger_topic, key, value, self.ledger.partition)
 

@@ -121,7 +121,9 @@ class Collector(Generic[H]):
             cancels=self.cancels,
         )
         self.lanes: Lanes | None = (
-            Lanes(settings, self.topics, self.name) if settings.ledger else None
+            Lanes(settings, self.topics, self.name, metrics.ledger_transactions.observe)
+            if settings.ledger
+            else None
         )
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.partitions = Partitions(self.consumer, self.tracker, metrics)
@@ -471,9 +473,10 @@ class Collector(Generic[H]):
             "producer_ok": publishing,
             "stopping": self.stopping,
             "inflight_requests": len(self._tasks),
-            "assigned_partitions": sorted(tp.partition for tp in self.consumer.assignment())
-            if self._running
-            else [],
+            # Partitions it can take requests from: with the ledger, only once their lane is
+            # open (the ledger read); until then they are listed as opening.
+            "assigned_partitions": self._ready_partitions() if self._running else [],
+            "opening_partitions": self._opening_partitions() if self._running else [],
             "paused_partitions": len(self.consumer.paused()) if self._running else 0,
         }
         if not publishing:
@@ -482,6 +485,17 @@ class Collector(Generic[H]):
             cancels_ok, details["cancels"] = self.cancels.health()
             ok = ok and cancels_ok
         return ok, details
+
+    def _ready_partitions(self) -> list[int]:
+        assigned = self.consumer.assignment()
+        if self.lanes is not None:
+            assigned = {tp for tp in assigned if self.lanes.get(tp) is not None}
+        return sorted(tp.partition for tp in assigned)
+
+    def _opening_partitions(self) -> list[int]:
+        if self.lanes is None:
+            return []
+        return sorted(tp.partition for tp in self.consumer.assignment() if not self.lanes.get(tp))
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:

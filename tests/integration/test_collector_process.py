@@ -99,6 +99,38 @@ async def test_sigterm_mid_request_loses_nothing_and_runs_nothing_twice(
     assert {r.collector for r in seen.for_request(c.request_id)[0]} == {"second"}
 
 
+async def test_sigterm_releases_hosts_marked_ahead_so_the_next_owner_runs_them(
+    topics: Topics, tmp_path: Path, remote_tag: str, stack_env: StackEnv
+) -> None:
+    # concurrency 2 on 3 hosts: demo1 and demo2 run, demo3's `started` mark goes out ahead of
+    # them (half a window). SIGTERM within their run: they finish inside the grace period, and
+    # demo3, marked but never launched, is released: the next owner runs it, not "unknown".
+    request = _request(counted("ahead", remote_tag, "sleep 3; echo done"), concurrency=2)
+    log = tmp_path / "collector.log"
+    async with collector_process(topics.prefix, log, shutdown_grace_s=20, id="first") as first:
+        placed = await submit(topics.bootstrap, topics["requests"], [request])
+        await wait_runs(stack_env, remote_tag, ["ahead"], 2)
+        assert await first.terminate(timeout_s=40) == 0
+    assert await runs(stack_env, "ahead", remote_tag) == {"demo1": 1, "demo2": 1, "demo3": 0}
+    async with collector_process(topics.prefix, log, id="second"):
+        seen = await read_until(
+            topics.bootstrap, topics.prefix, finished(request.request_id), settle_s=0.5
+        )
+        await wait_committed(
+            topics.bootstrap,
+            topics.prefix + "collector",
+            topics["requests"],
+            request_partitions(placed),
+        )
+    assert await runs(stack_env, "ahead", remote_tag) == dict.fromkeys(DEMO, 1)
+    results, _ = seen.for_request(request.request_id)
+    assert {(r.host, r.status, r.collector) for r in results} == {
+        ("demo1", "ok", "first"),
+        ("demo2", "ok", "first"),
+        ("demo3", "ok", "second"),
+    }
+
+
 async def test_broker_restart_mid_request_loses_no_result(topics: Topics) -> None:
     settings = collector_settings(topics.prefix, publish_timeout_s=60.0)
     request = _request("sleep 4; echo done")

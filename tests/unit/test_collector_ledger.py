@@ -98,3 +98,31 @@ def test_unreadable_records_raise_a_ledger_error() -> None:
 
 def test_digest_is_of_the_bytes() -> None:
     assert digest(b"a") == digest(b"a") != digest(b"b")
+
+
+def test_released_marks_give_hosts_back_to_the_next_owner() -> None:
+    first = PartitionLedger(0, collector="first")
+    records = _written(first)
+    # web3 was marked ahead and never launched; the collector stopped in order and released it.
+    records.append(first.marks_record(RID, "started", [("web3", 22, "u", 1, "")], T0))
+    records.append(first.marks_record(RID, "released", [("web3", 22, "u", 1, "")], T0))
+    replayed = PartitionLedger(0, collector="next")
+    for key, value in records:
+        replayed.apply(key, value)
+    prior = replayed.prior(RID)
+    assert prior is not None
+    assert prior.unfinished() == {("web2", 22, "u"): 1}  # web3 runs normally, web2 is unknown
+
+
+def test_releasing_an_idempotent_rerun_keeps_the_attempt_before_it() -> None:
+    ledger = PartitionLedger(0, collector="c")
+    ledger.begin(RID, "d1", T0)
+    ledger.marks_record(RID, "started", [("web1", 22, "u", 1, "")], T0)
+    ledger.marks_record(RID, "started", [("web1", 22, "u", 2, "")], T0)  # rerun, marked ahead
+    ledger.marks_record(RID, "released", [("web1", 22, "u", 2, "")], T0)
+    prior = ledger.prior(RID)
+    assert prior is not None
+    assert prior.unfinished() == {("web1", 22, "u"): 1}
+    # A release of an attempt that is not the last one started changes nothing.
+    ledger.marks_record(RID, "released", [("web1", 22, "u", 5, "")], T0)
+    assert prior.unfinished() == {("web1", 22, "u"): 1}

@@ -49,6 +49,7 @@ class Services:
     bootstrap: str
     collector_pid: int
     sink_pid: int
+    collector_port: int
     logs: Path
 
 
@@ -144,7 +145,7 @@ async def services(
         procs.append(collector)
         await _ready(sink, sink_port, work / "sink.log")
         await _ready(collector, coll_port, work / "collector.log")
-        yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, work)
+        yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, coll_port, work)
     finally:
         await asyncio.gather(*(stop_process(p, STOP_TIMEOUT_S) for p in procs))
         with contextlib.suppress(Exception):

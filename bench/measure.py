@@ -250,18 +250,37 @@ def write_results(name: str, day: str, report: Mapping[str, Any], markdown: str)
     return stem
 
 
-async def health(port: int) -> dict[str, Any] | None:
-    """A service's /healthz document when it answers 200, else None (not up yet, or failing)."""
+async def _get(port: int, path: str) -> bytes | None:
+    """The body of a 200 answer to GET `path` on a service's ops port, else None."""
     try:
         async with asyncio.timeout(2):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+            writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
             data = await reader.read()
             writer.close()
     except (OSError, TimeoutError):
         return None
     head, _, body = data.partition(b"\r\n\r\n")
     if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        return None
+    return body
+
+
+async def samples(port: int, *names: str) -> dict[str, float]:
+    """The values of the Prometheus samples `names` (without labels) a service exports now."""
+    body = await _get(port, "/metrics")
+    found: dict[str, float] = {}
+    for line in (body or b"").decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            found[name] = float(value)
+    return found
+
+
+async def health(port: int) -> dict[str, Any] | None:
+    """A service's /healthz document when it answers 200, else None (not up yet, or failing)."""
+    body = await _get(port, "/healthz")
+    if body is None:
         return None
     with contextlib.suppress(ValueError):
         value = json.loads(body)

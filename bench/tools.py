@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import fleetrun_e2e
-from bench.measure import run_capped
+from bench.measure import run_capped, samples
 from bench.peers.seed import database
 from bench.scenarios import (
     ANSIBLE,
@@ -56,6 +56,13 @@ LABELS = {
 
 
 NO_LEDGER: Final = "@noledger"  # fleetrun with FLEETRUN_COLLECTOR_LEDGER=false
+# How many ledger transactions a measured run committed, and the writes they carried.
+_TXN_SAMPLES: Final = (
+    "fleetrun_collector_ledger_transaction_writes_count",
+    "fleetrun_collector_ledger_transaction_writes_sum",
+    "fleetrun_collector_ledger_start_wait_seconds_count",
+    "fleetrun_collector_ledger_start_wait_seconds_sum",
+)
 
 
 def label(tool: str) -> str:
@@ -236,13 +243,25 @@ async def run_fleetrun(
             warmup = await fleetrun_e2e.run_requests(
                 svc, count=sc.warmup_of(run), cap_s=sc.cap_of(run), watch={}, **common
             )
+        before = await samples(svc.collector_port, *_TXN_SAMPLES)
         e2e = await fleetrun_e2e.run_requests(
             svc, count=rounds, cap_s=sc.cap_of(run), watch=watch, **common
         )
+        after = await samples(svc.collector_port, *_TXN_SAMPLES)
     record = _base(sc, run, tool) | summarise(
         e2e.results, rounds=rounds, hosts=[h.name for h in fleet.hosts], wall_s=e2e.wall_s
     )
     record["processes"] = e2e.usage
+    txns = after.get(_TXN_SAMPLES[0], 0.0) - before.get(_TXN_SAMPLES[0], 0.0)
+    if txns:
+        writes = after.get(_TXN_SAMPLES[1], 0.0) - before.get(_TXN_SAMPLES[1], 0.0)
+        starts = after.get(_TXN_SAMPLES[2], 0.0) - before.get(_TXN_SAMPLES[2], 0.0)
+        waited = after.get(_TXN_SAMPLES[3], 0.0) - before.get(_TXN_SAMPLES[3], 0.0)
+        record["ledger"] = {
+            "transactions": int(txns),
+            "writes_per_transaction": round(writes / txns, 2),
+            "start_wait_ms": round(1000 * waited / starts, 1) if starts else None,
+        }
     if warmup is not None and warmup.wall_s is not None:
         record["warmup_wall_s"] = round(warmup.wall_s, 3)
     record["outcome"] = "ok" if e2e.wall_s is not None else "timeout"

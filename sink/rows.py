@@ -122,6 +122,8 @@ REQUEST_COLUMNS: Final = (
     "duration_ms",
     *COUNT_COLUMNS,
     "collector",
+    "cancelled_by",
+    "cancel_reason",
     "first_status_at",
     "last_status_at",
 )
@@ -159,6 +161,8 @@ def request_row(s: Status) -> tuple[Any, ...]:
             else (getattr(counts, status) for status in RESULT_STATUSES)
         ),
         s.collector,
+        known(s.cancelled_by),
+        known(s.cancel_reason),
         at,
         at,
     )

@@ -76,7 +76,15 @@ ON CONFLICT (request_id, host, attempt, finished_at) DO NOTHING
 # across many: this is the one place that merges them. Within a flush, details from whichever
 # status had them, the earliest accept or reject, and the latest completion (ties broken by
 # content, so the order of arrival never matters); against the stored row, the same rules.
-_DETAILS: Final = ("principal", "command", "targets", "reject_reason", "collector")
+_DETAILS: Final = (
+    "principal",
+    "command",
+    "targets",
+    "reject_reason",
+    "collector",
+    "cancelled_by",
+    "cancel_reason",
+)
 _EARLIEST: Final = ("submitted_at", "accepted_at", "rejected_at", "first_status_at")
 _COMPLETION_FIELDS: Final = ("duration_ms", *COUNT_COLUMNS)
 _MERGED_STATUSES: Final = f"""
@@ -99,7 +107,7 @@ SELECT d.request_id, d.principal, d.command, d.targets, d.labels, d.submitted_at
     d.accepted_at, d.rejected_at, d.reject_reason, c.completed_at,
     coalesce(c.targets_total, d.targets_total),
     {", ".join(f"c.{col}" for col in _COMPLETION_FIELDS)},
-    d.collector, d.first_status_at, d.last_status_at
+    d.collector, d.cancelled_by, d.cancel_reason, d.first_status_at, d.last_status_at
 FROM details d LEFT JOIN completion c USING (request_id)
 ORDER BY d.request_id
 """  # noqa: S608

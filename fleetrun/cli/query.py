@@ -234,6 +234,9 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
             )
     if row["reject_reason"]:
         lines.append(f"rejected  {row['reject_reason']}")
+    if row.get("cancelled_by"):
+        reason = row.get("cancel_reason")
+        lines.append(f"cancelled by {row['cancelled_by']}" + (f": {reason}" if reason else ""))
     duration = _duration_s(row)
     if duration is not None:
         lines.append(f"duration  {duration:.3f} s")

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from schemas import Request, Result, Status, decode_output, format_timestamp, parse_timestamp
+from schemas import (
+    Cancel,
+    Request,
+    Result,
+    Status,
+    decode_output,
+    format_timestamp,
+    parse_timestamp,
+)
 from sink.app import run_migrations
 from sink.partitions import Partitions
 from sink.rows import request_row, result_row
@@ -380,6 +388,32 @@ async def test_rejected_requests_are_recorded(store: Store) -> None:
     )[0]
     assert tuple(row) == ("rejected", "targets[0]: '@web' is not a group")
     assert (out.path, out.requests_upserted) == ("none", 1)  # no results in this flush
+
+
+async def test_who_cancelled_a_request_and_why_is_kept(store: Store) -> None:
+    request = make_request()
+    rid = request.request_id
+    cancel = Cancel.new(rid, principal="oncall", reason="wrong hosts")
+    statuses = [
+        Status.accepted(request, targets_total=2, collector="c-1"),
+        Status.completed(
+            rid, make_counts(ok=1, skipped=1), duration_ms=5, collector="c-1", cancel=cancel
+        ),
+    ]
+    await store.write(WriteBatch(requests=status_items(statuses[::-1], 1)))
+    first_cancel = Cancel.new(str(uuid.uuid4()), principal="ops", reason="not today")
+    rejected = Status.rejected(
+        first_cancel.request_id, first_cancel.message, collector="c-1", cancel=first_cancel
+    )
+    await store.write(WriteBatch(requests=status_items([rejected], 3)))
+    rows = await fetch(
+        store.settings.pg_dsn.get_secret_value(),
+        "SELECT request_id::text, state, cancelled_by, cancel_reason FROM request_summary",
+    )
+    assert {tuple(r) for r in rows} == {
+        (rid, "completed", "oncall", "wrong hosts"),
+        (first_cancel.request_id, "rejected", "ops", "not today"),
+    }
 
 
 async def test_the_views_answer_the_common_questions(store: Store) -> None:

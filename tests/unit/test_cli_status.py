@@ -83,3 +83,14 @@ def test_results_without_any_status_say_the_total_is_unknown() -> None:
     assert _line(text, "hosts") == (
         "hosts     1 reported (how many targets: not known until a collector accepts it): 1 ok"
     )
+
+
+def test_a_cancelled_request_says_by_whom_and_why() -> None:
+    row = _row(targets_total=2, stored={"ok": 1, "skipped": 1}, counted={"ok": 1, "skipped": 1})
+    row |= {"cancelled_by": "oncall", "cancel_reason": "wrong hosts"}
+    assert _line(render_status(RID, row), "cancelled") == "cancelled by oncall: wrong hosts"
+    row |= {"cancel_reason": None}
+    assert _line(render_status(RID, row), "cancelled") == "cancelled by oncall"
+    assert (
+        _line(render_status(RID, _row(targets_total=1, stored={}, counted=None)), "cancel") is None
+    )

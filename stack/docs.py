@@ -22,12 +22,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _services() -> list[tuple[str, type[ServiceSettings]]]:
     from collector.settings import CollectorSettings
     from fleetrun.cli.settings import CliSettings
+    from fleetrun.cli.web.settings import WebSettings
     from sink.settings import SinkSettings
 
     return [
         ("`fleetrun collector`", CollectorSettings),
         ("`fleetrun sink` and `fleetrun migrate`", SinkSettings),
         ("`fleetrun run/results/status/requests/hosts/config`", CliSettings),
+        ("`fleetrun web`", WebSettings),
     ]
 
 

@@ -39,7 +39,7 @@ COMPOSE_SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 # What the wheel and the image carry, and the development tools that stay in the checkout.
 RUNTIME_PACKAGES = {"fleetrun", "collector", "sink", "schemas"}
 DEV_PACKAGES = {"stack", "bench", "tests"}
-FLEETRUN_SERVICES = ("migrate", "collector", "sink", "cli")
+FLEETRUN_SERVICES = ("migrate", "collector", "sink", "web", "cli")
 
 
 # --- reading docker-compose.yml -------------------------------------------------------------
@@ -387,8 +387,10 @@ def test_fleetrun_services_share_the_local_stack_settings(
         assert service["build"]["dockerfile"] == "Dockerfile"
         # The image's `fleetrun` entrypoint, with the service's subcommand.
         assert "entrypoint" not in service, name
-    for name in ("migrate", "collector", "sink"):
+    for name in ("migrate", "collector", "sink", "web"):
         assert _as_list(services[name]["command"]) == [name]
+    # Listening beyond loopback inside its container, the console must have a token.
+    assert _environment(services["web"])["FLEETRUN_WEB_TOKEN"]
     assert _dependencies(services["sink"])["migrate"] == "service_completed_successfully"
     assert _dependencies(services["migrate"])["postgres"] == "service_healthy"
 

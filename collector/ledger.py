@@ -16,8 +16,7 @@ When a request completes, its `hosts` keys are tombstoned in the same transactio
 then removes them); the `request` entry stays for `retention_s` so a request_id runs once, ever,
 and is tombstoned by `PartitionLedger.expired` afterwards. A new owner of the partition reads it
 to the end (read_committed) before it takes a request from the partition; see `admit` and
-`Prior` for what it then does. The window-by-window argument is in DESIGN.md ("Delivery
-guarantees").
+`Prior` for what it then does. The window-by-window argument is in docs/DESIGN.md.
 """
 
 from __future__ import annotations

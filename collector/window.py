@@ -7,7 +7,7 @@ commits the marks of the next hosts in one write while the current ones run: whe
 than `ahead` hosts are marked and not yet taken and no write is under way, the marks of as many
 as are missing go out together, so a worker that frees up usually finds its next host marked.
 
-The price, written down in DESIGN.md: a collector killed outright leaves up to `ahead` hosts
+The price, written down in docs/DESIGN.md: a collector killed outright leaves up to `ahead` hosts
 (half the request's concurrency, collector.fanout) marked that never started, and the next
 owner reports them `outcome_unknown`, as it must for any `started` host without a result. A
 collector that stops in order releases the marks of the hosts it had not started (the handler

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from collector.capture import Captured, StreamCapture
+from collector.live import HostStream
 from collector.stop import Stop
 from collector.watchdog import STOP_LINE, wrap
 
@@ -37,7 +38,9 @@ from collector.watchdog import STOP_LINE, wrap
 class CommandSession(asyncssh.SSHClientSession[bytes]):
     """Receives one command's output straight into bounded captures (no reader buffers)."""
 
-    def __init__(self, max_output_bytes: int, *, watchdog: bool = True) -> None:
+    def __init__(
+        self, max_output_bytes: int, *, watchdog: bool = True, live: HostStream | None = None
+    ) -> None:
         self.stdout = StreamCapture(max_output_bytes)
         self.stderr = StreamCapture(max_output_bytes)
         self.watchdog = watchdog
@@ -47,6 +50,7 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         self.lost: Exception | None = None
         self.closed = asyncio.Event()
         self.wake = asyncio.Event()  # closed, or a Stop was set: wait_command looks again
+        self.live = live  # set when the request streams its output (collector.live)
 
     @property
     def opened(self) -> bool:
@@ -61,6 +65,8 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
             self.stderr.feed(data)
         else:
             self.stdout.feed(data)
+        if self.live is not None:
+            self.live.feed(datatype == asyncssh.EXTENDED_DATA_STDERR, data)
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
@@ -69,6 +75,8 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         self.exit_signal = signal
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.live is not None:
+            self.live.end()
         self.lost = exc
         self.closed.set()
         self.wake.set()

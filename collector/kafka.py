@@ -34,11 +34,12 @@ class Topics:
     dlq: str
     ledger: str
     cancels: str
+    output: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`,
-        `…cancels`."""
+        `…cancels`, `…output`."""
         return cls(
             prefix + "requests",
             prefix + "results",
@@ -46,6 +47,7 @@ class Topics:
             prefix + "dlq",
             prefix + "ledger",
             prefix + "cancels",
+            prefix + "output",
         )
 
 

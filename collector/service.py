@@ -35,6 +35,7 @@ from collector.fanout import Executor, H, Resolver
 from collector.handler import Disposition, RequestHandler
 from collector.kafka import KafkaPublisher, Topics, make_consumer, make_producer
 from collector.lanes import Lanes
+from collector.live import LiveOutputs, StreamsOutput
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
 from collector.outbox import Fenced, HandedOver
@@ -109,6 +110,12 @@ class Collector(Generic[H]):
         self.producer: AIOKafkaProducer = make_producer(settings)
         self.publisher = KafkaPublisher(self.producer, settings.publish_timeout_s)
         self.cancels = CancelWatcher.from_settings(settings, self.topics, self.publisher, metrics)
+        # Live output goes through the plain producer, beside the ledger, never through it.
+        self.live = LiveOutputs(
+            self.producer, self.topics.output, send_timeout_s=settings.publish_timeout_s
+        )
+        if isinstance(executor, StreamsOutput):
+            executor.live = self.live
         self.handler: RequestHandler[H] = RequestHandler(
             collector=self.name,
             topics=self.topics,
@@ -167,6 +174,7 @@ class Collector(Generic[H]):
             await self._start()
         except BaseException:
             await self.cancels.stop()
+            await self.live.stop()
             await self._close_clients()
             raise
         try:
@@ -185,6 +193,7 @@ class Collector(Generic[H]):
         except (KafkaError, TimeoutError, OSError) as exc:
             raise classify(exc, f"connecting to Kafka at {self.settings.kafka_bootstrap}") from exc
         await self._wait_for_topic(self.topics.requests)
+        self.live.start()
         if self.lanes is not None:
             await self._wait_for_topic(self.topics.ledger)
             await self.lanes.check_partitions(self.producer)
@@ -416,6 +425,7 @@ class Collector(Generic[H]):
         if self.lanes is not None:
             await self.lanes.close()
         await self.cancels.stop()  # before the producer: its dead letters use it
+        await self.live.stop()
         await self._close_clients()
         log.info("collector stopped", extra=self._summary_fields())
 
@@ -484,6 +494,7 @@ class Collector(Generic[H]):
         if self._running:
             cancels_ok, details["cancels"] = self.cancels.health()
             ok = ok and cancels_ok
+            details["live_output"] = self.live.stats()
         return ok, details
 
     def _ready_partitions(self) -> list[int]:

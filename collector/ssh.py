@@ -39,6 +39,7 @@ import asyncssh
 from collector.command import CommandSession, open_session, stop_cancelled, wait_command
 from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
+from collector.live import HostStream, LiveOutputs
 from collector.metrics import CollectorMetrics
 from collector.outcome import (
     Outcome,
@@ -93,6 +94,7 @@ class SshExecutor:
             encoding=None,
             encryption_algs=list(settings.ssh_ciphers) or (),
         )
+        self.live: LiveOutputs | None = None  # set by the service: where streamed output goes
         self._pool = ConnectionPool(
             self._connect,
             max_connections=settings.max_connections,
@@ -209,17 +211,28 @@ class SshExecutor:
                             await on_start(host, attempt)
                         except Exception as exc:
                             raise _HookFailed(exc) from exc
-                    return await self._command(holder, host, request, new, stop)
+                    live = self._live(request, host, attempt)
+                    try:
+                        return await self._command(holder, host, request, new, stop, live)
+                    finally:
+                        if live is not None:  # ended by the session already, unless it never ran
+                            live.end()
                 finally:
                     self._metrics.inflight_sessions.dec()
         finally:
             holder.release()
 
     async def _command(
-        self, holder: _Holder, host: HostSpec, request: Request, new: bool, stop: Stop | None
+        self,
+        holder: _Holder,
+        host: HostSpec,
+        request: Request,
+        new: bool,
+        stop: Stop | None,
+        live: HostStream | None,
     ) -> Outcome:
         grace_s = self._settings.ssh_kill_grace_s
-        session, exc = await _open(holder.entry, request, grace_s)
+        session, exc = await _open(holder.entry, request, grace_s, live)
         if exc is not None:
             if new or session.opened or not _looks_dead(holder.entry, exc):
                 return self._open_failed(holder, session, exc)
@@ -238,7 +251,7 @@ class SshExecutor:
                 return Outcome(classify_connect_error(failed), connect_error(host, failed))
             self._metrics.connections.labels(kind="new").inc()
             holder.switch(entry)
-            session, exc = await _open(entry, request, grace_s)
+            session, exc = await _open(entry, request, grace_s, live)
             if exc is not None:
                 return self._open_failed(holder, session, exc)
         t0 = time.monotonic()
@@ -253,6 +266,11 @@ class SshExecutor:
         if finished.wedged or finished.lost is not None:
             holder.discard()  # never hand out a connection that lost or could not close a channel
         return command_outcome(finished, request.timeout_s)
+
+    def _live(self, request: Request, host: HostSpec, attempt: int) -> HostStream | None:
+        if request.stream_output and self.live is not None:
+            return self.live.host(request.request_id, host.name, attempt)
+        return None
 
     def _open_failed(self, holder: _Holder, session: CommandSession, exc: Exception) -> Outcome:
         if session.opened:  # the exec request got no answer: the command may be running
@@ -337,10 +355,10 @@ class _Holder:
 
 
 async def _open(
-    entry: PooledConnection, request: Request, grace_s: float
+    entry: PooledConnection, request: Request, grace_s: float, live: HostStream | None
 ) -> tuple[CommandSession, Exception | None]:
     """Start the command on `entry`; the session, and the exception if it could not start."""
-    session = CommandSession(request.max_output_bytes)
+    session = CommandSession(request.max_output_bytes, live=live)
     try:
         # Opening a session gets as long as a connection may take.
         await open_session(

@@ -5,6 +5,7 @@ contract other teams read; the records in schemas.records say the same in Python
 schemas/README.md.
 """
 
+from schemas.chunks import OUTPUT_SCHEMA, Output
 from schemas.codec import (
     CROSS_FIELD_RULES,
     KINDS,
@@ -15,6 +16,7 @@ from schemas.codec import (
     decode,
     decode_cancel,
     decode_dead_letter,
+    decode_output_chunk,
     decode_request,
     decode_result,
     decode_status,
@@ -64,6 +66,7 @@ __all__ = [
     "EMPTY_SHA256",
     "KINDS",
     "OUTPUT_ENCODINGS",
+    "OUTPUT_SCHEMA",
     "RECORD_TYPES",
     "REQUEST_ID_REUSED",
     "REQUEST_SCHEMA",
@@ -79,6 +82,7 @@ __all__ = [
     "ErrorInfo",
     "GroupSource",
     "Message",
+    "Output",
     "OutputEncoding",
     "RawMessage",
     "Request",
@@ -96,6 +100,7 @@ __all__ = [
     "decode_cancel",
     "decode_dead_letter",
     "decode_output",
+    "decode_output_chunk",
     "decode_request",
     "decode_result",
     "decode_status",

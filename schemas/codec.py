@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 import orjson
 
+from schemas.chunks import OUTPUT_SCHEMA, Output
 from schemas.errors import SchemaError
 from schemas.explain import explain, json_type
 from schemas.records import (
@@ -32,15 +33,16 @@ from schemas.records import (
 )
 
 RawMessage = bytes | bytearray | memoryview | str | None
-M = TypeVar("M", Request, Result, Status, DeadLetter, Cancel)
+M = TypeVar("M", Request, Result, Status, DeadLetter, Cancel, Output)
 
-KINDS: Final = ("request", "result", "status", "dead_letter", "cancel")
+KINDS: Final = ("request", "result", "status", "dead_letter", "cancel", "output")
 SCHEMA_IDS: Final = {
     "request": REQUEST_SCHEMA,
     "result": RESULT_SCHEMA,
     "status": STATUS_SCHEMA,
     "dead_letter": DEAD_LETTER_SCHEMA,
     "cancel": CANCEL_SCHEMA,
+    "output": OUTPUT_SCHEMA,
 }
 RECORD_TYPES: Final[dict[str, type[Message]]] = {
     "request": Request,
@@ -48,6 +50,7 @@ RECORD_TYPES: Final[dict[str, type[Message]]] = {
     "status": Status,
     "dead_letter": DeadLetter,
     "cancel": Cancel,
+    "output": Output,
 }
 # The rules beyond the schema files (schemas/README.md): a document valid against its schema
 # file may still be refused for these, and only these.
@@ -111,6 +114,11 @@ def decode_dead_letter(raw: RawMessage) -> DeadLetter:
 def decode_cancel(raw: RawMessage) -> Cancel:
     """Parse and validate a fleetrun.cancel/1 message."""
     return _decode(raw, Cancel)
+
+
+def decode_output_chunk(raw: RawMessage) -> Output:
+    """Parse and validate a fleetrun.output/1 message."""
+    return _decode(raw, Output)
 
 
 def decode(raw: RawMessage) -> Message:
@@ -297,6 +305,7 @@ __all__ = [
     "decode",
     "decode_cancel",
     "decode_dead_letter",
+    "decode_output_chunk",
     "decode_request",
     "decode_result",
     "decode_status",

@@ -19,6 +19,7 @@ from typing import Annotated, ClassVar, Final, Protocol, TypeVar
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from schemas import limits
+from schemas.chunks import Output
 from schemas.errors import SchemaError
 from schemas.fields import (
     HOST,
@@ -155,6 +156,8 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
     # Safe to run twice: a host whose outcome a crashed collector left unknown runs again (as
     # attempt + 1) instead of being reported `outcome_unknown`.
     idempotent: bool = False
+    # Publish output chunks (fleetrun.output/1) while commands run; the results are unchanged.
+    stream_output: bool = False
 
     def __post_init__(self) -> None:
         check_patterns(self, _REQUEST_CHECKS)
@@ -651,7 +654,7 @@ def _kafka_time(milliseconds: int) -> str:
     return format_timestamp(datetime.fromtimestamp(milliseconds / 1000, UTC))
 
 
-Message = Request | Result | Status | DeadLetter | Cancel
+Message = Request | Result | Status | DeadLetter | Cancel | Output
 
 _UUIDS: Final = UUID.matched
 _HOSTS: Final = HOST.matched

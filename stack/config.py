@@ -17,9 +17,14 @@ TOPIC_PARTITIONS: dict[str, int] = {
     "dlq": 3,
     "ledger": 6,  # the collector's execution ledger: as many partitions as requests
     "cancels": 3,  # read whole by every collector: small, so few partitions
+    "output": 12,  # live output chunks: as wide as results, which they precede
 }
-# Topic settings beyond the broker's defaults: the ledger keeps the last entry per key.
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {"ledger": {"cleanup.policy": "compact"}}
+# Topic settings beyond the broker's defaults: the ledger keeps the last entry per key; live
+# output is for watching a run, so it is kept an hour, not the broker's week.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    "ledger": {"cleanup.policy": "compact"},
+    "output": {"retention.ms": "3600000"},
+}
 
 # PostgreSQL server settings, the same in the local stack (pg_ctl -o, so an existing cluster
 # gets them at its next start) and in docker-compose.yml (tests/unit/test_compose.py checks).

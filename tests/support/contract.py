@@ -24,6 +24,7 @@ DECODERS: dict[str, Callable[[bytes], schemas.Message]] = {
     "status": schemas.decode_status,
     "dead_letter": schemas.decode_dead_letter,
     "cancel": schemas.decode_cancel,
+    "output": schemas.decode_output_chunk,
 }
 
 

@@ -49,6 +49,7 @@ def test_topics_keys_and_payloads_match_the_schema_files() -> None:
         "fleetrun.status",
         "fleetrun.dlq",
         "fleetrun.cancels",
+        "fleetrun.output",
     }
     payloads = {}
     for message in document["components"]["messages"].values():

@@ -15,10 +15,12 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError, local_stack_hint
 from fleetrun.cli.settings import CliSettings
 from schemas import (
+    Output,
     Request,
     Result,
     SchemaError,
     Status,
+    decode_output_chunk,
     decode_result,
     decode_status,
     encode,
@@ -120,6 +122,8 @@ class Follower:
             isolation_level="read_committed",
         )
         self._results: list[TopicPartition] = []
+        # Set before start() to read live output chunks too (`run --follow`).
+        self.on_output: Callable[[Output], None] | None = None
 
     async def start(self) -> None:
         """Connect and pin every partition's position at its end, before the request exists."""
@@ -129,7 +133,10 @@ class Follower:
                 await self.producer.start()
                 await self.consumer.start()
                 tps = []
-                for topic in (s.topic_prefix + "status", s.topic_prefix + "results"):
+                topics = [s.topic_prefix + "status", s.topic_prefix + "results"]
+                if self.on_output is not None:
+                    topics.append(s.topic_prefix + "output")
+                for topic in topics:
                     # The producer's metadata call is the public way to learn a topic's
                     # partitions; it raises when the topic does not exist.
                     try:
@@ -142,7 +149,8 @@ class Follower:
                             "check FLEETRUN_TOPIC_PREFIX or create the topics (`make stack-up`)"
                         )
                     tps += [TopicPartition(topic, p) for p in parts]
-                self._results = [tp for tp in tps if tp.topic == s.topic_prefix + "results"]
+                # Caught up means these are read to where they ended at `completed`.
+                self._results = [tp for tp in tps if tp.topic != s.topic_prefix + "status"]
                 self.consumer.assign(tps)
                 await self.consumer.seek_to_end(*tps)
                 for tp in tps:
@@ -175,6 +183,7 @@ class Follower:
         """
         key = progress.request_id.encode()
         results_topic = self.settings.topic_prefix + "results"
+        output_topic = self.settings.topic_prefix + "output"
         catch_up: _CatchUp | None = None
         while not progress.done:
             now = time.monotonic()
@@ -199,6 +208,9 @@ class Follower:
                             result = decode_result(rec.value)
                             progress.add(result)
                             on_update(progress, result)
+                        elif tp.topic == output_topic:
+                            if self.on_output is not None:
+                                self.on_output(decode_output_chunk(rec.value))
                         else:
                             progress.apply(decode_status(rec.value))
                             on_update(progress, None)

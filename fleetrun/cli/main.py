@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Annotated, TypeVar
 
+import msgspec
 import typer
 from rich.console import Console
 
@@ -53,6 +54,9 @@ def run(
         typer.Option("-t", "--target", help="Hosts: web[01-20].dc1, @group, user@host:port, !excl"),
     ],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow until done.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print host: line as output comes; waits.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines.")] = False,
     timeout: Annotated[str, typer.Option(help="Command deadline per host (30s, 5m).")] = "60s",
     connect_timeout: Annotated[str, typer.Option(help="TCP + SSH login deadline.")] = "10s",
@@ -101,11 +105,19 @@ def run(
         request_id=request_id,
     )
     request = build_request(opts, cfg.who)
+    if follow:
+        request = msgspec.structs.replace(request, stream_output=True)
     wait_s = None if wait_timeout is None else parse_wait_timeout_s(wait_timeout)
     try:
         code = asyncio.run(
             run_and_wait(
-                cfg, request, wait=wait, wait_timeout_s=wait_s, as_json=as_json, console=stderr
+                cfg,
+                request,
+                wait=wait or follow,
+                wait_timeout_s=wait_s,
+                as_json=as_json,
+                console=stderr,
+                follow=follow,
             )
         )
     except KeyboardInterrupt:
@@ -138,6 +150,21 @@ def cancel(
         code = asyncio.run(cancel_and_report(cfg, record, wait_s=wait_s, console=stderr))
     except KeyboardInterrupt:
         stderr.print(f"interrupted: see `fleetrun status {record.request_id}`")
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
+@app.command()
+def tail(request_id: Annotated[str, typer.Argument(metavar="REQUEST_ID")]) -> None:
+    """Print a running request's output as host: line until it completes (run --follow's)."""
+    from fleetrun.cli.query import parse_request_id
+    from fleetrun.cli.tail import tail as follow_output
+
+    rid = parse_request_id(request_id)
+    try:
+        code = asyncio.run(follow_output(settings(), rid, stderr))
+    except KeyboardInterrupt:
+        stderr.print(f"stopped following; see `fleetrun status {rid}`")
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)
 

@@ -256,15 +256,22 @@ async def run_and_wait(
     wait_timeout_s: float | None,
     as_json: bool,
     console: Console,
+    follow: bool = False,
 ) -> int:
-    """Submit; with `wait`, follow to completion and print the report. Returns the exit code."""
+    """Submit; with `wait`, follow to completion and print the report. Returns the exit code.
+    With `follow` (the request streams its output), print `host: line` as lines come."""
     from fleetrun.cli.follow import submit
+    from fleetrun.cli.live import LinePrinter, write_to_std
 
-    if not wait:
+    if not wait and not follow:
         await submit(settings, request)
         print(request.request_id)
         return EXIT_OK
     follower = Follower(settings)
+    printer = None
+    if follow and not as_json:
+        printer = LinePrinter(write_to_std, colour=sys.stdout.isatty() and not console.no_color)
+        follower.on_output = printer.add
     await follower.start()  # before submitting: nothing the collector publishes is missed
     try:
         await follower.submit(request)
@@ -279,6 +286,12 @@ async def run_and_wait(
                     sys.stdout.flush()
 
             await follower.follow(progress, emit, deadline=limit.deadline)
+        elif printer is not None:  # lines instead of a progress bar
+            await follower.follow(progress, lambda _p, _r: None, deadline=limit.deadline)
+            printer.flush()
+            note = printer.dropped_note()
+            if note:
+                console.print(note, style="yellow", highlight=False)
         else:
             with ProgressView(console, request.request_id) as view:
                 await follower.follow(progress, view.update, deadline=limit.deadline)

@@ -47,6 +47,8 @@ session, whatever its behaviour (not on `dead`, `auth_fail`, `wrong_key`):
 - `sim:mark TAG [then S]`: counts one execution of TAG on this host (stats.json `marks`:
   tag → host → count), then sleeps S seconds (a signal or a closed channel ends the sleep)
   and exits 0 — how a fault suite counts real executions without a marker file
+- `sim:lines RATE S`: RATE lines a second for S seconds on stdout, each
+  `<host> <n> <unix time ns>` (when it was written: how a benchmark measures live delay)
 
 A signal from the client (or a break) or the channel closing ends a running command; the
 simulated process counts as killed (`killed`, `killed_by_signal`, `killed_by_close`, and per

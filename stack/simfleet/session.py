@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from stack.simfleet.shell import (
     Fill,
     Hang,
     HostContext,
+    Lines,
     Mark,
     Plan,
     Signal,
@@ -219,9 +221,26 @@ class SimSession(asyncssh.SSHServerSession[bytes]):
                     await asyncio.get_running_loop().create_future()  # ended by an interrupt
                 case Mark(tag=tag):
                     self._runtime.stats.mark(tag, self._host.name)
+                case Lines(rate=rate, seconds=seconds):
+                    await self._lines(rate, seconds)
                 case Exit() | Signal() | Disconnect():
                     return step
         return Exit(0)
+
+    async def _lines(self, rate: int, seconds: float) -> None:
+        # Every 10 ms, the lines due by then: steady output without a write per line.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        written = 0
+        total = round(rate * seconds)
+        name = self._host.name.encode()
+        while written < total:
+            due = min(total, int((loop.time() - start) * rate) + 1)
+            now_ns = time.time_ns()
+            block = b"".join(b"%s %d %d\n" % (name, n, now_ns) for n in range(written, due))
+            written = due
+            await self._write(Stream.STDOUT, block)
+            await asyncio.sleep(max(0.0, start + written / rate - loop.time()))
 
     async def _write(self, stream: Stream, data: bytes) -> None:
         assert self._chan is not None

@@ -91,7 +91,16 @@ class Mark:
     tag: str
 
 
-Step = Write | Fill | Sleep | Exit | Signal | Hang | Disconnect | Mark
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Print `rate` lines a second for `seconds`, each `<host> <n> <unix time ns>`: the time a
+    line was written, for measuring how late a live reader shows it."""
+
+    rate: int
+    seconds: float
+
+
+Step = Write | Fill | Sleep | Exit | Signal | Hang | Disconnect | Mark | Lines
 Plan = list[Step]
 
 
@@ -145,7 +154,8 @@ def plan_command(command: str | None, ctx: HostContext) -> Plan:
 
 _USAGE = (
     "usage: sim:hang | sim:exit N [MESSAGE] | sim:sleep S | sim:bytes N [stdout|stderr] | "
-    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME | sim:mark TAG [then S]"
+    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME | sim:mark TAG [then S] | "
+    "sim:lines RATE S"
 )
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -176,6 +186,8 @@ def plan_directive(text: str, ctx: HostContext) -> Plan:
                 return [Signal(signal.upper().removeprefix("SIG"))]
             case "mark", [tag] if _TAG.match(tag):
                 return [Mark(tag), Exit(0)]
+            case "lines", [rate, seconds]:
+                return [Lines(_int(rate, 1, 1_000_000), _seconds(seconds)), Exit(0)]
             case "mark", [tag, "then", seconds] if _TAG.match(tag):
                 return [Mark(tag), Sleep(_seconds(seconds)), Exit(0)]
     except ValueError as exc:

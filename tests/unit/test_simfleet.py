@@ -33,6 +33,7 @@ from stack.simfleet.shell import (
     Fill,
     Hang,
     HostContext,
+    Lines,
     Mark,
     Plan,
     Signal,
@@ -249,6 +250,7 @@ def test_plan_shell_refuses_unsupported_syntax_before_running(command: str) -> N
         ("sim:signal sigkill", [Signal("KILL")]),
         ("sim:mark t-1.a", [Mark("t-1.a"), Exit(0)]),
         ("sim:mark t1 then 2.5", [Mark("t1"), Sleep(2.5), Exit(0)]),
+        ("sim:lines 1000 10", [Lines(1000, 10.0), Exit(0)]),
     ],
 )
 def test_plan_directive(command: str, expected: Plan) -> None:
@@ -269,6 +271,8 @@ def test_plan_directive(command: str, expected: Plan) -> None:
         "sim:mark t then",
         "sim:mark t after 2",
         "sim:mark t then -1",
+        "sim:lines 0 1",
+        "sim:lines 10",
     ],
 )
 def test_plan_directive_bad_usage_exits_2(command: str) -> None:
@@ -434,6 +438,21 @@ async def test_mark_counts_executions_per_host_and_tag(fleet: RunningFleet) -> N
     stats = await fleet.stats()
     assert stats["marks"]["counted"] == {ok: 2, slow: 1}
     assert stats["marks"]["other"] == {ok: 1}
+
+
+async def test_lines_come_at_their_rate_with_the_time_they_were_written(
+    fleet: RunningFleet,
+) -> None:
+    name = fleet.host(Behaviour.OK).name
+    before = time.time_ns()
+    result = await _run(fleet, Behaviour.OK, "sim:lines 200 0.5")
+    after = time.time_ns()
+    lines = [line.split() for line in str(result.stdout).splitlines()]
+    assert [(host, int(n)) for host, n, _ in lines] == [(name, n) for n in range(100)]
+    written = [int(at) for _, _, at in lines]
+    assert before <= written[0] <= written[-1] <= after
+    # Spread over the half second, not printed at once.
+    assert (written[-1] - written[0]) / 1e9 >= 0.4
 
 
 async def test_running_counts_a_command_until_its_channel_closes(fleet: RunningFleet) -> None:

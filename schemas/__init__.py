@@ -1,7 +1,7 @@
 """fleetrun's wire contract: JSON Schemas, the msgspec records and codec, target expressions.
 
-The JSON Schema files beside this module (request, result, status, dead_letter, cancel) are the
-contract other teams read; the records in schemas.records say the same in Python. See
+The JSON Schema files beside this module (request, result, status, dead_letter, cancel, output)
+are the contract other teams read; the records in schemas.records say the same in Python. See
 schemas/README.md.
 """
 

@@ -78,7 +78,7 @@ _decoder: Final = msgspec.json.Decoder(Message)
 
 def load_schema(kind: str) -> dict[str, Any]:
     """The parsed JSON Schema document for `kind` (request, result, status, dead_letter,
-    cancel)."""
+    cancel, output)."""
     data = resources.files("schemas").joinpath(f"{kind}.schema.json").read_bytes()
     schema: dict[str, Any] = orjson.loads(data)
     return schema

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.outcome import NOT_STARTED
+from fleetrun.cli.safetext import shown, shown_bytes
 from schemas import RESULT_STATUSES, Result, ResultStatus, fold
 
 # Order of blocks: what needs attention first, plain success last.
@@ -110,26 +111,30 @@ def group_results(results: Iterable[Result]) -> list[Group]:
     return groups
 
 
-def _text(data: bytes) -> str:
-    # Shown, not stored: undecodable bytes become U+FFFD; the stored result keeps them exactly.
-    return data.decode("utf-8", errors="replace").rstrip("\n")
+def _text(data: bytes, raw: bool) -> str:
+    if raw:  # the host's bytes as they are; surrogateescape carries undecodable ones to stdout
+        return data.decode("utf-8", errors="surrogateescape").rstrip("\n")
+    # Shown, not stored: undecodable bytes become U+FFFD and controls are escaped (a host must
+    # not retitle or clear the operator's terminal); the stored result keeps them exactly.
+    return shown_bytes(data).rstrip("\n")
 
 
-def render_groups(groups: Sequence[Group]) -> str:
-    """The grouped report as plain text (rich adds colour on a terminal)."""
+def render_groups(groups: Sequence[Group], *, raw: bool = False) -> str:
+    """The grouped report as plain text; `raw` leaves the hosts' output unescaped."""
     blocks = []
     for g in groups:
         header = f"{g.folded} ({len(g.hosts)}) {g.status}"
         if g.reason and g.status != "ok":
             header += f": {g.reason}"
+        header = shown(header)  # an error message can quote what a host sent
         rule = "-" * min(max(len(header), 15), 100)
         lines = [rule, header, rule]
         if g.stdout:
-            lines.append(_text(g.stdout))
+            lines.append(_text(g.stdout, raw))
         if g.stdout_truncated:
             lines.append("[stdout truncated: head and tail shown]")
         if g.stderr:
-            lines.append("stderr: " + _text(g.stderr).replace("\n", "\nstderr: "))
+            lines.append("stderr: " + _text(g.stderr, raw).replace("\n", "\nstderr: "))
         if g.stderr_truncated:
             lines.append("[stderr truncated: head and tail shown]")
         blocks.append("\n".join(lines))

@@ -8,17 +8,15 @@ screen or retitle the terminal) and bytes that are not UTF-8 show as U+FFFD.
 
 from __future__ import annotations
 
-import re
 import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from fleetrun.cli.safetext import shown
 from schemas import Output
 
-# No shared escaping helper exists in fleetrun/cli yet (issue 14): this is the local one.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # A colour per host, stable across runs (the host name's CRC picks it).
 _COLOURS: Final = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 # A line longer than this is shown in pieces rather than held in memory until its end.
@@ -36,7 +34,7 @@ def write_to_std(stream: str, text: str) -> None:
 
 def escape(text: str) -> str:
     """`text` with control characters (ESC, CR, BEL, C1…) as visible escapes; tab kept."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return shown(text)
 
 
 def colour_of(host: str) -> int:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from fleetrun.cli.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from fleetrun.cli.safetext import write_out
 from fleetrun.cli.settings import CliSettings
 from fleetrun.runtime import logs, process
 from fleetrun.runtime.settings import ServiceSettings, SettingsError, load_with_sources, render
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 stderr = Console(stderr=True, soft_wrap=True)  # long lines stay whole for grep and logs
 _state = {"debug": False}
+RAW_HELP = "Print the hosts' output as it is, control characters (ESC, BEL…) included."
 
 
 def settings() -> CliSettings:
@@ -58,6 +60,7 @@ def run(
         bool, typer.Option("--follow", "-f", help="Print host: line as output comes; waits.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON lines.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help=RAW_HELP)] = False,
     timeout: Annotated[str, typer.Option(help="Command deadline per host (30s, 5m).")] = "60s",
     connect_timeout: Annotated[str, typer.Option(help="TCP + SSH login deadline.")] = "10s",
     concurrency: Annotated[int | None, typer.Option(help="Hosts at once for this request.")] = None,
@@ -118,6 +121,7 @@ def run(
                 as_json=as_json,
                 console=stderr,
                 follow=follow,
+                raw=raw,
             )
         )
     except KeyboardInterrupt:
@@ -176,6 +180,7 @@ def results(
         bool, typer.Option("--json", help="One contract JSON result per line.")
     ] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV, one row per host.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help=RAW_HELP)] = False,
     host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
 ) -> None:
     """Stored results of a request, hosts grouped by identical output (from PostgreSQL)."""
@@ -185,8 +190,8 @@ def results(
         raise CliError("choose one of --json and --csv")
     fmt = "json" if as_json else "csv" if as_csv else "text"
     rid = parse_request_id(request_id)
-    text, code = asyncio.run(show_results(settings(), rid, fmt=fmt, host=host))
-    print(text)
+    text, code = asyncio.run(show_results(settings(), rid, fmt=fmt, host=host, raw=raw))
+    write_out(text)
     raise typer.Exit(code)
 
 

@@ -20,6 +20,7 @@ from fleetrun.cli.errors import (
     local_stack_hint,
 )
 from fleetrun.cli.grouping import group_results, render_groups, summary_line
+from fleetrun.cli.safetext import csv_cell, shown
 from fleetrun.cli.settings import CliSettings
 from fleetrun.runtime.settings import mask
 from schemas import RESULT_STATUSES, ErrorInfo, Result, encode, format_timestamp
@@ -126,35 +127,44 @@ async def fetch_results(settings: CliSettings, request_id: str, host: str | None
     return [result_from_row(r) for r in rows]
 
 
-def render_csv(results: Sequence[Result]) -> str:
-    """One CSV row per host; output columns hold text (undecodable bytes replaced)."""
+def render_csv(results: Sequence[Result], *, raw: bool = False) -> str:
+    """One CSV row per host; output columns hold text (undecodable bytes replaced, controls
+    escaped unless `raw`); no text cell can start a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in results:
         writer.writerow(
-            [
-                r.request_id,
-                r.host,
-                r.port,
-                r.user,
-                r.attempt,
-                r.status,
-                "" if r.exit_status is None else r.exit_status,
-                r.exit_signal or "",
-                r.stdout_data.decode("utf-8", "replace"),
-                r.stderr_data.decode("utf-8", "replace"),
-                r.stdout_bytes,
-                r.stderr_bytes,
-                _csv_bool(r.stdout_truncated),
-                _csv_bool(r.stderr_truncated),
-                r.started_at,
-                r.finished_at,
-                r.duration_ms,
-                f"{r.error.type}: {r.error.message}" if r.error else "",
-            ]
+            _csv_row(
+                [
+                    r.request_id,
+                    r.host,
+                    r.port,
+                    r.user,
+                    r.attempt,
+                    r.status,
+                    "" if r.exit_status is None else r.exit_status,
+                    r.exit_signal or "",
+                    r.stdout_data.decode("utf-8", "replace"),
+                    r.stderr_data.decode("utf-8", "replace"),
+                    r.stdout_bytes,
+                    r.stderr_bytes,
+                    _csv_bool(r.stdout_truncated),
+                    _csv_bool(r.stderr_truncated),
+                    r.started_at,
+                    r.finished_at,
+                    r.duration_ms,
+                    f"{r.error.type}: {r.error.message}" if r.error else "",
+                ],
+                raw,
+            )
         )
     return out.getvalue()
+
+
+def _csv_row(cells: list[object], raw: bool) -> list[object]:
+    # Numbers and booleans are ours; every text cell may hold what a host or a requester wrote.
+    return [csv_cell(c if raw else shown(c)) if isinstance(c, str) else c for c in cells]
 
 
 def _csv_bool(value: bool) -> str:
@@ -163,9 +173,10 @@ def _csv_bool(value: bool) -> str:
 
 
 async def show_results(
-    settings: CliSettings, request_id: str, *, fmt: str, host: str | None
+    settings: CliSettings, request_id: str, *, fmt: str, host: str | None, raw: bool = False
 ) -> tuple[str, int]:
-    """The stored results of a request in `fmt` (text, json or csv), and the exit code."""
+    """The stored results of a request in `fmt` (text, json or csv), and the exit code; `raw`
+    leaves control characters in the hosts' output (json is exact either way)."""
     results = await fetch_results(settings, request_id, host)
     if not results:
         where = f" for host {host}" if host else ""
@@ -178,8 +189,8 @@ async def show_results(
     if fmt == "json":
         return "\n".join(encode(r).decode() for r in results), code
     if fmt == "csv":
-        return render_csv(results).rstrip("\n"), code
-    return render_groups(group_results(results)) + "\n" + summary_line(results), code
+        return render_csv(results, raw=raw).rstrip("\n"), code
+    return render_groups(group_results(results), raw=raw) + "\n" + summary_line(results), code
 
 
 async def show_status(settings: CliSettings, request_id: str) -> str:
@@ -240,7 +251,7 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
     duration = _duration_s(row)
     if duration is not None:
         lines.append(f"duration  {duration:.3f} s")
-    return "\n".join(lines)
+    return shown("\n".join(lines))  # commands, reasons and principals are anyone's text
 
 
 def _duration_s(row: asyncpg.Record | Mapping[str, Any]) -> float | None:
@@ -285,4 +296,4 @@ def render_requests(rows: Sequence[asyncpg.Record | Mapping[str, Any]]) -> str:
             f"{r['request_id']!s:36}  {submitted:19}  {r['state'] or 'unknown':9}  {hosts:>7}  "
             f"{not_ok:6}  {command}"
         )
-    return "\n".join(lines)
+    return shown("\n".join(lines))

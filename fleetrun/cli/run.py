@@ -25,6 +25,7 @@ from fleetrun.cli.errors import (
 from fleetrun.cli.follow import Follower
 from fleetrun.cli.follow import Progress as RequestProgress
 from fleetrun.cli.grouping import group_results, hosts_count, render_groups, summary_line
+from fleetrun.cli.safetext import shown, write_out
 from fleetrun.cli.settings import CliSettings
 from schemas import (
     RESULT_STATUSES,
@@ -257,9 +258,11 @@ async def run_and_wait(
     as_json: bool,
     console: Console,
     follow: bool = False,
+    raw: bool = False,
 ) -> int:
     """Submit; with `wait`, follow to completion and print the report. Returns the exit code.
-    With `follow` (the request streams its output), print `host: line` as lines come."""
+    With `follow` (the request streams its output), print `host: line` as lines come; `raw`
+    prints the hosts' output in the report unescaped."""
     from fleetrun.cli.follow import submit
     from fleetrun.cli.live import LinePrinter, write_to_std
 
@@ -299,19 +302,32 @@ async def run_and_wait(
         await follower.stop()
     code = exit_code_for(progress)
     if not as_json:
-        print_report(console, request, progress, code, limit)
+        print_report(console, request, progress, code, limit, raw=raw)
     elif progress.rejected is not None:
-        console.print(f"rejected: {progress.rejected.reason}", style="red")
+        console.print(
+            f"rejected: {shown(str(known(progress.rejected.reason) or 'no reason given'))}",
+            style="red",
+            markup=False,
+        )
     else:
         _notes(console, request, progress, code, limit)
     return code
 
 
 def print_report(
-    console: Console, request: Request, progress: RequestProgress, code: int, limit: WaitLimit
+    console: Console,
+    request: Request,
+    progress: RequestProgress,
+    code: int,
+    limit: WaitLimit,
+    *,
+    raw: bool = False,
 ) -> None:
     if progress.rejected is not None:
-        console.print(f"request {request.request_id} rejected: {progress.rejected.reason}")
+        reason = shown(
+            str(known(progress.rejected.reason) or "no reason given")
+        )  # it can quote the request's own text
+        console.print(f"request {request.request_id} rejected: {reason}", markup=False)
         return
     results = list(progress.results.values())
     counts = None if progress.completed is None else known(progress.completed.counts)
@@ -324,7 +340,7 @@ def print_report(
     # redirect); progress and notes are diagnostics (stderr).
     out = Console(file=sys.stdout, soft_wrap=True)
     if results:
-        print(render_groups(group_results(results)))  # host output as it is, not through rich
+        write_out(render_groups(group_results(results), raw=raw))  # not through rich
     out.print(line, style="bold green" if code == EXIT_OK else "bold red", highlight=False)
     _notes(console, request, progress, code, limit)
 

@@ -446,3 +446,43 @@ def test_examples_stand_alone() -> None:
             (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
         }
         assert imported & ours == set(), example
+
+
+# A host that retitles the window (OSC 0), clears the screen, writes the clipboard (OSC 52) and
+# rings the bell, and puts a formula where a spreadsheet would evaluate it (issue 14 item 6).
+HOSTILE = r"printf '\033]0;pwned\007\033[2J\033]52;c;ZXZpbA==\007done\n'; printf '=1+2' >&2"
+HOSTILE_OUT = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07done"
+HOSTILE_SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07done"
+
+
+async def test_host_controls_reach_the_terminal_escaped_unless_raw(
+    cli: Cli, stack_env: StackEnv
+) -> None:
+    first = stack_env.ssh_hosts[0].name
+    rid = str(uuid.uuid4())
+    code, out, err = await cli("run", HOSTILE, "-t", first, "--wait", "--request-id", rid)
+    assert code == EXIT_OK, err
+    assert HOSTILE_SHOWN in out
+    assert "\x1b" not in out + err
+    assert "\x07" not in out + err
+
+    code, out, _ = await cli("run", HOSTILE, "-t", first, "--wait", "--raw")
+    assert code == EXIT_OK
+    assert HOSTILE_OUT in out
+
+    await _stored(cli, rid, 1)
+    code, out, _ = await cli("results", rid)
+    assert HOSTILE_SHOWN in out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    code, out, _ = await cli("results", rid, "--raw")
+    assert HOSTILE_OUT in out
+
+    code, out, _ = await cli("results", rid, "--csv")
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert row["stdout"] == HOSTILE_SHOWN + "\n"
+    assert row["stderr"] == "'=1+2"
+
+    code, out, _ = await cli("results", rid, "--json")
+    (result,) = [schemas.decode_result(line) for line in out.splitlines()]
+    assert result.stdout_data == (HOSTILE_OUT + "\n").encode()  # --json stays exact

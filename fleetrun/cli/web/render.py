@@ -7,29 +7,23 @@ would hide: a terminal escape such as ESC [31m is shown as a marked `\\x1b[31m`,
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from markupsafe import Markup, escape
 
-# Controls other than line breaks and tabs: C0, DEL and C1. Shown as `\x1b` codes in a marked
-# span (fonts rarely have the Unicode "control pictures" such as ␛; every font has these).
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SHOWN: Final = Markup('<span class="ctl" title="control character">\\x{:02x}</span>')
+from fleetrun.cli.safetext import control_code, shown
+
+# The CLI's escaping, with each code in a marked span (fonts rarely have the Unicode "control
+# pictures" such as ␛; every font has these).
+_SHOWN: Final = '<span class="ctl" title="control character">{}</span>'
 
 
 def visible(text: str) -> Markup:
     """`text` as escaped HTML, each control character shown as a marked `\\x1b`-style code."""
-    parts: list[Markup] = []
-    last = 0
-    for match in _CONTROL.finditer(text):
-        parts.append(escape(text[last : match.start()]))
-        parts.append(_SHOWN.format(ord(match.group())))
-        last = match.end()
-    parts.append(escape(text[last:]))
-    return Markup("").join(parts)
+    # HTML escaping leaves control characters alone, so they are replaced after it.
+    return Markup(shown(str(escape(text)), lambda char: _SHOWN.format(control_code(char))))  # noqa: S704 (escaped above)
 
 
 def output_text(data: bytes) -> Markup:

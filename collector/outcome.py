@@ -7,6 +7,8 @@
 | could not open a tunnel to the target (connect failed)          | unreachable       |
 | every credential refused (asyncssh.PermissionDenied)            | auth_failed       |
 | host key unknown, changed or revoked (HostKeyNotVerifiable)     | host_key_mismatch |
+| no CA signature, no host-key type in common (seen as a reset    | host_key_mismatch |
+|   during key exchange; collector.hostkeys names each reason)    |                   |
 | command ran past timeout_s (then killed)                        | timeout           |
 | exit status 0                                                   | ok                |
 | non-zero exit status, or killed by a signal                     | failed            |

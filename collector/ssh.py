@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 
 import asyncssh
 
+from collector import hostkeys
 from collector.command import CommandSession, open_session, stop_cancelled, wait_command
 from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
@@ -302,21 +303,32 @@ class SshExecutor:
             )
         config = self._settings.ssh_config
         t0 = time.monotonic()
-        # asyncssh applies connect_timeout to TCP + handshake + login; the outer timeout also
-        # covers building the options (a thread) and is the backstop if anything ignores it.
-        async with asyncio.timeout(timeout_s + 1.0):
-            conn = await asyncssh.connect(
-                host.config_host or host.address,
-                host.port,
-                options=self._options,
-                config=[config] if (config is not None and host.config_host) else [],
-                tunnel=tunnel,
-                username=host.user,
-                client_keys=keys,
-                known_hosts=known_hosts,
-                connect_timeout=timeout_s,
-                client_factory=lambda: client,
-            )
+        try:
+            # asyncssh applies connect_timeout to TCP + handshake + login; the outer timeout also
+            # covers building the options (a thread) and is the backstop if anything ignores it.
+            async with asyncio.timeout(timeout_s + 1.0):
+                conn = await asyncssh.connect(
+                    host.config_host or host.address,
+                    host.port,
+                    options=self._options,
+                    config=[config] if (config is not None and host.config_host) else [],
+                    tunnel=tunnel,
+                    username=host.user,
+                    client_keys=keys,
+                    known_hosts=known_hosts,
+                    connect_timeout=timeout_s,
+                    client_factory=lambda: client,
+                )
+        except Exception as exc:
+            if known_hosts is None:
+                raise
+            # A host-key refusal, said precisely (and never taken for a network fault).
+            left_s = timeout_s - (time.monotonic() - t0)
+            source = host.known_hosts or self._settings.ssh_known_hosts
+            refusal = await hostkeys.explain(exc, host, known_hosts, source, tunnel, left_s)
+            if refusal is None:
+                raise
+            raise refusal from exc
         self._metrics.connect_seconds.observe(time.monotonic() - t0)
         return conn
 

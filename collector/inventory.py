@@ -42,13 +42,14 @@ from typing import Any
 
 from asyncssh.config import SSHClientConfig
 
+from collector.passwords import PasswordError, Passwords, parse_passwords
 from collector.settings import CollectorSettings
 from schemas import Target, TargetError, check_targets, expand_targets
 
 DEFAULT_PORT = 22
 _HOST_KEYS = frozenset({"address", "port", "user", "client_keys", "jump", "known_hosts"})
 _DEFAULT_KEYS = frozenset({"port", "user", "client_keys", "jump", "known_hosts"})
-_TOP_KEYS = frozenset({"defaults", "hosts", "groups"})
+_TOP_KEYS = frozenset({"defaults", "hosts", "groups", "passwords"})  # see collector.passwords
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 
@@ -112,8 +113,10 @@ class Inventory:
         defaults: _Entry | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
         source: str = "(no inventory)",
+        passwords: Passwords | None = None,
     ) -> None:
         self._settings = settings
+        self.passwords = passwords or Passwords()  # who logs in with a password, read late
         self._hosts = dict(hosts or {})
         self._defaults = defaults or _Entry()
         self.groups: Mapping[str, Sequence[str]] = {k: tuple(v) for k, v in (groups or {}).items()}
@@ -287,7 +290,18 @@ def _parse(data: dict[str, Any], path: Path, settings: CollectorSettings) -> Inv
                 f"{path}: {where}.jump: {entry.jump!r} is not a host in [hosts]"
                 f"{_hint(entry.jump, hosts)}"
             )
-    return Inventory(settings, hosts=hosts, defaults=defaults, groups=groups, source=str(path))
+    try:
+        passwords = parse_passwords(_table(data, "passwords", path), path, groups)
+    except PasswordError as exc:
+        raise InventoryError(str(exc)) from None
+    return Inventory(
+        settings,
+        hosts=hosts,
+        defaults=defaults,
+        groups=groups,
+        source=str(path),
+        passwords=passwords,
+    )
 
 
 def _table(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

@@ -302,6 +302,9 @@ class SshExecutor:
                 extra={"host": host.name, "address": host.address, "port": host.port},
             )
         config = self._settings.ssh_config
+        # Only for hosts the inventory gives a password (collector.passwords); a password it
+        # names but cannot read is this host's `error` (PasswordError), never a retry.
+        password = self._inventory.passwords.get(host.name)
         t0 = time.monotonic()
         try:
             # asyncssh applies connect_timeout to TCP + handshake + login; the outer timeout also
@@ -316,6 +319,9 @@ class SshExecutor:
                     username=host.user,
                     client_keys=keys,
                     known_hosts=known_hosts,
+                    password=None if password is None else password.get_secret_value(),
+                    password_auth=password is not None,
+                    kbdint_auth=password is not None,  # appliances often ask this way
                     connect_timeout=timeout_s,
                     client_factory=lambda: client,
                 )

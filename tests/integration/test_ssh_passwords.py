@@ -52,7 +52,8 @@ def appliance(stack_env: StackEnv, tmp_path: Path) -> Iterator[Appliance]:
             known.write_text(f"[{sshd.address}]:{sshd.port} {public_key(sshd.host_key)}\n")
             yield Appliance(sshd, user, password, known, keygen(tmp_path / "stranger"))
     finally:
-        subprocess.run(["userdel", "-r", user], check=False, timeout=30, capture_output=True)
+        # -f: a session the sshd has not finished closing must not leave the user behind.
+        subprocess.run(["userdel", "-r", "-f", user], check=False, timeout=30, capture_output=True)
 
 
 def _inventory(app: Appliance, tmp_path: Path, passwords: str) -> Path:
@@ -89,7 +90,10 @@ async def _run(
     settings = stack_settings(stack_env, inventory=inventory)
     inv = Inventory.load(inventory, settings)
     e = make_executor(settings, inv)
-    return await e.run(inv.resolve(Target(host)), request("id -un", **opts), collector="c")
+    try:
+        return await e.run(inv.resolve(Target(host)), request("id -un", **opts), collector="c")
+    finally:
+        await e.close()  # no session of the test user left when the fixture deletes it
 
 
 def _secret_file(tmp_path: Path, password: str, mode: int = 0o600) -> Path:

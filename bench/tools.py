@@ -62,6 +62,7 @@ _TXN_SAMPLES: Final = (
     "fleetrun_collector_ledger_transaction_writes_sum",
     "fleetrun_collector_ledger_start_wait_seconds_count",
     "fleetrun_collector_ledger_start_wait_seconds_sum",
+    'fleetrun_collector_connections_total{kind="new"}',
 )
 
 
@@ -252,6 +253,8 @@ async def run_fleetrun(
         e2e.results, rounds=rounds, hosts=[h.name for h in fleet.hosts], wall_s=e2e.wall_s
     )
     record["processes"] = e2e.usage
+    opened = after.get(_TXN_SAMPLES[4], 0.0) - before.get(_TXN_SAMPLES[4], 0.0)
+    record["ssh_connections_opened"] = int(opened)
     txns = after.get(_TXN_SAMPLES[0], 0.0) - before.get(_TXN_SAMPLES[0], 0.0)
     if txns:
         writes = after.get(_TXN_SAMPLES[1], 0.0) - before.get(_TXN_SAMPLES[1], 0.0)

@@ -25,6 +25,7 @@ from collector.ledger import LedgerError, PartitionLedger
 from collector.outbox import Outbox
 from collector.resume import Lane
 from collector.settings import CollectorSettings
+from fleetrun.runtime.kafkaauth import client_options
 
 log = logging.getLogger("fleetrun.collector.ledger")
 
@@ -167,7 +168,7 @@ class Lanes:
     async def _replay(self, ledgers: dict[TopicPartition, PartitionLedger]) -> None:
         tps = {TopicPartition(self.topics.ledger, tp.partition): ledgers[tp] for tp in ledgers}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -34,6 +34,7 @@ from fleetrun.cli.errors import (
     kafka_unavailable,
 )
 from fleetrun.cli.settings import CliSettings
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import (
     Cancel,
     Result,
@@ -184,13 +185,13 @@ class CancelReader:
         self.key = request_id.encode()
         timeout_ms = int(settings.kafka_timeout_s * 1000)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=timeout_ms,
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=timeout_ms,

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import schemas
 from bench.fleetrun_e2e import services
 from stack.config import StackConfig
+from stack.env import kafka_options
 from stack.simfleet import running_fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +57,8 @@ async def _round(bootstrap: str, prefix: str, hosts: int, count: int) -> float:
         for _ in range(count)
     ]
     waiting = {r.request_id for r in requests}
-    consumer = AIOKafkaConsumer(prefix + "status", bootstrap_servers=bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(prefix + "status", **kafka_options(bootstrap))
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await consumer.start()
     await producer.start()
     try:

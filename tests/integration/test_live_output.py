@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 import schemas
 from schemas import Output, Request
+from stack.env import kafka_options
 from tests.support.collector import (
     collector_settings,
     finished,
@@ -28,7 +29,7 @@ CHATTY = "for i in 1 2 3; do echo line$i; sleep 0.4; done; echo err >&2"
 async def _chunks_until(topics: Topics, done: int, *, timeout_s: float = 30.0) -> list[Output]:
     """Every chunk on the output topic, read until `done` end-of-stream chunks came."""
     consumer = AIOKafkaConsumer(
-        topics["output"], bootstrap_servers=topics.bootstrap, auto_offset_reset="earliest"
+        topics["output"], **kafka_options(topics.bootstrap), auto_offset_reset="earliest"
     )
     await consumer.start()
     chunks: list[Output] = []

@@ -23,12 +23,13 @@ One JVM per AclCommand call would add seconds to each stack start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
+from aiokafka.protocol.api import Request
 
 # Kafka's wire codes (org.apache.kafka.common.acl / resource).
 TOPIC, GROUP, TRANSACTIONAL_ID = 2, 3, 5
@@ -46,6 +47,11 @@ class Acl:
     name: str
     operation: int
     pattern: int = LITERAL
+
+    def wire_filter(self) -> tuple[int, str, int, str, str]:
+        """resource type, name, pattern type, principal, host: the fields CreateAcls and
+        DeleteAcls share before the operation."""
+        return self.resource_type, self.name, self.pattern, f"User:{self.principal}", "*"
 
     def __str__(self) -> str:
         kind = {TOPIC: "topic", GROUP: "group", TRANSACTIONAL_ID: "transactional-id"}
@@ -88,31 +94,31 @@ class AclError(Exception):
 
 async def ensure_acls(kafka: Mapping[str, Any], acls: list[Acl], *, timeout_s: float) -> None:
     """Create every ACL in `acls` (as the super user `kafka` connects as); idempotent."""
+    requests = [CreateAclsRequest(*acl.wire_filter(), acl.operation, ALLOW) for acl in acls]
+    for acl, reply in zip(acls, await _send_each(kafka, requests, timeout_s), strict=True):
+        for code, message in reply.creation_responses:
+            if code:
+                raise AclError(f"creating ACL {acl}: error {code} {message}")
+
+
+async def delete_acls(kafka: Mapping[str, Any], acls: list[Acl], *, timeout_s: float) -> None:
+    """Delete every ACL in `acls` (tests clean up after themselves); idempotent."""
+    requests = [DeleteAclsRequest(*acl.wire_filter(), acl.operation, ALLOW) for acl in acls]
+    for acl, reply in zip(acls, await _send_each(kafka, requests, timeout_s), strict=True):
+        for result in reply.filter_responses:
+            if result[0]:
+                raise AclError(f"deleting ACL {acl}: error {result[0]} {result[1]}")
+
+
+async def _send_each(
+    kafka: Mapping[str, Any], requests: Sequence[Request[Any]], timeout_s: float
+) -> list[Any]:
+    """Send every request to one broker, at once; the replies in order."""
     client = AIOKafkaClient(**kafka, request_timeout_ms=round(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):
             await client.bootstrap()
             node = client.get_random_node()
-            replies = await asyncio.gather(
-                *(
-                    client.send(
-                        node,
-                        CreateAclsRequest(
-                            acl.resource_type,
-                            acl.name,
-                            acl.pattern,
-                            f"User:{acl.principal}",
-                            "*",
-                            acl.operation,
-                            ALLOW,
-                        ),
-                    )
-                    for acl in acls
-                )
-            )
+            return list(await asyncio.gather(*(client.send(node, r) for r in requests)))
     finally:
         await client.close()
-    for acl, reply in zip(acls, replies, strict=True):
-        for code, message in reply.creation_responses:
-            if code:
-                raise AclError(f"creating ACL {acl}: error {code} {message}")

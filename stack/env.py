@@ -9,6 +9,7 @@ from typing import Any
 
 from fleetrun.runtime.kafkaauth import KafkaClientSettings, client_options
 from stack.config import StackConfig
+from stack.kafkasec import KafkaSecrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,11 @@ class StackEnv:
             "kafka_sasl_password_file": Path(self["FLEETRUN_STACK_KAFKA_ADMIN_PASSWORD_FILE"]),
             "kafka_ssl_ca_file": Path(self["FLEETRUN_KAFKA_SSL_CA_FILE"]),
         }
+
+    def kafka_principal(self, principal: str) -> dict[str, Any]:
+        """The KafkaClientSettings fields of one of the stack's principals (stack/kafkasec.py)."""
+        secrets = KafkaSecrets(Path(self["FLEETRUN_STACK_DIR"]) / "kafka")
+        return {**self.kafka_admin, **secrets.client_settings(principal)}
 
     def kafka_client_fields(self, bootstrap: str | None = None) -> dict[str, Any]:
         """KafkaClientSettings fields reaching the stack's Kafka (or `bootstrap`) as the super

@@ -236,7 +236,7 @@ class CancelReader:
                     self.consumer.seek(tp, self._ends[tp] if hit is None else hit.offset)
         except (KafkaError, TimeoutError, OSError) as exc:
             await self.stop()
-            raise kafka_unavailable(s.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(s, exc) from None
         except CliError:
             await self.stop()
             raise
@@ -265,7 +265,7 @@ class CancelReader:
                         if await self.consumer.position(tp) >= self._ends[tp]:
                             remaining.discard(tp)
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
         self.consumer.pause(self.parts.requests)  # the record was looked for; only answers now
 
     async def send(self, cancel: Cancel) -> None:
@@ -276,7 +276,7 @@ class CancelReader:
                     self._topic("cancels"), encode(cancel), key=self.key
                 )
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
 
     async def follow(self, story: Story, until: float) -> None:
         """Read the request's statuses and results until its final status (and the results
@@ -300,7 +300,7 @@ class CancelReader:
                 async with asyncio.timeout(self.settings.kafka_timeout_s + wait_ms / 1000):
                     await self._read(story, self.parts.status, results_tp, wait_ms=wait_ms)
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
 
     async def _read(self, story: Story, *tps: TopicPartition, wait_ms: int = _POLL_MS) -> None:
         batch = await self.consumer.getmany(*tps, timeout_ms=wait_ms, max_records=1000)

@@ -12,17 +12,35 @@ SASL_SSL with SCRAM-SHA-512 and ACLs per principal (README, "Connecting to a sec
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import stat
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from pydantic import Field, SecretStr, model_validator
 
 from fleetrun.runtime.settings import Maybe, ServiceSettings, SettingsError, UserPath
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+# Kafka's answers when the principal lacks an ACL: not retriable, and not "Kafka is down".
+REFUSALS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 
 class KafkaClientSettings(ServiceSettings):
@@ -142,3 +160,34 @@ def who(settings: KafkaClientSettings) -> str:
 def kafka_fields(settings: KafkaClientSettings) -> dict[str, Any]:
     """This block's values, to build another service's settings that connect the same way."""
     return {name: getattr(settings, name) for name in KafkaClientSettings.model_fields}
+
+
+async def login_problem(settings: KafkaClientSettings, timeout_s: float = 5.0) -> str | None:
+    """Why Kafka refuses this client's TLS or SASL login, or None (it accepts, or is not there).
+
+    aiokafka reports a refused login like a broker that is down ("Unable to bootstrap"); one
+    connection of our own, to the first bootstrap server, tells the two apart."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    options = client_options(settings)
+    del options["bootstrap_servers"]
+    try:
+        async with asyncio.timeout(timeout_s):
+            conn = await create_conn(host, int(port), **options)
+        conn.close()
+    except SaslAuthenticationFailed as exc:
+        return (
+            f"Kafka at {settings.kafka_bootstrap} refused the login of {who(settings)} "
+            f"({settings.kafka_sasl_mechanism}): {exc.args[0] if exc.args else exc}; check "
+            f"{settings.env_name('kafka_sasl_username')} and its password"
+        )
+    except ssl.SSLError as exc:
+        return (
+            f"TLS with Kafka at {settings.kafka_bootstrap} failed: {exc.reason or exc}; check "
+            f"{settings.env_name('kafka_ssl_ca_file')} (the CA that signed the broker's "
+            "certificate) and the broker's name in the bootstrap address"
+        )
+    except (KafkaError, OSError, TimeoutError, ValueError):
+        return None
+    return None

@@ -400,6 +400,15 @@ async def test_user_errors_end_with_one_clear_line(
 
 async def test_examples_produce_and_consume_without_fleetrun(cli: Cli, topics: Topics) -> None:
     base = ["--bootstrap", topics.bootstrap, "--topic-prefix", topics.prefix]
+    if admin := StackEnv.load().kafka_admin:  # the test's own topics: the stack's super user
+        base += [
+            "--user",
+            admin["kafka_sasl_username"],
+            "--password-file",
+            str(admin["kafka_sasl_password_file"]),
+            "--ca-file",
+            str(admin["kafka_ssl_ca_file"]),
+        ]
     produced = await asyncio.create_subprocess_exec(
         sys.executable,
         str(REPO / "examples" / "produce_request.py"),

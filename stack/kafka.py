@@ -274,6 +274,6 @@ async def ensure_topics(
             except (KafkaConnectionError, KafkaError):
                 # The broker accepts connections a little before its metadata is ready; the
                 # surrounding deadline turns a broker that never gets there into an error.
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.2)
             finally:
                 await admin.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -162,32 +163,43 @@ def kafka_fields(settings: KafkaClientSettings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in KafkaClientSettings.model_fields}
 
 
-async def login_problem(settings: KafkaClientSettings, timeout_s: float = 5.0) -> str | None:
-    """Why Kafka refuses this client's TLS or SASL login, or None (it accepts, or is not there).
+async def login_refusal(
+    options: Mapping[str, Any], timeout_s: float = 5.0
+) -> SaslAuthenticationFailed | ssl.SSLError | None:
+    """Kafka's refusal of a TLS or SASL login with these client options, or None (it accepts,
+    or it is not there).
 
     aiokafka reports a refused login like a broker that is down ("Unable to bootstrap"); one
     connection of our own, to the first bootstrap server, tells the two apart."""
-    if settings.kafka_security_protocol == "PLAINTEXT":
+    if options.get("security_protocol", "PLAINTEXT") == "PLAINTEXT":
         return None
-    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
-    options = client_options(settings)
-    del options["bootstrap_servers"]
+    first = str(options["bootstrap_servers"]).split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    conn_options = {k: v for k, v in options.items() if k != "bootstrap_servers"}
     try:
         async with asyncio.timeout(timeout_s):
-            conn = await create_conn(host, int(port), **options)
+            conn = await create_conn(host, int(port), **conn_options)
         conn.close()
-    except SaslAuthenticationFailed as exc:
-        return (
-            f"Kafka at {settings.kafka_bootstrap} refused the login of {who(settings)} "
-            f"({settings.kafka_sasl_mechanism}): {exc.args[0] if exc.args else exc}; check "
-            f"{settings.env_name('kafka_sasl_username')} and its password"
-        )
-    except ssl.SSLError as exc:
-        return (
-            f"TLS with Kafka at {settings.kafka_bootstrap} failed: {exc.reason or exc}; check "
-            f"{settings.env_name('kafka_ssl_ca_file')} (the CA that signed the broker's "
-            "certificate) and the broker's name in the bootstrap address"
-        )
+    except (SaslAuthenticationFailed, ssl.SSLError) as exc:
+        return exc
     except (KafkaError, OSError, TimeoutError, ValueError):
         return None
+    return None
+
+
+async def login_problem(settings: KafkaClientSettings, timeout_s: float = 5.0) -> str | None:
+    """login_refusal for a settings block, as one line saying which settings to check."""
+    refusal = await login_refusal(client_options(settings), timeout_s)
+    if isinstance(refusal, SaslAuthenticationFailed):
+        return (
+            f"Kafka at {settings.kafka_bootstrap} refused the login of {who(settings)} "
+            f"({settings.kafka_sasl_mechanism}): {refusal.args[0] if refusal.args else refusal}; "
+            f"check {settings.env_name('kafka_sasl_username')} and its password"
+        )
+    if isinstance(refusal, ssl.SSLError):
+        return (
+            f"TLS with Kafka at {settings.kafka_bootstrap} failed: {refusal.reason or refusal}; "
+            f"check {settings.env_name('kafka_ssl_ca_file')} (the CA that signed the broker's "
+            "certificate) and the broker's name in the bootstrap address"
+        )
     return None

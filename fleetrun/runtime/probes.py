@@ -12,7 +12,10 @@ from typing import Any, Protocol
 
 import asyncpg
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
+
+from fleetrun.runtime.kafkaauth import login_refusal
 
 
 class Probe(Protocol):
@@ -42,6 +45,15 @@ class KafkaProbe:
             )
             try:
                 await client.bootstrap()
+            except KafkaConnectionError as exc:
+                await _quietly(client.close())
+                # A refused login looks like a broker that is down; /healthz and the outage
+                # log should say which it is.
+                if (refusal := await login_refusal(self.kafka, self.timeout_s)) is not None:
+                    raise KafkaConnectionError(
+                        f"login refused: {type(refusal).__name__}: {refusal}"
+                    ) from exc
+                raise
             except BaseException:
                 await _quietly(client.close())
                 raise

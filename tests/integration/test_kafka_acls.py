@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 import schemas
 from fleetrun.cli.errors import EXIT_OK, EXIT_USAGE
 from fleetrun.cli.settings import CliSettings
+from fleetrun.runtime.probes import KafkaProbe
 from stack.acls import Acl, delete_acls, ensure_acls, fleetrun_acls
 from stack.config import TOPIC_PARTITIONS
 from stack.env import StackEnv
@@ -127,6 +128,13 @@ async def test_a_wrong_password_is_refused(
     team = stack_env.kafka_principal("team") | {"kafka_sasl_password_file": wrong}
     with pytest.raises(KafkaConnectionError):
         await _produce_request(stack_env.kafka_client(**team), topics["requests"])
+    # The services' health probe says so too (/healthz, the outage log), not just "down".
+    probe = KafkaProbe(stack_env.kafka_client(**team), "acl-test-probe", timeout_s=10)
+    try:
+        with pytest.raises(KafkaConnectionError, match="login refused: SaslAuthenticationFailed"):
+            await probe()
+    finally:
+        await probe.close()
     env = process_env(CliSettings, stack_env, {"topic_prefix": topics.prefix, **team})
     code, _, err = await _fleetrun(env, "run", "true", "-t", "@demo")
     assert code == EXIT_USAGE, err

@@ -5,24 +5,21 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from fleetrun.runtime.kafkaauth import KafkaClientSettings
 from fleetrun.runtime.settings import (
     CommaSeparated,
     Maybe,
-    ServiceSettings,
     UserPath,
     default_instance_id,
 )
 
 
-class CollectorSettings(ServiceSettings):
+class CollectorSettings(KafkaClientSettings):
     """Everything the collector can be told; env FLEETRUN_COLLECTOR_<NAME> or TOML `[collector]`."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETRUN_COLLECTOR_")
 
     # -- Kafka -----------------------------------------------------------------------------
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
-    )
     topic_prefix: str = Field(
         default="fleetrun.", description="Prefix of the fleetrun topics (requests, ...)."
     )

@@ -59,6 +59,12 @@ class CollectorSettings(ServiceSettings):
         description="How long a finished request_id is remembered: the same id within it "
         "never runs again.",
     )
+    shard_size: int = Field(
+        default=1_000,
+        description="A request with more targets than this is split into shards of at most "
+        "this many hosts on the shards topic, which every collector of the group runs; "
+        "0 = never split (the ledger must be on).",
+    )
     cancel_lookback_s: float = Field(
         default=3600.0,
         description="How long a cancel counts: read back this far at start, and a request "

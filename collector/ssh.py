@@ -38,6 +38,7 @@ import asyncssh
 
 from collector import hostkeys
 from collector.command import CommandSession, open_session, stop_cancelled, wait_command
+from collector.fairshare import FairSessions
 from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
 from collector.live import HostStream, LiveOutputs
@@ -72,7 +73,8 @@ class SshExecutor:
         self._inventory = inventory
         self._keys = KeyCache()
         self._known_hosts = KnownHostsCache(settings.ssh_known_hosts)
-        self._sessions = asyncio.Semaphore(max(1, settings.max_sessions))
+        # The session cap, shared fairly between principals and requests (collector.fairshare).
+        self._sessions = FairSessions(settings.max_sessions, settings.fair_share_weight_map)
         # The one options object; each connection derives its own (host, user, keys, ...).
         # config=[] everywhere: only settings.ssh_config applies, never ~/.ssh/config by surprise.
         self._options = asyncssh.SSHClientConnectionOptions(
@@ -202,7 +204,7 @@ class SshExecutor:
         self._metrics.connections.labels(kind="new" if new else "reused").inc()
         holder = _Holder(self._pool, entry)
         try:
-            async with self._sessions:
+            async with self._sessions.slot(request.principal, request.request_id):
                 self._metrics.inflight_sessions.inc()
                 try:
                     if stop is not None and stop.reason is not None:

@@ -267,8 +267,11 @@ class Collector(Generic[H]):
         while not self.stopping:
             # Coordinators of sharded requests only wait for their shards: they hold no session
             # and must not starve the shards (which may need this very collector) of room.
+            # Those coordinators are bounded too (each reads the results back): at most as many
+            # as requests in flight.
             waiting = self.handler.sharding.waiting if self.handler.sharding else 0
-            room = self.settings.max_inflight_requests - len(self._tasks) + waiting
+            cap = self.settings.max_inflight_requests
+            room = min(cap - len(self._tasks) + waiting, 2 * cap - len(self._tasks))
             if room <= 0:
                 # Full. Pausing makes aiokafka drop the records it has prefetched and fetch
                 # them again after resume, so a short wait comes first: requests that finish
@@ -562,4 +565,8 @@ async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
-    return ",".join(str(tp.partition) for tp in sorted(tps))
+    """`requests:0,3 shards:1` (partitions by topic, without the topics' common prefix)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in sorted(tps):
+        by_topic.setdefault(tp.topic.rsplit(".", 1)[-1], []).append(tp.partition)
+    return " ".join(f"{t}:{','.join(map(str, ps))}" for t, ps in by_topic.items())

@@ -61,6 +61,9 @@ class CollectorSettings(ServiceSettings):
     )
     shard_size: int = Field(
         default=1_000,
+        ge=0,
+        # A shard record lists its hosts: 10,000 names stay well inside a 1 MB Kafka record.
+        le=10_000,
         description="A request with more targets than this is split into shards of at most "
         "this many hosts on the shards topic, which every collector of the group runs; "
         "0 = never split (the ledger must be on).",

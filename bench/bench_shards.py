@@ -57,10 +57,12 @@ def _env_file() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def spread_fleet(hosts: int, work: Path) -> AsyncIterator[tuple[Path, list[str]]]:
-    """`hosts` simulated hosts over ceil(hosts / PER_PROCESS) processes; yields a directory with
+async def spread_fleet(
+    hosts: int, work: Path, per_process: int = PER_PROCESS
+) -> AsyncIterator[tuple[Path, list[str]]]:
+    """`hosts` simulated hosts over ceil(hosts / per_process) processes; yields a directory with
     one inventory.toml (names p<i>-<name>), known_hosts and the shared client_key."""
-    count = max(1, math.ceil(hosts / PER_PROCESS))
+    count = max(1, math.ceil(hosts / per_process))
     merged = work / "fleet"
     merged.mkdir(parents=True)
     load_or_create_client_key(merged / "client_key")
@@ -306,7 +308,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"hosts": args.hosts, "shard_size": args.shard_size, "scale": []}
     with tempfile.TemporaryDirectory(prefix="bench-shards-") as tmp:
         work = Path(tmp)
-        async with spread_fleet(needed, work) as (fleet_dir, names):
+        async with spread_fleet(needed, work, args.per_process) as (fleet_dir, names):
             for n in collectors:
                 report["scale"].append(
                     await scale_run(
@@ -326,6 +328,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5_000)
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--small-hosts", type=int, default=3)
+    parser.add_argument("--per-process", type=int, default=PER_PROCESS, help="hosts per simfleet")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     print(json.dumps(report, indent=2))

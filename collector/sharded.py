@@ -101,6 +101,7 @@ class ShardCoordinator(Generic[H]):
         hosts = [host_identity(p, self.default_user) for p in plan.hosts]
         tally = ResultTally(self.settings, self.topics.results, self.result_partitions, rid, hosts)
         self.waiting += 1
+        self.metrics.sharded_waiting.inc()
         try:
             if prior is None:
                 shards = split(
@@ -132,6 +133,7 @@ class ShardCoordinator(Generic[H]):
                     ),
                 ]
                 await lane.outbox.write(records)
+                self.metrics.shards.labels("split").inc(len(shards))
                 began = now
                 log.info(
                     "request accepted and split into shards",
@@ -158,6 +160,7 @@ class ShardCoordinator(Generic[H]):
             raise
         finally:
             self.waiting -= 1
+            self.metrics.sharded_waiting.dec()
             await tally.stop()
         await self._complete(request, lane, tally, began)
 

@@ -42,6 +42,11 @@ class ShardRunner(Generic[H]):
 
     async def handle(self, record: ConsumedRecord, lane: Lane) -> Disposition:
         """Run one shard; returns once its results and ledger entries are committed."""
+        outcome = await self._handle(record, lane)
+        self.metrics.shards.labels(outcome).inc()
+        return outcome
+
+    async def _handle(self, record: ConsumedRecord, lane: Lane) -> Disposition:
         try:
             shard = schemas.decode_shard(record.value)
             request = schemas.decode_request(shard.request)

@@ -82,6 +82,10 @@ async def test_a_shard_runs_its_hosts_under_the_request_id_and_publishes_no_stat
     # The same record again (a redelivery) runs nothing.
     assert await runner.handle(record, lane) == "duplicate"
     assert len(executor.started) == 4
+    registry = runner.metrics.registry
+    for outcome in ("completed", "duplicate"):
+        sample = registry.get_sample_value("fleetrun_collector_shards_total", {"outcome": outcome})
+        assert sample == 1
 
 
 async def test_a_shard_record_that_cannot_be_read_is_dead_lettered() -> None:

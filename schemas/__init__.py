@@ -1,6 +1,7 @@
 """fleetrun's wire contract: JSON Schemas, the msgspec records and codec, target expressions.
 
-The JSON Schema files beside this module (request, result, status, dead_letter, cancel, output)
+The JSON Schema files beside this module (request, result, status, dead_letter, cancel, output,
+shard)
 are the contract other teams read; the records in schemas.records say the same in Python. See
 schemas/README.md.
 """
@@ -19,6 +20,7 @@ from schemas.codec import (
     decode_output_chunk,
     decode_request,
     decode_result,
+    decode_shard,
     decode_status,
     encode,
     load_schema,
@@ -55,6 +57,7 @@ from schemas.records import (
     StatusCounts,
     known,
 )
+from schemas.shard import SHARD_SCHEMA, Shard
 from schemas.targets import GroupSource, Target, TargetError, check_targets, expand_targets, fold
 from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
 
@@ -73,6 +76,7 @@ __all__ = [
     "RESULT_SCHEMA",
     "RESULT_STATUSES",
     "SCHEMA_IDS",
+    "SHARD_SCHEMA",
     "STATUS_SCHEMA",
     "STATUS_STATES",
     "Cancel",
@@ -89,6 +93,7 @@ __all__ = [
     "Result",
     "ResultStatus",
     "SchemaError",
+    "Shard",
     "Status",
     "StatusCounts",
     "StatusState",
@@ -103,6 +108,7 @@ __all__ = [
     "decode_output_chunk",
     "decode_request",
     "decode_result",
+    "decode_shard",
     "decode_status",
     "encode",
     "encode_output",

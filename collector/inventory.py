@@ -42,6 +42,7 @@ from typing import Any
 
 from asyncssh.config import SSHClientConfig
 
+from collector.confine import InventoryListing
 from collector.passwords import PasswordError, Passwords, parse_passwords
 from collector.settings import CollectorSettings
 from schemas import Target, TargetError, check_targets, expand_targets
@@ -146,6 +147,11 @@ class Inventory:
     def hosts(self) -> tuple[str, ...]:
         """Names of the hosts the inventory describes."""
         return tuple(self._hosts)
+
+    @functools.cached_property
+    def listing(self) -> InventoryListing:
+        """Which names this inventory lists, for confinement (collector.confine)."""
+        return InventoryListing(self.hosts, self.groups, self.resolve)
 
     def metadata(self, name: str) -> Mapping[str, Any]:
         """Free keys of a host's table (not used by the collector), e.g. `behaviour`."""

@@ -126,6 +126,7 @@ class Collector(Generic[H]):
             max_message_bytes=settings.max_message_bytes,
             default_user=settings.ssh_user,
             cancels=self.cancels,
+            allow_targets=settings.allow_targets,
         )
         self.lanes: Lanes | None = (
             Lanes(settings, self.topics, self.name, metrics.ledger_transactions.observe)

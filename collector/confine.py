@@ -13,8 +13,9 @@ Spelling what the inventory already says (`fleetrun@demo1:2222` when demo1 is fl
 2222) is not an override: the endpoint is the inventory's. The operator allows overrides with
 the collector setting `allow_targets` (`FLEETRUN_COLLECTOR_ALLOW_TARGETS=user,port`);
 `request_overrides` is the one question a policy engine asks to allow them per principal.
-A refused request runs nowhere and connects nowhere (`check_confined` raises before planning
-resolves anything), so the collector is neither an SSH pivot nor a port scanner.
+A refused request runs nowhere and connects nowhere (`check_confined` raises before any host
+is planned; the listing reads only the inventory and the ssh_config, never the network), so the
+collector is neither an SSH pivot nor a port scanner.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Listing(Protocol):
 
 
 class Endpoint(Protocol):
+    """What the listing reads of a resolved host (collector.inventory.HostSpec has it)."""
+
     @property
     def user(self) -> str: ...
     @property

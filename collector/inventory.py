@@ -22,9 +22,10 @@ TOML, every table optional::
 Precedence for each value: the target itself (`user@host:port`, only where the collector allows
 such overrides: collector.confine) > `[hosts.<name>]` > `[defaults]` > the OpenSSH client config
 (settings.ssh_config, parsed by asyncssh: HostName, User, Port, IdentityFile, ProxyJump) > the
-collector's settings (ssh_user, ssh_client_keys) > SSH defaults (port 22, the local user). Keys a host table does not know are kept as free metadata
-(e.g. the simulated fleet's `behaviour`), except near-misses of known keys (`adress`), which are
-errors, as are wrong types, unknown top-level tables, unknown `jump` hosts and jump cycles.
+collector's settings (ssh_user, ssh_client_keys) > SSH defaults (port 22, the local user). Keys
+a host table does not know are kept as free metadata (e.g. the simulated fleet's `behaviour`),
+except near-misses of known keys (`adress`), which are errors, as are wrong types, unknown
+top-level tables, unknown `jump` hosts and jump cycles.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
 from schemas import Request, parse_timestamp
 from stack.config import StackConfig
+from stack.env import kafka_admin_environ, kafka_options
 from stack.kafka import Kafka
 from stack.postgres import Postgres
 from stack.proc import stop_process
@@ -121,6 +122,7 @@ async def services(
         "FLEETRUN_KAFKA_BOOTSTRAP": bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
+        **kafka_admin_environ(),  # the benchmark's own topics: the stack's super user
         "FLEETRUN_COLLECTOR_INVENTORY": str(fleet_dir / "inventory.toml"),
         "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(fleet_dir / "known_hosts"),
         "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(fleet_dir / "client_key"),
@@ -211,7 +213,7 @@ async def run_requests(
     options: Mapping[str, object],
 ) -> E2E:
     """Produce `count` requests back to back; wait until all their rows are in PostgreSQL."""
-    producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_options(svc.bootstrap), acks="all", linger_ms=0)
     await producer.start()
     conn = await asyncpg.connect(svc.dsn, timeout=10)
     sampler = Sampler()

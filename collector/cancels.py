@@ -35,6 +35,7 @@ from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.stop import Stop
 from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import Cancel, ConsumedRecord, ErrorInfo, SchemaError
 
 _TOPIC_APPEAR_S: Final = 5.0
@@ -75,7 +76,7 @@ class CancelConsumer(Protocol):
 def make_cancel_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
     """The cancels consumer: no group, no commits, committed records only."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         group_id=None,
         client_id=f"fleetrun-collector-{settings.name}-cancels",
         enable_auto_commit=False,

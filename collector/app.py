@@ -39,11 +39,17 @@ async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None
     metrics = metrics or CollectorMetrics()
     try:
         inventory = Inventory.load(settings.inventory, settings)
+        inventory.listing  # noqa: B018 - built now, not by the first request (collector.confine)
     except (InventoryError, OSError) as exc:
         log.error(
             "inventory not usable", extra={"path": str(settings.inventory), "error": str(exc)}
         )
         return EXIT_CONFIG
+    if settings.allow_targets:
+        log.warning(
+            "targets may leave the inventory",
+            extra={"allow_targets": ",".join(settings.allow_targets)},
+        )
     executor = SshExecutor(settings, metrics, inventory)
     collector = Collector(settings, executor=executor, inventory=inventory, metrics=metrics)
     with process.on_signals(lambda _sig: collector.stop()):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Generic, Literal, Protocol, TypeVar
 
+from collector.confine import OVERRIDES, Listing, Override, check_confined
 from collector.outbox import HandedOver
 from collector.stop import Stop
 from collector.window import StartWindow
@@ -73,6 +74,8 @@ class Resolver(Protocol[H_co]):
 
     @property
     def groups(self) -> Mapping[str, Sequence[str]]: ...
+    @property
+    def listing(self) -> Listing: ...  # which names it lists, for confinement
     def resolve(self, target: Target) -> H_co: ...
 
 
@@ -117,14 +120,23 @@ class Plan(Generic[H]):
 
 
 def plan_request(
-    request: Request, resolver: Resolver[H], *, max_targets: int = limits.MAX_TARGETS
+    request: Request,
+    resolver: Resolver[H],
+    *,
+    allow_targets: Collection[Override] = (),
+    max_targets: int = limits.MAX_TARGETS,
 ) -> Plan[H]:
     """Expand the request's targets and resolve each; raises TargetError on bad targets.
 
+    Confined to the inventory: a target using an override not in `allow_targets` (a name
+    outside the inventory, its own user or port: collector.confine) fails the whole request
+    before any target is resolved, so nothing runs and nothing is connected to.
     Targets that reach the same endpoint (see `endpoint_key`) are one host: it is planned
     once, under its first spelling in target order, so it runs once and counts once.
     """
     targets = expand_targets(request.targets, resolver.groups, max_targets=max_targets)
+    if len(allow_targets) < len(OVERRIDES):
+        check_confined(targets, resolver.listing, allow_targets)
     hosts: list[PlannedHost[H]] = []
     first: dict[Hashable, PlannedHost[H]] = {}
     merged: list[str] = []

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Generic, Literal
 
@@ -20,6 +20,7 @@ import msgspec
 
 import schemas
 from collector.cancels import Cancels, watch_cancel
+from collector.confine import Override
 from collector.deadletters import publish_dead_letter
 from collector.errors import CollectorError
 from collector.fanout import (
@@ -113,9 +114,11 @@ class RequestHandler(Generic[H]):
         max_message_bytes: int,
         default_user: str | None,
         cancels: Cancels | None = None,
+        allow_targets: Collection[Override] = (),
     ) -> None:
         self.collector = collector
         self.cancels = cancels
+        self.allow_targets = frozenset(allow_targets)  # overrides of the inventory (confine)
         self.stops: dict[str, Stop] = {}  # of the requests running now, to kill them on purpose
         self.topics = topics
         self.publisher = publisher
@@ -159,8 +162,9 @@ class RequestHandler(Generic[H]):
         if cancel is not None and prior is None:
             return await self._cancelled_before(out, request, cancel)
         try:
-            plan = plan_request(request, self.inventory)
-        except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts
+            plan = plan_request(request, self.inventory, allow_targets=self.allow_targets)
+        except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts,
+            # a target outside the inventory or with its own user or port (collector.confine)
             return await self._refuse(out, record, exc, request)
         try:
             if lane is None:

@@ -19,12 +19,13 @@ TOML, every table optional::
     [groups]
     web = ["web[01-20]", "web-canary"]   # members are target expressions (ranges, @groups, !x)
 
-Precedence for each value: the target itself (`user@host:port`) > `[hosts.<name>]` >
-`[defaults]` > the OpenSSH client config (settings.ssh_config, parsed by asyncssh: HostName,
-User, Port, IdentityFile, ProxyJump) > the collector's settings (ssh_user, ssh_client_keys) > SSH
-defaults (port 22, the local user). Keys a host table does not know are kept as free metadata
-(e.g. the simulated fleet's `behaviour`), except near-misses of known keys (`adress`), which are
-errors, as are wrong types, unknown top-level tables, unknown `jump` hosts and jump cycles.
+Precedence for each value: the target itself (`user@host:port`, only where the collector allows
+such overrides: collector.confine) > `[hosts.<name>]` > `[defaults]` > the OpenSSH client config
+(settings.ssh_config, parsed by asyncssh: HostName, User, Port, IdentityFile, ProxyJump) > the
+collector's settings (ssh_user, ssh_client_keys) > SSH defaults (port 22, the local user). Keys
+a host table does not know are kept as free metadata (e.g. the simulated fleet's `behaviour`),
+except near-misses of known keys (`adress`), which are errors, as are wrong types, unknown
+top-level tables, unknown `jump` hosts and jump cycles.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 
 from asyncssh.config import SSHClientConfig
 
+from collector.confine import InventoryListing
 from collector.passwords import PasswordError, Passwords, parse_passwords
 from collector.settings import CollectorSettings
 from schemas import Target, TargetError, check_targets, expand_targets
@@ -146,6 +148,11 @@ class Inventory:
     def hosts(self) -> tuple[str, ...]:
         """Names of the hosts the inventory describes."""
         return tuple(self._hosts)
+
+    @functools.cached_property
+    def listing(self) -> InventoryListing:
+        """Which names this inventory lists, for confinement (collector.confine)."""
+        return InventoryListing(self.hosts, self.groups, self.resolve)
 
     def metadata(self, name: str) -> Mapping[str, Any]:
         """Free keys of a host's table (not used by the collector), e.g. `behaviour`."""

@@ -133,6 +133,7 @@ class Collector(Generic[H]):
             max_message_bytes=settings.max_message_bytes,
             default_user=settings.ssh_user,
             cancels=self.cancels,
+            allow_targets=settings.allow_targets,
         )
         # With the ledger, shards of big requests too (collector.sharded, collector.shardrun).
         self.lanes: LaneSet | None = (

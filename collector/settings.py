@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from collector.confine import Override
 from fleetrun.runtime.kafkaauth import KafkaClientSettings
 from fleetrun.runtime.settings import (
     CommaSeparated,
@@ -114,6 +115,12 @@ class CollectorSettings(KafkaClientSettings):
     inventory: Maybe[UserPath] = Field(
         default=None,
         description="Inventory TOML: groups, per-host address/port/user/key/jump host.",
+    )
+    allow_targets: CommaSeparated[Override] = Field(
+        default=(),
+        description="What targets may do beyond the inventory: any of outside_inventory "
+        "(names or addresses it does not list), user (`user@host`), port (`host:port`). "
+        "Empty (the default): only inventory hosts and groups, with their own user and port.",
     )
     ssh_config: Maybe[UserPath] = Field(
         default=None,

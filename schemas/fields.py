@@ -14,7 +14,8 @@ from typing import Annotated, Final, Literal, get_args
 from msgspec import Meta
 
 from schemas import limits
-from schemas.patterns import NO_NUL_SOURCE, Pattern
+from schemas.environment import DENIED_ENV_MESSAGE, DENIED_ENV_PATTERN
+from schemas.patterns import NO_NUL_SOURCE, NotPattern, Pattern
 
 ResultStatus = Literal[
     "ok",
@@ -59,6 +60,8 @@ ENV_NAME = Pattern(
     "is not a valid environment variable name: use upper-case letters, digits and _ "
     "([A-Z_][A-Z0-9_]*)",
 )
+# Names that change how programs load or start (schemas.environment says which and why).
+ENV_NOT_DENIED = NotPattern(DENIED_ENV_PATTERN, DENIED_ENV_MESSAGE)
 LABEL_NAME = Pattern(
     "^[A-Za-z0-9][A-Za-z0-9_./-]*$",
     "is not a valid label name: start with a letter or digit, then letters, digits, _ . / - "
@@ -93,7 +96,7 @@ TargetExpression = Annotated[
 SubmittedTarget = Annotated[
     str, Meta(min_length=1, max_length=limits.MAX_TARGET_EXPRESSION_CHARS), NO_NUL
 ]
-EnvName = Annotated[str, Meta(max_length=limits.MAX_ENV_NAME_CHARS), ENV_NAME]
+EnvName = Annotated[str, Meta(max_length=limits.MAX_ENV_NAME_CHARS), ENV_NAME, ENV_NOT_DENIED]
 EnvValue = Annotated[str, Meta(max_length=limits.MAX_ENV_VALUE_CHARS), NO_NUL]
 Env = Annotated[dict[EnvName, EnvValue], Meta(max_length=limits.MAX_ENV_VARS)]
 LabelName = Annotated[str, Meta(max_length=limits.MAX_LABEL_KEY_CHARS), LABEL_NAME]

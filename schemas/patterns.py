@@ -41,6 +41,7 @@ class Pattern:
     source: str
     message: str
     remember: bool = True
+    rule: str = field(default="pattern", init=False)  # the keyword a failure reports
     is_no_nul: bool = field(init=False, repr=False)
     _regex: re.Pattern[str] = field(init=False, repr=False)
     # Values known to match (bounded); read directly by Result, whose checks are inlined.
@@ -71,6 +72,25 @@ class Pattern:
         if self.matched.issuperset(values):
             return True
         return all(self.matches(v) for v in values)
+
+
+@dataclass(frozen=True, eq=False)
+class NotPattern(Pattern):
+    """A pattern a value must NOT match (the schema file's `not: {"pattern": …}`), e.g. the
+    environment names a request may not set; `matched` holds values known to be allowed."""
+
+    rule: str = field(default="not", init=False)
+
+    def matches(self, value: str) -> bool:
+        if value in self.matched:
+            return True
+        if self._regex.search(value) is not None:
+            return False
+        if self.remember and len(value) <= _REMEMBER_CHARS:
+            if len(self.matched) >= _REMEMBERED:
+                self.matched.clear()
+            self.matched.add(value)
+        return True
 
 
 NO_NUL_SOURCE: Final = "^[^\\u0000]*$"
@@ -163,13 +183,13 @@ def _culprit(record: Any, pattern: Pattern, where: Where, names: tuple[str, ...]
     for name in names:
         value = getattr(record, name)
         if where in ("fields", "optional") and not pattern.matches(value):
-            return SchemaError(name, pattern.message, "pattern")
+            return SchemaError(name, pattern.message, pattern.rule)
         if where in ("keys", "values"):
             for key, item in value.items():
                 if not pattern.matches(key if where == "keys" else item):
-                    return SchemaError(f"{name}.{key}", pattern.message, "pattern")
+                    return SchemaError(f"{name}.{key}", pattern.message, pattern.rule)
         if where == "items":
             for index, item in enumerate(value):
                 if not pattern.matches(item):
-                    return SchemaError(f"{name}[{index}]", pattern.message, "pattern")
+                    return SchemaError(f"{name}[{index}]", pattern.message, pattern.rule)
     raise AssertionError("a pattern check failed but no value breaks it")  # pragma: no cover

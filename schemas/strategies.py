@@ -13,6 +13,7 @@ import msgspec
 from hypothesis import strategies as st
 
 from schemas import limits
+from schemas.environment import env_denied
 from schemas.fields import DEAD_LETTER_STAGES, RESULT_STATUSES
 from schemas.output import encode_output
 from schemas.records import (
@@ -64,7 +65,10 @@ labels = st.dictionaries(
     max_size=5,
 )
 env = st.dictionaries(
-    st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True), text(max_size=50), max_size=5
+    # Names the contract refuses (schemas.environment) are not valid requests' names.
+    st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True).filter(lambda n: not env_denied(n)),
+    text(max_size=50),
+    max_size=5,
 )
 _EXAMPLE_EXPRESSIONS = [
     "web[01-20].dc1",

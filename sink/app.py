@@ -42,7 +42,10 @@ async def run_migrations(
 ) -> tuple[MigrationReport, MaintenanceReport]:
     """`fleetrun migrate`: apply pending migrations, then create partitions / apply retention."""
     conn = await asyncpg.connect(
-        settings.pg_dsn.get_secret_value(), timeout=settings.pg_connect_timeout_s
+        settings.pg_dsn.get_secret_value(),
+        timeout=settings.pg_connect_timeout_s,
+        user=settings.owner_login()[0],
+        password=settings.owner_login()[1],
     )
     try:
         report = await migrate(conn)
@@ -53,8 +56,12 @@ async def run_migrations(
 
 
 async def _prepare_database(settings: SinkSettings, partitions: Partitions) -> None:
+    # Migrations and partition DDL as the schema owner; the sink's pool writes as pg_dsn's user.
     conn = await asyncpg.connect(
-        settings.pg_dsn.get_secret_value(), timeout=settings.pg_connect_timeout_s
+        settings.pg_dsn.get_secret_value(),
+        timeout=settings.pg_connect_timeout_s,
+        user=settings.owner_login()[0],
+        password=settings.owner_login()[1],
     )
     try:
         if settings.migrate_on_start:

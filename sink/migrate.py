@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Final
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from sink.errors import MigrationError
 
@@ -26,6 +27,7 @@ MIGRATION_LOCK: Final = int.from_bytes(b"fleetrun", "big") & 0x7FFF_FFFF_FFFF_FF
 # Migrations may rewrite big tables, and a second migrator waits for the first: generous, but
 # still a deadline.
 MIGRATION_TIMEOUT_S: Final = 900.0
+Conn = asyncpg.Connection | PoolConnectionProxy
 _FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql\Z")
 
 _CREATE_TABLE: Final = """
@@ -35,6 +37,24 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     checksum    text        NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 )"""
+
+
+# SET LOCAL ROLE to the role that owns `table`, when it is another role the session is a member
+# of: objects a migration or partition maintenance creates then belong to that role (after
+# 0005_roles.sql, fleetrun_owner, whose default privileges grant the writer and reader), not
+# to whichever login ran it. No row (same role, or not a member): nothing changes.
+_ACT_AS_OWNER: Final = """
+SELECT set_config('role', r.rolname, true)
+FROM pg_class AS c JOIN pg_roles AS r ON r.oid = c.relowner
+WHERE c.oid = to_regclass($1)
+  AND r.rolname <> current_user
+  AND pg_has_role(current_user, r.oid, 'MEMBER')
+"""
+
+
+async def act_as_owner(conn: Conn, table: str, timeout_s: float) -> None:
+    """Within a transaction: act as `table`'s owner role until it ends (see _ACT_AS_OWNER)."""
+    await conn.fetchval(_ACT_AS_OWNER, table, timeout=timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +114,7 @@ async def migrate(conn: asyncpg.Connection) -> MigrationReport:
             log.info("applying migration", extra={"migration": mig.filename})
             try:
                 async with conn.transaction():
+                    await act_as_owner(conn, "schema_migrations", MIGRATION_TIMEOUT_S)
                     await conn.execute(mig.sql, timeout=MIGRATION_TIMEOUT_S)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum) "

@@ -18,6 +18,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from sink import periods
+from sink.migrate import act_as_owner
 from sink.periods import Partition, Period, Plan, Window
 from sink.settings import SinkSettings
 
@@ -65,6 +66,11 @@ class Partitions:
         s = self.settings
         return Window.at(now or self.clock(), s.retention_days, s.partition_ahead_days)
 
+    def covers(self, lo: datetime, hi: datetime) -> bool:
+        """True when results finished between lo and hi are known to have partitions."""
+        needed = periods.periods_between(lo, hi, self.settings.partition_interval)
+        return all(p in self._covered for p in needed)
+
     async def ensure(self, conn: Conn, lo: datetime, hi: datetime) -> None:
         """Make sure results finished between lo and hi have partitions, where retention allows.
 
@@ -101,6 +107,8 @@ class Partitions:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK, timeout=self.timeout_s
             )
+            # Partitions belong to the owner of `results` (fleetrun_owner), whoever logged in.
+            await act_as_owner(conn, "results", self.timeout_s)
             existing = await self._existing(conn)
             todo: Plan = periods.plan(
                 existing,

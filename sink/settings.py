@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from fleetrun.runtime.kafkaauth import KafkaClientSettings
-from fleetrun.runtime.settings import default_instance_id
+from fleetrun.runtime.settings import Maybe, default_instance_id
 
 PartitionInterval = Literal["daily", "weekly", "monthly"]
 
@@ -91,6 +91,15 @@ class SinkSettings(KafkaClientSettings):
     pg_dsn: SecretStr = Field(
         default=SecretStr("postgresql://fleetrun@127.0.0.1:5432/fleetrun"),
         description="PostgreSQL DSN.",
+    )
+    pg_owner_user: Maybe[str] = Field(
+        default=None,
+        description="Role that owns the schema (a member of fleetrun_owner): migrations and "
+        "partition DDL connect as it, to pg_dsn's host and database, while pg_dsn's user (a "
+        "member of fleetrun_writer) only writes. Unset: pg_dsn's user does both.",
+    )
+    pg_owner_password: Maybe[SecretStr] = Field(
+        default=None, description="Password of pg_owner_user (unset: pg_dsn's, or none)."
     )
     pg_pool_min_size: int = Field(
         default=0,
@@ -189,3 +198,9 @@ class SinkSettings(KafkaClientSettings):
     @property
     def dlq_topic(self) -> str:
         return self.topic_prefix + "dlq"
+
+    def owner_login(self) -> tuple[str | None, str | None]:
+        """(user, password) for asyncpg to log in as the schema owner; None leaves pg_dsn's
+        own (asyncpg's keyword arguments take precedence over the DSN's)."""
+        password = self.pg_owner_password
+        return self.pg_owner_user, None if password is None else password.get_secret_value()

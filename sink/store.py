@@ -190,6 +190,9 @@ class Store:
         self.partitions = partitions
         self.timeout_s = settings.pg_statement_timeout_s
         self._pool: asyncpg.Pool | None = None
+        # Partition DDL logs in as the schema owner when one is configured (pg_owner_user): the
+        # pool's user is the writer, which may not create or drop tables.
+        self._owner_pool: asyncpg.Pool | None = None
         # A sink that starts may replay what its predecessor stored but had not committed.
         self._duplicates_expected = True
 
@@ -212,6 +215,19 @@ class Store:
             server_settings={"application_name": f"fleetrun-sink {s.name}"[:63], "jit": "off"},
         )
 
+        owner, password = s.owner_login()
+        if owner is not None:
+            self._owner_pool = await asyncpg.create_pool(
+                s.pg_dsn.get_secret_value(),
+                min_size=0,
+                max_size=1,
+                timeout=s.pg_connect_timeout_s,
+                command_timeout=s.pg_statement_timeout_s,
+                server_settings={"application_name": f"fleetrun-sink {s.name} ddl"[:63]},
+                user=owner,
+                password=password,
+            )
+
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -220,19 +236,21 @@ class Store:
 
     async def close(self, timeout_s: float) -> None:
         """Close the pool gracefully within `timeout_s`, then forcibly."""
-        if self._pool is None:
-            return
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._pool.close()
-        except TimeoutError:
-            log.warning("pool did not close in time; terminating connections")
-            self._pool.terminate()
-        self._pool = None
+        for pool in (self._owner_pool, self._pool):
+            if pool is None:
+                continue
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await pool.close()
+            except TimeoutError:
+                log.warning("pool did not close in time; terminating connections")
+                pool.terminate()
+        self._pool = self._owner_pool = None
 
     async def maintain_partitions(self) -> MaintenanceReport:
         """One partition maintenance round on a pooled connection."""
-        async with self.pool.acquire(timeout=self.settings.pg_connect_timeout_s) as conn:
+        pool = self._owner_pool or self.pool
+        async with pool.acquire(timeout=self.settings.pg_connect_timeout_s) as conn:
             return await self.partitions.maintain(conn)
 
     def _window_hint(self) -> str:
@@ -248,7 +266,13 @@ class Store:
         async with self.pool.acquire(timeout=self.settings.pg_connect_timeout_s) as conn:
             if batch.results:
                 times = [row[FINISHED_AT_INDEX] for row, _ in batch.results]
-                await self.partitions.ensure(conn, min(times), max(times))
+                lo, hi = min(times), max(times)
+                if self._owner_pool is None:
+                    await self.partitions.ensure(conn, lo, hi)
+                elif not self.partitions.covers(lo, hi):
+                    timeout = self.settings.pg_connect_timeout_s
+                    async with self._owner_pool.acquire(timeout=timeout) as owner:
+                        await self.partitions.ensure(owner, lo, hi)
             way = _Way.STAGED if self._duplicates_expected else _Way.DIRECT
             while True:
                 try:

@@ -41,6 +41,13 @@ PG_SERVER_SETTINGS: dict[str, str] = {
 }
 
 SSH_HOST_NAMES = ("demo1", "demo2", "demo3")
+# PostgreSQL logins (sink/migrations/0005_roles.sql): `fleetrun` owns the database and runs the
+# migrations (a member of fleetrun_owner), the sink writes as fleetrun_sink (fleetrun_writer),
+# analytics reads as fleetrun_analyst (fleetrun_reader). Each password is the user's name: a
+# development stack on loopback, with the env file that names them readable by its owner only.
+PG_OWNER_USER = "fleetrun"
+PG_WRITER_USER = "fleetrun_sink"
+PG_READER_USER = "fleetrun_analyst"
 
 
 def _default_state_dir() -> Path:
@@ -115,7 +122,11 @@ class StackConfig:
 
     @property
     def pg_dsn(self) -> str:
-        return f"postgresql://fleetrun:fleetrun@127.0.0.1:{self.pg_port}/fleetrun"
+        return self.pg_dsn_as(PG_OWNER_USER)
+
+    def pg_dsn_as(self, user: str) -> str:
+        """The stack database's DSN for one of its logins (PG_*_USER)."""
+        return f"postgresql://{user}:{user}@127.0.0.1:{self.pg_port}/fleetrun"
 
     def ssh_address(self, index: int) -> str:
         """Loopback address of test host number `index` (0-based)."""

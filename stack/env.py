@@ -88,6 +88,16 @@ class StackEnv:
         return self["FLEETRUN_PG_DSN"]
 
     @property
+    def pg_writer_dsn(self) -> str:
+        """The sink's login (fleetrun_writer: no DDL)."""
+        return self["FLEETRUN_SINK_PG_DSN"]
+
+    @property
+    def pg_reader_dsn(self) -> str:
+        """The analytics login (fleetrun_reader: SELECT only)."""
+        return self["FLEETRUN_STACK_PG_READER_DSN"]
+
+    @property
     def ssh_user(self) -> str:
         return self["FLEETRUN_COLLECTOR_SSH_USER"]
 

@@ -7,7 +7,13 @@ import pwd
 import shutil
 from pathlib import Path
 
-from stack.config import PG_SERVER_SETTINGS, StackConfig
+from stack.config import (
+    PG_OWNER_USER,
+    PG_READER_USER,
+    PG_SERVER_SETTINGS,
+    PG_WRITER_USER,
+    StackConfig,
+)
 from stack.proc import StackError, apt_install, fail, run
 
 START_TIMEOUT_S = 60
@@ -169,3 +175,31 @@ log_min_duration_statement = 2000
             self.psql("CREATE ROLE fleetrun LOGIN CREATEDB PASSWORD 'fleetrun'")
         if self.psql("SELECT 1 FROM pg_database WHERE datname = 'fleetrun'").strip() != "1":
             self.psql("CREATE DATABASE fleetrun OWNER fleetrun")
+        self.psql(_ROLES_SQL)
+
+
+# The group roles of sink/migrations/0005_roles.sql, made here by the superuser so the migrating
+# user needs no CREATEROLE, and the stack's login users in them (stack/config.py PG_*_USER).
+_ROLES_SQL = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fleetrun_owner') THEN
+        CREATE ROLE fleetrun_owner NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fleetrun_writer') THEN
+        CREATE ROLE fleetrun_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fleetrun_reader') THEN
+        CREATE ROLE fleetrun_reader NOLOGIN;
+    END IF;
+    IF NOT pg_has_role('{PG_OWNER_USER}', 'fleetrun_owner', 'MEMBER') THEN
+        GRANT fleetrun_owner TO {PG_OWNER_USER};
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_WRITER_USER}') THEN
+        CREATE ROLE {PG_WRITER_USER} LOGIN PASSWORD '{PG_WRITER_USER}' IN ROLE fleetrun_writer;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_READER_USER}') THEN
+        CREATE ROLE {PG_READER_USER} LOGIN PASSWORD '{PG_READER_USER}' IN ROLE fleetrun_reader;
+    END IF;
+END
+$$"""  # noqa: S608 - constants of stack/config.py, not input

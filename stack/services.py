@@ -6,7 +6,7 @@ import shutil
 from typing import Protocol
 
 from stack.apps import App
-from stack.config import StackConfig
+from stack.config import PG_OWNER_USER, PG_READER_USER, PG_WRITER_USER, StackConfig
 from stack.kafka import Kafka
 from stack.postgres import Postgres
 from stack.sshd import SshHosts
@@ -115,6 +115,11 @@ class Stack:
             "FLEETRUN_KAFKA_BOOTSTRAP": self.cfg.kafka_bootstrap,
             "FLEETRUN_TOPIC_PREFIX": self.cfg.topic_prefix,
             "FLEETRUN_PG_DSN": self.cfg.pg_dsn,
+            # The sink writes as the writer; migrations and partition DDL log in as the owner.
+            "FLEETRUN_SINK_PG_DSN": self.cfg.pg_dsn_as(PG_WRITER_USER),
+            "FLEETRUN_SINK_PG_OWNER_USER": PG_OWNER_USER,
+            "FLEETRUN_SINK_PG_OWNER_PASSWORD": PG_OWNER_USER,
+            "FLEETRUN_STACK_PG_READER_DSN": self.cfg.pg_dsn_as(PG_READER_USER),
             # SASL/SCRAM over TLS: each service its own principal and password file.
             **self.kafka.secrets.env_lines(),
             "FLEETRUN_COLLECTOR_SSH_USER": self.cfg.ssh_user,

@@ -184,6 +184,19 @@ async def test_a_rejected_request_says_why_and_exits_3(cli: Cli) -> None:
     assert "no-such-group" in err
 
 
+async def test_a_target_outside_the_inventory_rules_is_rejected_with_the_rule(cli: Cli) -> None:
+    code, _, err = await cli("run", "true", "-t", "root@demo1", "--wait")
+    assert code == EXIT_REJECTED
+    assert "target 'root@demo1' sets the login user" in err
+    assert "FLEETRUN_COLLECTOR_ALLOW_TARGETS=user" in err
+
+
+async def test_a_denied_environment_variable_is_refused_before_sending(cli: Cli) -> None:
+    code, _, err = await cli("run", "true", "-t", "@demo", "-e", "LD_PRELOAD=/tmp/x.so")
+    assert code == EXIT_USAGE
+    assert "env.LD_PRELOAD: changes how programs load or start and is not allowed" in err
+
+
 async def test_ctrl_c_stops_waiting_but_not_the_request(cli: Cli, topics: Topics) -> None:
     rid = str(uuid.uuid4())
     proc = await asyncio.create_subprocess_exec(

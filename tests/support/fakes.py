@@ -19,6 +19,7 @@ from typing import Any
 
 import schemas
 from collector.cancels import Cancels
+from collector.confine import InventoryListing
 from collector.errors import RecordTooLarge
 from collector.fanout import Executor, OnStart
 from collector.handler import RequestHandler
@@ -68,6 +69,11 @@ class FakeInventory:
     groups: Mapping[str, Sequence[str]] = field(
         default_factory=lambda: {"web": ["web[1-4]"], "bad": ["broken1"]}
     )
+
+    @property
+    def listing(self) -> InventoryListing:
+        """Lists the group members only, as the real inventory does for a groups-only file."""
+        return InventoryListing((), self.groups, self.resolve)
 
     def resolve(self, target: Target) -> FakeHost:
         if target.name.startswith("broken"):

@@ -633,6 +633,7 @@ DIRECTED: list[tuple[str, str, Any, str | None, str | None]] = [
     ("request", "command", " \t\r\n", "command", "pattern"),
     ("request", "targets", ["web01\n"], "targets[0]", "pattern"),
     ("request", "env", {"PATH\n": "/bin"}, "env.PATH\n", "pattern"),
+    ("request", "env", {"LD_PRELOAD": "/tmp/x.so"}, "env.LD_PRELOAD", "not"),
     ("request", "labels", {"team": "web\x00"}, "labels.team", "pattern"),
     ("request", "submitted_at", "2024-05-01T12:00:00z", "submitted_at", "pattern"),
     ("request", "submitted_at", "2024-05-01T12:00:00+0200", "submitted_at", "pattern"),

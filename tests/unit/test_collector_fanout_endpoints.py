@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import schemas
+from collector.confine import OVERRIDES, InventoryListing
 from collector.fanout import endpoint_key, plan_request
 from collector.inventory import Inventory
 from collector.kafka import Topics
@@ -84,7 +85,9 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Inventory:
 
 
 def _planned(inventory: Inventory, targets: Sequence[str]) -> list[str]:
-    plan = plan_request(make_request(targets=targets), inventory)
+    # Spellings outside the inventory, with their own user or port, allowed: this is about
+    # which spellings are one endpoint (tests/unit/test_collector_confine.py: which may run).
+    plan = plan_request(make_request(targets=targets), inventory, allow_targets=OVERRIDES)
     return [str(p.target) for p in plan.hosts]
 
 
@@ -129,7 +132,7 @@ def test_targets_are_one_host_per_endpoint(
     ],
 )
 def test_unresolvable_targets_are_compared_as_spelt(targets: list[str], planned: list[str]) -> None:
-    plan = plan_request(make_request(targets=targets), FakeInventory())
+    plan = plan_request(make_request(targets=targets), FakeInventory(), allow_targets=OVERRIDES)
     assert [str(p.target) for p in plan.hosts] == planned
 
 
@@ -142,11 +145,13 @@ def test_the_error_budget_counts_hosts_not_spellings(inventory: Inventory) -> No
 
 def test_the_endpoint_is_address_port_user_and_route() -> None:
     direct = FakeHost("a", 22, "u", address="10.0.0.1")
-    assert endpoint_key(plan_request(make_request(targets=["x"]), _One(direct)).hosts[0]) == (
-        ("10.0.0.1", 22, "u"),
-    )
+    assert endpoint_key(
+        plan_request(make_request(targets=["x"]), _One(direct), allow_targets=OVERRIDES).hosts[0]
+    ) == (("10.0.0.1", 22, "u"),)
     via = FakeHost("a", 22, "u", address="10.0.0.1", jump=FakeHost("j", 2022, "v"))
-    assert endpoint_key(plan_request(make_request(targets=["x"]), _One(via)).hosts[0]) == (
+    assert endpoint_key(
+        plan_request(make_request(targets=["x"]), _One(via), allow_targets=OVERRIDES).hosts[0]
+    ) == (
         ("10.0.0.1", 22, "u"),
         ("j", 2022, "v"),
     )
@@ -158,6 +163,10 @@ class _One:
 
     host: FakeHost
     groups: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @property
+    def listing(self) -> InventoryListing:
+        return InventoryListing((), self.groups, self.resolve)
 
     def resolve(self, target: Target) -> FakeHost:
         return self.host

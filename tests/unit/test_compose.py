@@ -36,7 +36,10 @@ from stack.acls import (
 )
 from stack.config import (
     KAFKA_VERSION,
+    PG_OWNER_USER,
+    PG_READER_USER,
     PG_SERVER_SETTINGS,
+    PG_WRITER_USER,
     SSH_HOST_NAMES,
     TOPIC_CONFIGS,
     TOPIC_PARTITIONS,
@@ -405,6 +408,28 @@ def test_fleetrun_services_share_the_local_stack_settings(
     assert _environment(services["web"])["FLEETRUN_WEB_TOKEN"]
     assert _dependencies(services["sink"])["migrate"] == "service_completed_successfully"
     assert _dependencies(services["migrate"])["postgres"] == "service_healthy"
+
+
+def test_postgres_roles_and_logins_match_the_local_stack(project: dict[str, Any]) -> None:
+    services = project["services"]
+    pg = _environment(services["postgres"])
+    assert pg["POSTGRES_USER"] == PG_OWNER_USER  # it runs the migrations, as in the stack
+    writer = f"postgresql://{PG_WRITER_USER}:{PG_WRITER_USER}@postgres:5432/{pg['POSTGRES_DB']}"
+    for name in ("migrate", "sink"):
+        env = _environment(services[name])
+        assert env["FLEETRUN_SINK_PG_DSN"] == writer, name
+        assert env["FLEETRUN_SINK_PG_OWNER_USER"] == PG_OWNER_USER, name
+        assert env["FLEETRUN_SINK_PG_OWNER_PASSWORD"] == pg["POSTGRES_PASSWORD"], name
+    mounts = [str(v) for v in services["postgres"]["volumes"]]
+    assert any(
+        m.startswith("./docker/postgres/roles.sql:/docker-entrypoint-initdb.d/") for m in mounts
+    )
+    script = (ROOT / "docker" / "postgres" / "roles.sql").read_text()
+    for role in ("fleetrun_owner", "fleetrun_writer", "fleetrun_reader"):
+        assert f"CREATE ROLE {role} NOLOGIN;" in script
+    assert f"GRANT fleetrun_owner TO {PG_OWNER_USER};" in script
+    for user, group in ((PG_WRITER_USER, "fleetrun_writer"), (PG_READER_USER, "fleetrun_reader")):
+        assert f"CREATE ROLE {user} LOGIN PASSWORD '{user}' IN ROLE {group};" in script
 
 
 def test_nothing_in_the_compose_file_runs_development_code() -> None:

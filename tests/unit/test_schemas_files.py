@@ -21,7 +21,8 @@ import pytest
 
 import schemas
 from schemas import fields, limits, records
-from schemas.patterns import Pattern
+from schemas.environment import DENIED_ENV_PATTERN
+from schemas.patterns import NotPattern, Pattern
 
 KINDS = list(schemas.KINDS)
 # The keywords the files may use: those whose meaning is the same in draft-07 (AsyncAPI's schema
@@ -141,6 +142,7 @@ LIMITS = [
     ("request", "properties/env/maxProperties", limits.MAX_ENV_VARS),
     ("request", "properties/env/propertyNames/maxLength", limits.MAX_ENV_NAME_CHARS),
     ("request", "properties/env/propertyNames/pattern", limits.ENV_NAME_PATTERN),
+    ("request", "properties/env/propertyNames/not/pattern", DENIED_ENV_PATTERN),
     ("request", "properties/env/additionalProperties/maxLength", limits.MAX_ENV_VALUE_CHARS),
     ("request", "properties/timeout_s/minimum", limits.MIN_TIMEOUT_S),
     ("request", "properties/timeout_s/maximum", limits.MAX_TIMEOUT_S),
@@ -207,7 +209,9 @@ def schema_side(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "properties":
             out[key] = {name: schema_side(prop, defs) for name, prop in value.items()}
-        elif key in ("items", "propertyNames", "additionalProperties") and isinstance(value, dict):
+        elif key in ("items", "propertyNames", "additionalProperties", "not") and isinstance(
+            value, dict
+        ):
             out[key] = schema_side(value, defs)
         elif key == "type":
             out[key] = [value] if isinstance(value, str) else list(value)
@@ -246,6 +250,9 @@ def python_side(annotation: Any) -> dict[str, Any]:
                 # Not used by any field, so not translated: fail if one appears.
                 assert (extra.gt, extra.lt, extra.pattern) == (None, None, None)
                 out |= {k: v for k, v in bounds.items() if v is not None}
+            elif isinstance(extra, NotPattern):  # a pattern the value must not match
+                assert "not" not in out
+                out["not"] = {"pattern": extra.source}
             elif isinstance(extra, Pattern):
                 assert "pattern" not in out
                 out["pattern"] = extra.source
@@ -382,6 +389,7 @@ def test_the_translation_would_catch_drift() -> None:
     assert python_side(fields.Env)["propertyNames"] == {
         "maxLength": limits.MAX_ENV_NAME_CHARS,
         "pattern": limits.ENV_NAME_PATTERN,
+        "not": {"pattern": DENIED_ENV_PATTERN},
     }
     drifted = Annotated[str, msgspec.Meta(min_length=1, max_length=254), fields.HOST]
     assert python_side(drifted) != python_side(fields.Host)

@@ -20,13 +20,18 @@ from schemas.patterns import (
     _REMEMBER_CHARS,
     _REMEMBERED,
     NO_NUL_SOURCE,
+    NotPattern,
     Pattern,
     plan,
     python_pattern,
 )
 
+# NotPattern (a value must not match) is the negation of the same machinery: its own tests are
+# in test_schemas_environment.py.
 PATTERNS: Final[dict[str, Pattern]] = {
-    name: value for name, value in vars(fields).items() if isinstance(value, Pattern)
+    name: value
+    for name, value in vars(fields).items()
+    if isinstance(value, Pattern) and not isinstance(value, NotPattern)
 }
 # A value each pattern matches, to break in every way below.
 MATCHING: Final = {
@@ -174,7 +179,7 @@ def test_patterns_are_the_ones_the_schema_files_write() -> None:
 
 
 def _describe(record_type: type[Any]) -> list[tuple[str, str, tuple[str, ...]]]:
-    names = {id(p): n for n, p in PATTERNS.items()}
+    names = {id(p): n for n, p in vars(fields).items() if isinstance(p, Pattern)}
     return [(names[id(c.pattern)], c.where, c.names) for c in plan(record_type)]
 
 
@@ -188,6 +193,7 @@ PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
         ("TIMESTAMP", "optional", ("expires_at",)),
         ("TARGET", "items", ("targets",)),
         ("ENV_NAME", "keys", ("env",)),
+        ("ENV_NOT_DENIED", "keys", ("env",)),
         ("NO_NUL", "values", ("env",)),
         ("PERCENT", "optional", ("max_errors",)),
         ("LABEL_NAME", "keys", ("labels",)),

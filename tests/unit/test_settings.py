@@ -388,6 +388,17 @@ def test_the_password_never_shows(files: Files, cls: type[SinkSettings | CliSett
     )
 
 
+def test_the_sink_logs_in_as_the_schema_owner_only_for_ddl(files: Files) -> None:
+    env = files.environ(
+        f"FLEETRUN_SINK_PG_DSN={DSN.replace('fleetrun:', 'writer:', 1)}\n"
+        "FLEETRUN_SINK_PG_OWNER_USER=owner\nFLEETRUN_SINK_PG_OWNER_PASSWORD=0wn3r\n"
+    )
+    got, sources = load_with_sources(SinkSettings, environ=env)
+    assert got.owner_login() == ("owner", "0wn3r")
+    assert "0wn3r" not in render(got, sources)
+    assert SinkSettings().owner_login() == (None, None)  # unset: pg_dsn's user does both
+
+
 def test_the_password_never_shows_in_errors(files: Files) -> None:
     env = files.environ("", f'[sink]\npg_dsn = ["{DSN}"]\n')  # a bad value of the secret itself
     with _raises(

@@ -44,6 +44,7 @@ from schemas.records import (
     REQUEST_SCHEMA,
     RESULT_SCHEMA,
     STATUS_SCHEMA,
+    Audit,
     Cancel,
     ConsumedRecord,
     DeadLetter,
@@ -55,6 +56,7 @@ from schemas.records import (
     StatusCounts,
     known,
 )
+from schemas.signing import SIGNATURE_NAMESPACE, canonical_bytes
 from schemas.targets import GroupSource, Target, TargetError, check_targets, expand_targets, fold
 from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
 
@@ -73,8 +75,10 @@ __all__ = [
     "RESULT_SCHEMA",
     "RESULT_STATUSES",
     "SCHEMA_IDS",
+    "SIGNATURE_NAMESPACE",
     "STATUS_SCHEMA",
     "STATUS_STATES",
+    "Audit",
     "Cancel",
     "ConsumedRecord",
     "DeadLetter",
@@ -95,6 +99,7 @@ __all__ = [
     "Target",
     "TargetError",
     "as_document",
+    "canonical_bytes",
     "check_targets",
     "decode",
     "decode_cancel",

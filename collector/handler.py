@@ -19,6 +19,7 @@ from typing import Final, Generic, Literal
 import msgspec
 
 import schemas
+from collector.admission import Admission, Refused
 from collector.cancels import Cancels, watch_cancel
 from collector.deadletters import publish_dead_letter
 from collector.errors import CollectorError
@@ -45,6 +46,7 @@ from collector.resume import (
 from collector.shrink import fit_result
 from collector.stop import Stop
 from schemas import (
+    Audit,
     Cancel,
     ConsumedRecord,
     ErrorInfo,
@@ -110,8 +112,10 @@ class RequestHandler(Generic[H]):
         max_message_bytes: int,
         default_user: str | None,
         cancels: Cancels | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.collector = collector
+        self.admission = admission or Admission()
         self.cancels = cancels
         self.stops: dict[str, Stop] = {}  # of the requests running now, to kill them on purpose
         self.topics = topics
@@ -136,6 +140,10 @@ class RequestHandler(Generic[H]):
             request = schemas.decode_request(record.value)
         except SchemaError as exc:
             return await self._refuse(out, record, exc, None)
+        try:  # signature and freshness before anything else, the ledger included
+            audit = self.admission.verify(record.value, request)
+        except Refused as exc:
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
         prior: Prior | None = None
         content = ""
         if lane is not None:
@@ -155,13 +163,17 @@ class RequestHandler(Generic[H]):
             return await self._cancelled_before(out, request, cancel)
         try:
             plan = plan_request(request, self.inventory)
+            plan, audit = self.admission.authorize(plan, audit, self.inventory)
         except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts
-            return await self._refuse(out, record, exc, request)
+            return await self._refuse(out, record, exc, request, audit=audit)
+        except Refused as exc:  # the policy denied it
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
+        request = plan.request  # a template request comes back rendered
         try:
             if lane is None:
-                await self._run(request, plan, out, None)
+                await self._run(request, plan, out, None, audit=audit)
             else:
-                await self._run_ledgered(request, plan, lane, content, prior)
+                await self._run_ledgered(request, plan, lane, content, prior, audit)
         except (asyncio.CancelledError, CollectorError):
             raise  # shutdown / revocation, or Kafka refusing records: the offset stays open
         except Exception as exc:
@@ -210,7 +222,13 @@ class RequestHandler(Generic[H]):
         return "duplicate"
 
     async def _run_ledgered(
-        self, request: Request, plan: Plan[H], lane: Lane, content: str, prior: Prior | None
+        self,
+        request: Request,
+        plan: Plan[H],
+        lane: Lane,
+        content: str,
+        prior: Prior | None,
+        audit: Audit | None = None,
     ) -> None:
         """`_run` with the ledger: resume what an earlier owner left, never run a host twice.
 
@@ -253,6 +271,7 @@ class RequestHandler(Generic[H]):
             lane.outbox,
             lane,
             ledgered,
+            audit=audit,
         )
 
     async def _run(
@@ -262,6 +281,8 @@ class RequestHandler(Generic[H]):
         out: Publisher,
         lane: Lane | None,
         ledgered: LedgeredRun[H] | None = None,
+        *,
+        audit: Audit | None = None,
     ) -> None:
         started = time.monotonic()
         rid = request.request_id
@@ -269,7 +290,9 @@ class RequestHandler(Generic[H]):
         acks = _Acks()
         total = plan.total if ledgered is None else ledgered.targets_total
         if ledgered is None or ledgered.announce:
-            accepted = Status.accepted(request, targets_total=total, collector=self.collector)
+            accepted = Status.accepted(
+                request, targets_total=total, collector=self.collector, audit=audit
+            )
             value = schemas.encode(accepted)
             # Sent without waiting: the status partition keeps accepted before completed, and
             # the completed status is only sent once this acknowledgement (and every result's)
@@ -391,6 +414,7 @@ class RequestHandler(Generic[H]):
         request: Request | None,
         *,
         reused: Request | None = None,
+        audit: Audit | None = None,
     ) -> Disposition:
         if reused is not None:
             request_id: str | None = reused.request_id
@@ -405,7 +429,9 @@ class RequestHandler(Generic[H]):
             return "dead_lettered"
         # A reused id: the rejected status carries no request details, and says so, so that the
         # stored request of the first record keeps its own (the sink ignores such statuses).
-        rejected = Status.rejected(request_id, str(exc), collector=self.collector, request=request)
+        rejected = Status.rejected(
+            request_id, str(exc), collector=self.collector, request=request, audit=audit
+        )
         value = schemas.encode(rejected)
         await out.publish(self.topics.status, request_id.encode(), value)
         self.metrics.requests.labels("rejected").inc()

@@ -29,6 +29,7 @@ from typing import Any, Final, Generic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from collector.admission import Admission
 from collector.cancels import CancelWatcher
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
@@ -100,6 +101,7 @@ class Collector(Generic[H]):
         inventory: Resolver[H],
         metrics: CollectorMetrics,
         close_executor: bool = True,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -126,6 +128,7 @@ class Collector(Generic[H]):
             max_message_bytes=settings.max_message_bytes,
             default_user=settings.ssh_user,
             cancels=self.cancels,
+            admission=admission or Admission.from_settings(settings, inventory.groups),
         )
         self.lanes: Lanes | None = (
             Lanes(settings, self.topics, self.name, metrics.ledger_transactions.observe)

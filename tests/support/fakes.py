@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
+from collector.admission import Admission
 from collector.cancels import Cancels
 from collector.errors import RecordTooLarge
 from collector.fanout import Executor, OnStart
@@ -232,6 +233,7 @@ def fake_handler(
     topics: Topics | None = None,
     metrics: CollectorMetrics | None = None,
     cancels: Cancels | None = None,
+    admission: Admission | None = None,
 ) -> RequestHandler[FakeHost]:
     """A RequestHandler on the fakes (inventory @web/@bad, user `deploy`, collector `c1`)."""
     return RequestHandler(
@@ -244,4 +246,5 @@ def fake_handler(
         max_message_bytes=1_000_000,
         default_user="deploy",
         cancels=cancels,
+        admission=admission,
     )

@@ -1,0 +1,195 @@
+"""Admission: may this request run? Signature, freshness, then the policy — before anything runs.
+
+Two steps, around the ledger (collector.handler): `verify` before anything else (a record that
+fails it never reaches the ledger), `authorize` once the targets are expanded (the policy
+judges hosts, not spellings). Either raises `Refused`, which the handler turns into a
+`rejected` status (with the audit fields) and a dead letter; nothing runs.
+
+- A signed request is verified against the allowed-signers file over its canonical bytes
+  (schemas.signing), for its own `principal`, and must be fresh: `submitted_at` within
+  `signature_window_s` of the collector's clock (the ledger's one-run-per-id does the rest of
+  replay protection).
+- With a policy or `require_signatures`, an unsigned request is refused.
+- The policy (collector.policy) names the rule that allowed or denied; a template request is
+  rendered here, so everything after sees an ordinary request with its command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+import orjson
+from msgspec import UNSET
+
+from collector.fanout import H, Plan
+from collector.policy import Policy
+from collector.settings import CollectorSettings
+from collector.sshsig import AllowedSigners, Signature, SignatureError
+from schemas import (
+    SIGNATURE_NAMESPACE,
+    Audit,
+    Request,
+    SchemaError,
+    canonical_bytes,
+    decode_request,
+    expand_targets,
+    parse_timestamp,
+)
+
+log = logging.getLogger("fleetrun.collector")
+
+UNVERIFIED: Final = Audit(verified=False)
+
+
+class Refused(Exception):
+    """The request may not run: `str()` is the reason, `audit` what was learnt on the way."""
+
+    def __init__(self, reason: str, audit: Audit) -> None:
+        super().__init__(reason)
+        self.audit = audit
+
+
+class Admission:
+    """The collector's admission checks, built once from its settings."""
+
+    def __init__(
+        self,
+        *,
+        signers: AllowedSigners | None = None,
+        policy: Policy | None = None,
+        require_signatures: bool = False,
+        window_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.signers = signers
+        self.policy = policy
+        self.require_signatures = require_signatures or policy is not None
+        self.window_s = window_s
+        self.clock = clock
+        self._names: tuple[Any, frozenset[str]] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: CollectorSettings, groups: Mapping[str, Sequence[str]]
+    ) -> Admission:
+        """Load the allowed-signers and policy files the settings name (ValueError/OSError when
+        one is unusable: the collector does not start with a policy it cannot read)."""
+        signers = (
+            AllowedSigners.load(settings.allowed_signers) if settings.allowed_signers else None
+        )
+        policy = Policy.load(settings.policy) if settings.policy else None
+        if policy is not None:
+            policy.check_groups(groups)
+        if (policy is not None or settings.require_signatures) and signers is None:
+            raise ValueError(
+                "a policy or require_signatures needs FLEETRUN_COLLECTOR_ALLOWED_SIGNERS "
+                "(an OpenSSH allowed-signers file) to verify requests against"
+            )
+        return cls(
+            signers=signers,
+            policy=policy,
+            require_signatures=settings.require_signatures,
+            window_s=settings.signature_window_s,
+        )
+
+    def verify(self, raw: bytes | None, request: Request) -> Audit:
+        """The request's signature and freshness; Refused when it may not go further."""
+        signature = request.signature
+        if not isinstance(signature, str):
+            if self.require_signatures:
+                raise Refused(
+                    "unsigned request: this collector accepts only requests signed with an "
+                    "allowed key (signature: ssh-keygen -Y sign -n fleetrun over the canonical "
+                    "bytes, schemas/README.md)",
+                    UNVERIFIED,
+                )
+            return UNVERIFIED
+        if self.signers is None:
+            return _claimed(signature)  # nothing to verify against, and nothing requires it
+        audit = _claimed(signature)
+        self._check_window(request, audit)
+        try:
+            document = orjson.loads(raw or b"")
+            message = canonical_bytes(document)
+            fingerprint = self.signers.verify(
+                signature, message, request.principal, SIGNATURE_NAMESPACE
+            )
+            # What was verified must be what runs: decoded again from the canonical bytes, the
+            # request must be the same (duplicate member names read differently by different
+            # JSON parsers are the way to make them differ).
+            same = decode_request(message) == msgspec.structs.replace(request, signature=UNSET)
+        except (SignatureError, SchemaError, orjson.JSONDecodeError) as exc:
+            raise Refused(f"signature refused: {exc}", audit) from None
+        if not same:
+            raise Refused(
+                "signature refused: the request reads differently from what was signed "
+                "(duplicate member names?)",
+                audit,
+            )
+        return Audit(key_fingerprint=fingerprint, verified=True)
+
+    def authorize(self, plan: Plan[H], audit: Audit, resolver: Any) -> tuple[Plan[H], Audit]:
+        """The policy's decision on the expanded request; a template request comes back
+        rendered. Refused names the rule that denied it."""
+        request = plan.request
+        if self.policy is None:
+            if isinstance(request.template, str):
+                raise Refused(
+                    f"template {request.template!r}: this collector has no policy, so it has "
+                    "no templates (FLEETRUN_COLLECTOR_POLICY)",
+                    audit,
+                )
+            return plan, audit
+        groups: Mapping[str, Sequence[str]] = resolver.groups
+        decision = self.policy.decide(
+            request, [h.target for h in plan.hosts], groups, self._known_names(resolver)
+        )
+        audit = msgspec.structs.replace(audit, policy_rule=decision.rule)
+        if not decision.allowed:
+            raise Refused(decision.reason, audit)
+        changes: dict[str, Any] = {}
+        if isinstance(request.template, str) and decision.command is not None:
+            # From here on an ordinary request with its command; the audit keeps the template.
+            changes |= {"command": decision.command, "template": UNSET, "params": UNSET}
+            params = request.params if isinstance(request.params, dict) else {}
+            audit = msgspec.structs.replace(audit, template=request.template, params=params)
+        if decision.concurrency is not None:
+            changes["concurrency"] = decision.concurrency
+        if changes:
+            plan = dataclasses.replace(plan, request=msgspec.structs.replace(request, **changes))
+        return plan, audit
+
+    def _known_names(self, resolver: Any) -> Collection[str] | None:
+        """The names the inventory knows: its hosts and every member of its groups (once per
+        inventory); None when the resolver does not list its hosts."""
+        hosts: Collection[str] | None = getattr(resolver, "hosts", None)
+        if hosts is None:
+            return None
+        if self._names is None or self._names[0] is not resolver:
+            groups = resolver.groups
+            members = expand_targets([f"@{g}" for g in groups], groups, allow_empty=True)
+            self._names = (resolver, frozenset(hosts) | {t.name for t in members})
+        return self._names[1]
+
+    def _check_window(self, request: Request, audit: Audit) -> None:
+        skew = self.clock() - parse_timestamp(request.submitted_at).timestamp()
+        if abs(skew) > self.window_s:
+            when = "in the past" if skew > 0 else "in the future"
+            raise Refused(
+                f"stale request: submitted_at {request.submitted_at} is {abs(skew):.0f} s {when}; "
+                f"signed requests must be within {self.window_s:g} s of the collector's clock",
+                audit,
+            )
+
+
+def _claimed(signature: str) -> Audit:
+    """The audit of a signature not verified (yet): the key it names, when readable."""
+    try:
+        return Audit(key_fingerprint=Signature.parse(signature).fingerprint, verified=False)
+    except SignatureError:
+        return UNVERIFIED

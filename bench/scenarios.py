@@ -198,4 +198,5 @@ def micro_benchmarks(full: bool) -> list[tuple[str, list[str], float]]:
         ("sink", ["bench.bench_sink", "--rows", str(rows), "--naive-rows", "5000"], 600.0),
         ("codec", ["bench.bench_codec"], 120.0),
         ("collector", ["bench.bench_collector", "--rounds", "3"], 300.0),
+        ("admission", ["bench.bench_admission"], 120.0),
     ]

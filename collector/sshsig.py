@@ -12,8 +12,8 @@ hardware tokens and cloud KMSs). The format is small (OpenSSH's PROTOCOL.sshsig)
 The allowed-signers file is ssh-keygen's (ALLOWED SIGNERS in ssh-keygen(1)): one key per line,
 `principals [options] keytype base64 [comment]`; principals are comma-separated patterns (`*`,
 `?`, `!negation`); options `namespaces="…"`, `valid-after=`, `valid-before=` are honoured.
-`cert-authority` lines (signatures by certificates) and security-key types (sk-*) are skipped
-with a warning: `cryptography` cannot load them.
+Security keys (sk-ssh-ed25519, sk-ecdsa-sha2-nistp256: hardware tokens) are checked by
+collector.sshsk. `cert-authority` lines (signatures by certificates) are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from collector.sshsk import SkKey, check_sk, load_sk_key
 
 log = logging.getLogger("fleetrun.collector")
 
@@ -53,7 +55,7 @@ _RSA_HASH: Final[dict[str, hashes.HashAlgorithm]] = {
 _OPTION: Final = re.compile(r'(cert-authority|namespaces="[^"]*"|valid-after="?[0-9Z]+"?|'
                             r'valid-before="?[0-9Z]+"?)(,|(?=\s))', re.I)  # fmt: skip
 
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey | SkKey
 
 
 class SignatureError(ValueError):
@@ -212,7 +214,9 @@ def _detail(exc: Exception) -> str:
 
 def _check(key: PublicKey, sig: Signature, data: bytes) -> None:
     algorithm, raw = sig.algorithm, sig.raw_signature
-    if isinstance(key, ed25519.Ed25519PublicKey):
+    if isinstance(key, SkKey):
+        check_sk(key, algorithm, raw, data)
+    elif isinstance(key, ed25519.Ed25519PublicKey):
         if algorithm != "ssh-ed25519":
             raise ValueError(f"{algorithm} signature for an ed25519 key")
         key.verify(_Reader(raw).only_string(), data)
@@ -257,14 +261,18 @@ def _parse_line(line: str, number: int, path: Path) -> AllowedSigner | None:
     key_type, key_b64 = parts[0], parts[1]
     try:
         key_blob = base64.b64decode(key_b64, validate=True)
-        key = serialization.load_ssh_public_key(f"{key_type} {key_b64}".encode())
+        key: Any = (
+            load_sk_key(key_blob)
+            if key_type.startswith("sk-")
+            else serialization.load_ssh_public_key(f"{key_type} {key_b64}".encode())
+        )
     except UnsupportedAlgorithm:
         log.warning("allowed signers: key type not supported; line skipped",
                     extra={"line": where, "key_type": key_type})  # fmt: skip
         return None
     except ValueError as exc:
         raise SignersFileError(f"{where}: not an OpenSSH public key ({exc})") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+    if not isinstance(key, PublicKey):
         log.warning("allowed signers: key type not supported; line skipped",
                     extra={"line": where, "key_type": key_type})  # fmt: skip
         return None

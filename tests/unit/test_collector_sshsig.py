@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from collector.sshsig import AllowedSigners, SignatureError, SignersFileError, match_patterns
 from tests.support.contract import EXAMPLES
-from tests.support.signing import public_line, sshsig
+from tests.support.signing import public_line, sk_public_line, sk_sshsig, sshsig
 
 VECTORS = EXAMPLES / "signing"
 MESSAGE = (VECTORS / "request.canonical").read_bytes()
@@ -124,3 +124,22 @@ def test_garbage_is_refused_with_a_reason(armored: str) -> None:
 def test_a_bad_line_names_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SignersFileError, match=r"allowed_signers:2: not an OpenSSH public key"):
         _file(tmp_path, "# ok", "alice ssh-ed25519 AAAAnotbase64!")
+
+
+def _sk_keys() -> list[ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey]:
+    return [ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())]
+
+
+@pytest.mark.parametrize("key", _sk_keys(), ids=["sk-ed25519", "sk-ecdsa"])
+def test_security_keys_verify_when_touched(
+    tmp_path: Path, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+) -> None:
+    signers = _file(tmp_path, f"alice {sk_public_line(key, b'ssh:')}")
+    assert signers.verify(sk_sshsig(key, MESSAGE), MESSAGE, "alice", "fleetrun")
+    for armored, problem in [
+        (sk_sshsig(key, MESSAGE, flags=0), "not touched"),
+        (sk_sshsig(key, MESSAGE, app=b"ssh:other"), "is not in the allowed signers file"),
+        (sk_sshsig(key, MESSAGE + b" "), "does not match"),
+    ]:
+        with pytest.raises(SignatureError, match=problem):
+            signers.verify(armored, MESSAGE, "alice", "fleetrun")

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -72,6 +73,7 @@ class Admission:
         self.window_s = window_s
         self.clock = clock
         self._names: tuple[Any, frozenset[str]] | None = None
+        self._reload: _Reload | None = None
 
     @classmethod
     def from_settings(
@@ -90,15 +92,29 @@ class Admission:
                 "a policy or require_signatures needs FLEETRUN_COLLECTOR_ALLOWED_SIGNERS "
                 "(an OpenSSH allowed-signers file) to verify requests against"
             )
-        return cls(
+        admission = cls(
             signers=signers,
             policy=policy,
             require_signatures=settings.require_signatures,
             window_s=settings.signature_window_s,
         )
+        admission._reload = _Reload(settings.allowed_signers, settings.policy, groups)
+        return admission
+
+    def refresh(self) -> None:
+        """Pick up edited allowed-signers and policy files (checked every few seconds): keys
+        rotate and rules change without a restart. A file that no longer loads is logged and
+        the previous version kept."""
+        if self._reload is None:
+            return
+        loaded = self._reload.changed()
+        if loaded is not None:
+            self.signers = loaded[0] or self.signers
+            self.policy = loaded[1] or self.policy
 
     def verify(self, raw: bytes | None, request: Request) -> Audit:
         """The request's signature and freshness; Refused when it may not go further."""
+        self.refresh()
         signature = request.signature
         if not isinstance(signature, str):
             if self.require_signatures:
@@ -185,6 +201,58 @@ class Admission:
                 f"signed requests must be within {self.window_s:g} s of the collector's clock",
                 audit,
             )
+
+
+class _Reload:
+    """Reloads the files when their modification time or size changes."""
+
+    INTERVAL_S: Final = 2.0
+
+    def __init__(
+        self, signers: Path | None, policy: Path | None, groups: Mapping[str, Sequence[str]]
+    ) -> None:
+        self.signers, self.policy, self.groups = signers, policy, groups
+        self.seen = self._stamps()
+        self.next_check = time.monotonic() + self.INTERVAL_S
+
+    def _stamps(self) -> tuple[tuple[int, int] | None, ...]:
+        out = []
+        for path in (self.signers, self.policy):
+            try:
+                st = path.stat() if path is not None else None
+            except OSError:
+                st = None
+            out.append(None if st is None else (st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def changed(self) -> tuple[AllowedSigners | None, Policy | None] | None:
+        """The reloaded (signers, policy) — None for a file unchanged — or None."""
+        now = time.monotonic()
+        if now < self.next_check:
+            return None
+        self.next_check = now + self.INTERVAL_S
+        stamps = self._stamps()
+        if stamps == self.seen:
+            return None
+        try:
+            signers = (
+                AllowedSigners.load(self.signers)
+                if self.signers is not None and stamps[0] != self.seen[0]
+                else None
+            )
+            policy = None
+            if self.policy is not None and stamps[1] != self.seen[1]:
+                policy = Policy.load(self.policy)
+                policy.check_groups(self.groups)
+        except (ValueError, OSError) as exc:
+            log.error("policy or allowed signers not reloaded; the previous ones stay",
+                      extra={"error": str(exc)})  # fmt: skip
+            self.seen = stamps  # said once per edit, not every few seconds
+            return None
+        self.seen = stamps
+        log.info("policy or allowed signers reloaded",
+                 extra={"signers": signers is not None, "policy": policy is not None})  # fmt: skip
+        return signers, policy
 
 
 def _claimed(signature: str) -> Audit:

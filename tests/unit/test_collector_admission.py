@@ -5,8 +5,10 @@ and nothing runs (the fake executor starts no host)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +17,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import schemas
-from collector.admission import Admission
+from collector.admission import Admission, Refused
 from collector.kafka import Topics
 from collector.policy import Policy
+from collector.settings import CollectorSettings
 from collector.sshsig import AllowedSigners
 from schemas import Request, Status, format_timestamp, known
 from tests.support.fakes import FakeExecutor, FakePublisher, FakeRecord, fake_handler
@@ -245,3 +248,46 @@ async def test_the_window_is_a_setting(signers: AllowedSigners) -> None:
 
 def _ago(seconds: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+async def test_edited_files_are_picked_up_and_a_broken_edit_keeps_the_last_good(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_allowed_signers(tmp_path / "allowed_signers", {"bob": BOB})
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "any"\nprincipals = ["*"]\ncommands = ["*"]\n')
+    settings = CollectorSettings(allowed_signers=path, policy=policy)
+    admission = Admission.from_settings(settings, {"web": ["web[1-4]"]})
+    signed = sign(_request(), ALICE)
+    raw = schemas.encode(signed)
+    with pytest.raises(Refused, match="not in the allowed signers file"):
+        admission.verify(raw, signed)
+    write_allowed_signers(path, {"alice": ALICE, "bob": BOB})
+    assert (await _until(lambda: _verifies(admission, raw, signed))) is True
+    path.write_text("alice ssh-ed25519 !!!\n")  # a broken edit
+    await _until(lambda: _refreshed(admission) and "not reloaded" in caplog.text)
+    assert _verifies(admission, raw, signed)
+
+
+def _refreshed(admission: Admission) -> bool:
+    admission.refresh()
+    return True
+
+
+def _verifies(admission: Admission, raw: bytes, request: Request) -> bool:
+    try:
+        return admission.verify(raw, request).verified
+    except Refused:
+        return False
+
+
+async def _until(condition: Callable[[], object], timeout_s: float = 10.0) -> bool:
+    """Poll `condition` (the files are checked every few seconds) until true, or fail."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not true within {timeout_s} s")

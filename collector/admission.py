@@ -162,9 +162,13 @@ class Admission:
                 )
             return plan, audit
         groups: Mapping[str, Sequence[str]] = resolver.groups
-        decision = self.policy.decide(
-            request, [h.target for h in plan.hosts], groups, self._known_names(resolver)
-        )
+        try:
+            decision = self.policy.decide(
+                request, [h.target for h in plan.hosts], groups, self._known_names(resolver)
+            )
+        except Exception as exc:  # a bug must deny, never allow nor stop the collector
+            log.exception("policy could not decide", extra={"request_id": request.request_id})
+            raise Refused(f"denied: the policy could not decide ({exc})", audit) from None
         audit = msgspec.structs.replace(audit, policy_rule=decision.rule)
         if not decision.allowed:
             raise Refused(decision.reason, audit)

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
 import pytest
@@ -291,3 +292,20 @@ async def _until(condition: Callable[[], object], timeout_s: float = 10.0) -> bo
             break
         await asyncio.sleep(0.05)
     raise AssertionError(f"not true within {timeout_s} s")
+
+
+class _BrokenPolicy(Policy):
+    def decide(self, *args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("a bug")
+
+
+async def test_a_policy_that_cannot_decide_denies(signers: AllowedSigners) -> None:
+    broken = _BrokenPolicy(POLICY.rules, POLICY.templates, POLICY.groups)
+    admission = Admission(signers=signers, policy=broken)
+    disposition, statuses, executor, pub = await _handle(
+        schemas.encode(sign(_request(), ALICE)), admission
+    )
+    assert disposition == "rejected"
+    assert "the policy could not decide (a bug)" in (
+        known(_rejected(statuses, executor, pub).reason) or ""
+    )

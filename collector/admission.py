@@ -45,6 +45,7 @@ from schemas import (
 log = logging.getLogger("fleetrun.collector")
 
 UNVERIFIED: Final = Audit(verified=False)
+_SIGNED_FIELDS: Final = tuple(f for f in Request.__struct_fields__ if f != "signature")
 
 
 class Refused(Exception):
@@ -125,23 +126,27 @@ class Admission:
                     UNVERIFIED,
                 )
             return UNVERIFIED
+        try:
+            parsed = Signature.parse(signature)
+        except SignatureError as exc:
+            raise Refused(f"signature refused: {exc}", UNVERIFIED) from None
+        audit = Audit(key_fingerprint=parsed.fingerprint, verified=False)
         if self.signers is None:
-            return _claimed(signature)  # nothing to verify against, and nothing requires it
-        audit = _claimed(signature)
+            return audit  # nothing to verify against, and nothing requires it
         self._check_window(request, audit)
         try:
             document = orjson.loads(raw or b"")
             message = canonical_bytes(document)
             fingerprint = self.signers.verify(
-                signature, message, request.principal, SIGNATURE_NAMESPACE
+                parsed, message, request.principal, SIGNATURE_NAMESPACE
             )
             # What was verified must be what runs: decoded again from the canonical bytes, the
             # request must be the same (duplicate member names read differently by different
             # JSON parsers are the way to make them differ).
-            same = decode_request(message) == msgspec.structs.replace(request, signature=UNSET)
+            verified = decode_request(message)
         except (SignatureError, SchemaError, orjson.JSONDecodeError) as exc:
             raise Refused(f"signature refused: {exc}", audit) from None
-        if not same:
+        if any(getattr(verified, f) != getattr(request, f) for f in _SIGNED_FIELDS):
             raise Refused(
                 "signature refused: the request reads differently from what was signed "
                 "(duplicate member names?)",
@@ -257,11 +262,3 @@ class _Reload:
         log.info("policy or allowed signers reloaded",
                  extra={"signers": signers is not None, "policy": policy is not None})  # fmt: skip
         return signers, policy
-
-
-def _claimed(signature: str) -> Audit:
-    """The audit of a signature not verified (yet): the key it names, when readable."""
-    try:
-        return Audit(key_fingerprint=Signature.parse(signature).fingerprint, verified=False)
-    except SignatureError:
-        return UNVERIFIED

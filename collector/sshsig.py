@@ -177,13 +177,16 @@ class AllowedSigners:
         ]
         return cls(signers, path)
 
-    def verify(self, armored: str, message: bytes, principal: str, namespace: str) -> str:
-        """Verify `armored` over `message` for `principal`; returns the key's fingerprint.
+    def verify(
+        self, armored: str | Signature, message: bytes, principal: str, namespace: str
+    ) -> str:
+        """Verify `armored` (or an already parsed signature) over `message` for `principal`;
+        returns the key's fingerprint.
 
         SignatureError says what failed: not a signature, wrong namespace, a key not in the
         file, a signature that does not match the message, or a key not allowed for
         `principal`."""
-        sig = Signature.parse(armored)
+        sig = armored if isinstance(armored, Signature) else Signature.parse(armored)
         fp = sig.fingerprint
         if sig.namespace != namespace:
             raise SignatureError(f"signature is for namespace {sig.namespace!r}, not {namespace!r}")

@@ -6,9 +6,9 @@ judges hosts, not spellings). Either raises `Refused`, which the handler turns i
 `rejected` status (with the audit fields) and a dead letter; nothing runs.
 
 - A signed request is verified against the allowed-signers file over its canonical bytes
-  (schemas.signing), for its own `principal`, and must be fresh: `submitted_at` within
-  `signature_window_s` of the collector's clock (the ledger's one-run-per-id does the rest of
-  replay protection).
+  (schemas.signing), for its own `principal`, and a new one must be fresh (`check_fresh`, once
+  the ledger says it is new): `submitted_at` within `signature_window_s` of the collector's
+  clock; the ledger's one-run-per-id does the rest of replay protection.
 - With a policy or `require_signatures`, an unsigned request is refused.
 - The policy (collector.policy) names the rule that allowed or denied; a template request is
   rendered here, so everything after sees an ordinary request with its command.
@@ -133,7 +133,6 @@ class Admission:
         audit = Audit(key_fingerprint=parsed.fingerprint, verified=False)
         if self.signers is None:
             return audit  # nothing to verify against, and nothing requires it
-        self._check_window(request, audit)
         try:
             document = orjson.loads(raw or b"")
             message = canonical_bytes(document)
@@ -201,7 +200,14 @@ class Admission:
             self._names = (resolver, frozenset(hosts) | {t.name for t in members})
         return self._names[1]
 
-    def _check_window(self, request: Request, audit: Audit) -> None:
+    def check_fresh(self, request: Request, audit: Audit) -> None:
+        """A verified request must be new: `submitted_at` within the window of the clock.
+
+        Called for requests the ledger has not seen (not for a duplicate or a request resumed
+        from an earlier owner, which were fresh when first admitted: refusing them later would
+        leave an accepted request without its completed status)."""
+        if not audit.verified:
+            return
         skew = self.clock() - parse_timestamp(request.submitted_at).timestamp()
         if abs(skew) > self.window_s:
             when = "in the past" if skew > 0 else "in the future"

@@ -146,6 +146,7 @@ class RequestHandler(Generic[H]):
             return await self._refuse(out, record, exc, request, audit=exc.audit)
         prior: Prior | None = None
         content = ""
+        new = True
         if lane is not None:
             content = digest(record.value)
             admission = lane.ledger.admit(request.request_id, content)
@@ -158,6 +159,12 @@ class RequestHandler(Generic[H]):
                 )
                 return await self._refuse(out, record, reuse, None, reused=request)
             prior = lane.ledger.prior(request.request_id) if admission == "resume" else None
+            new = admission == "new"
+        try:
+            if new:  # a duplicate or a resumed request was fresh when first admitted
+                self.admission.check_fresh(request, audit)
+        except Refused as exc:
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
         cancel = self.cancels.cancelled(request.request_id) if self.cancels else None
         if cancel is not None and prior is None:
             return await self._cancelled_before(out, request, cancel)

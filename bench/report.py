@@ -31,7 +31,7 @@ from bench.tools import NO_LEDGER
 REPORT = Path(__file__).parent / "REPORT.md"
 PLOTS_DIR = Path(__file__).parent / "plots"
 DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)\.json$")
-MICRO = ("sink", "codec", "collector")
+MICRO = ("sink", "codec", "collector", "admission")
 COLUMNS = (
     "scenario",
     "tool",

@@ -114,7 +114,8 @@ class Admission:
             self.policy = loaded[1] or self.policy
 
     def verify(self, raw: bytes | None, request: Request) -> Audit:
-        """The request's signature and freshness; Refused when it may not go further."""
+        """The request's signature; Refused when it may not go further (freshness comes once
+        the ledger says the request is new: `check_fresh`)."""
         self.refresh()
         signature = request.signature
         if not isinstance(signature, str):

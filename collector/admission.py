@@ -49,11 +49,13 @@ _SIGNED_FIELDS: Final = tuple(f for f in Request.__struct_fields__ if f != "sign
 
 
 class Refused(Exception):
-    """The request may not run: `str()` is the reason, `audit` what was learnt on the way."""
+    """The request may not run: `str()` is the reason, `audit` what was learnt on the way,
+    `why` its kind for the metrics (unsigned, signature, stale, policy)."""
 
-    def __init__(self, reason: str, audit: Audit) -> None:
+    def __init__(self, reason: str, audit: Audit, why: str = "policy") -> None:
         super().__init__(reason)
         self.audit = audit
+        self.why = why
 
 
 class Admission:
@@ -125,12 +127,13 @@ class Admission:
                     "allowed key (signature: ssh-keygen -Y sign -n fleetrun over the canonical "
                     "bytes, schemas/README.md)",
                     UNVERIFIED,
+                    "unsigned",
                 )
             return UNVERIFIED
         try:
             parsed = Signature.parse(signature)
         except SignatureError as exc:
-            raise Refused(f"signature refused: {exc}", UNVERIFIED) from None
+            raise Refused(f"signature refused: {exc}", UNVERIFIED, "signature") from None
         audit = Audit(key_fingerprint=parsed.fingerprint, verified=False)
         if self.signers is None:
             return audit  # nothing to verify against, and nothing requires it
@@ -145,12 +148,13 @@ class Admission:
             # JSON parsers are the way to make them differ).
             verified = decode_request(message)
         except (SignatureError, SchemaError, orjson.JSONDecodeError) as exc:
-            raise Refused(f"signature refused: {exc}", audit) from None
+            raise Refused(f"signature refused: {exc}", audit, "signature") from None
         if any(getattr(verified, f) != getattr(request, f) for f in _SIGNED_FIELDS):
             raise Refused(
                 "signature refused: the request reads differently from what was signed "
                 "(duplicate member names?)",
                 audit,
+                "signature",
             )
         return Audit(key_fingerprint=fingerprint, verified=True)
 
@@ -216,6 +220,7 @@ class Admission:
                 f"stale request: submitted_at {request.submitted_at} is {abs(skew):.0f} s {when}; "
                 f"signed requests must be within {self.window_s:g} s of the collector's clock",
                 audit,
+                "stale",
             )
 
 

@@ -427,6 +427,8 @@ class RequestHandler(Generic[H]):
             request_id: str | None = reused.request_id
         else:
             request_id = request.request_id if request else schemas.peek_request_id(record.value)
+        if isinstance(exc, Refused):
+            self.metrics.refusals.labels(exc.why).inc()
         error = ErrorInfo.from_exception(exc)
         await self._dead_letter(out, record, error, request_id)
         extra = {"request_id": request_id or "", "offset": record.offset, "error": str(exc)}

@@ -21,6 +21,7 @@ import schemas
 from collector.admission import Admission, Refused
 from collector.kafka import Topics
 from collector.ledger import PartitionLedger, Prior, digest
+from collector.metrics import CollectorMetrics
 from collector.outbox import MarkItem, Out, Outbox
 from collector.policy import Policy
 from collector.resume import Lane
@@ -67,10 +68,10 @@ def _request(**fields: object) -> Request:
 
 
 async def _handle(
-    value: bytes, admission: Admission
+    value: bytes, admission: Admission, metrics: CollectorMetrics | None = None
 ) -> tuple[str, list[Status], FakeExecutor, FakePublisher]:
     pub, executor = FakePublisher(), FakeExecutor()
-    handler = fake_handler(pub, executor, topics=TOPICS, admission=admission)
+    handler = fake_handler(pub, executor, topics=TOPICS, admission=admission, metrics=metrics)
     disposition = await handler.handle(FakeRecord(value, key=b"k", topic="t.requests"))
     return disposition, pub.statuses(TOPICS.status), executor, pub
 
@@ -204,8 +205,14 @@ async def test_refusals_run_nothing_and_say_why(
 ) -> None:
     admission = Admission(signers=signers, policy=POLICY)
     value = make(signers)  # type: ignore[operator]
-    disposition, statuses, executor, pub = await _handle(value, admission)
+    metrics = CollectorMetrics()
+    disposition, statuses, executor, pub = await _handle(value, admission, metrics)
     assert disposition == "rejected"
+    refusals = {
+        why: metrics.registry.get_sample_value("fleetrun_collector_refusals_total", {"why": why})
+        for why in ("unsigned", "signature", "stale", "policy")
+    }
+    assert sum(n or 0 for n in refusals.values()) == 1
     rejected = _rejected(statuses, executor, pub)
     assert reason in (known(rejected.reason) or "")
     assert known(rejected.verified) is verified

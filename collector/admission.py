@@ -136,6 +136,10 @@ class Admission:
             raise Refused(f"signature refused: {exc}", UNVERIFIED, "signature") from None
         audit = Audit(key_fingerprint=parsed.fingerprint, verified=False)
         if self.signers is None:
+            if self.require_signatures:  # never trust a principal no key vouched for
+                raise Refused(
+                    "signature refused: no allowed signers to verify against", audit, "signature"
+                )
             return audit  # nothing to verify against, and nothing requires it
         try:
             document = orjson.loads(raw or b"")

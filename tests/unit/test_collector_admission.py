@@ -369,3 +369,10 @@ async def test_a_request_resumed_from_an_earlier_owner_past_the_window_still_com
     handler = fake_handler(FakePublisher(), executor, topics=TOPICS, admission=admission)
     assert await handler.handle(record, lane) == "completed"
     assert sorted(executor.started) == ["web1", "web2"]
+
+
+async def test_a_policy_without_signers_trusts_no_signature() -> None:
+    admission = Admission(policy=POLICY)  # from_settings refuses this; built by hand it is safe
+    value = schemas.encode(sign(_request(), ALICE))
+    _, statuses, executor, pub = await _handle(value, admission)
+    assert "no allowed signers" in (known(_rejected(statuses, executor, pub).reason) or "")

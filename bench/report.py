@@ -20,13 +20,15 @@ from bench.scenarios import (
     FLEETRUN,
     LEDGER_COST_RATIO,
     LEDGER_COST_SCENARIOS,
+    LIVE_COST_RATIO,
+    LIVE_COST_SCENARIOS,
     LOOP,
     SEED,
     SEED_PRELOAD,
     scenarios,
 )
 from bench.stats import ratio
-from bench.tools import NO_LEDGER
+from bench.tools import NO_LEDGER, NO_LIVE
 
 REPORT = Path(__file__).parent / "REPORT.md"
 PLOTS_DIR = Path(__file__).parent / "plots"
@@ -214,6 +216,13 @@ def table(all_rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_per(run: Mapping[str, Any]) -> float | None:
+    """The collector's CPU seconds per result of a run (less noisy than a rate on a busy box)."""
+    cpu = run.get("processes", {}).get("collector", {}).get("cpu_s")
+    results = run.get("results")
+    return cpu / results if cpu and results else None
+
+
 def _run(doc: Mapping[str, Any] | None, tool: str) -> Mapping[str, Any] | None:
     for run in (doc or {}).get("runs", []):
         if run.get("tool") == tool:
@@ -250,12 +259,27 @@ def targets(docs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]
                 (
                     f"{name}: ledger on ≥ {LEDGER_COST_RATIO}× off, and ≥ 0.9× the plain loop",
                     f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
-                    f"{_num(off.get('results_per_s'), 0)} results/s); × loop {_x(r_loop)}",
+                    f"{_num(off.get('results_per_s'), 0)} results/s); × loop {_x(r_loop)}; "
+                    f"collector CPU per result {_x(ratio(_cpu_per(on), _cpu_per(off)))} off's",
                     verdict(
                         None
                         if r is None or r_loop is None
                         else r >= LEDGER_COST_RATIO and r_loop >= 0.9
                     ),
+                )
+            )
+    for name in LIVE_COST_SCENARIOS:
+        doc = docs.get(name)
+        on, off = _run(doc, FLEETRUN), _run(doc, FLEETRUN + NO_LIVE)
+        if on and off:
+            r = ratio(on.get("results_per_s"), off.get("results_per_s"))
+            out.append(
+                (
+                    f"{name}: streaming off ≥ {LIVE_COST_RATIO}× without live output's code path",
+                    f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
+                    f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
+                    f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} off's",
+                    verdict(None if r is None else r >= LIVE_COST_RATIO),
                 )
             )
     for name in ("fanout-1000", "warm-500x50", "hang-1000"):

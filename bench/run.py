@@ -31,12 +31,13 @@ from bench.measure import RESULTS_DIR, load_average, run_capped, write_json
 from bench.scenarios import (
     FLEETRUN,
     LEDGER_COST_SCENARIOS,
+    LIVE_COST_SCENARIOS,
     Run,
     Scenario,
     micro_benchmarks,
     scenarios,
 )
-from bench.tools import NO_LEDGER, run_tool
+from bench.tools import NO_LEDGER, NO_LIVE, run_tool
 from stack.config import StackConfig
 from stack.env import StackEnv
 from stack.simfleet import RunningFleet, running_fleet
@@ -149,6 +150,10 @@ async def run_scenario(
         at = next((i for i, (r, _) in enumerate(measured) if r.tool == FLEETRUN), None)
         if at is not None:
             measured.insert(at, (measured[at][0], f"{FLEETRUN}{NO_LEDGER}"))
+    if sc.name in LIVE_COST_SCENARIOS:
+        at = next((i for i, (r, t) in enumerate(measured) if t == FLEETRUN), None)
+        if at is not None:
+            measured.insert(at, (measured[at][0], f"{FLEETRUN}{NO_LIVE}"))
     doc["runs"] += await _on_fleet(sc, sc.profile, measured, env, work)
     doc["load_after"] = load_average()
     doc["scenario_s"] = round(time.perf_counter() - started, 1)

@@ -23,6 +23,9 @@ ANSIBLE_FORKS = 50
 # in the same run: the ledger must cost at most 10% there (issue 13).
 LEDGER_COST_SCENARIOS: Final = ("fanout-1000", "warm-500x50")
 LEDGER_COST_RATIO: Final = 0.9
+# And with live output's code path off (`fleetrun@nolive`): streaming off must cost ≤ 3% (issue 15).
+LIVE_COST_SCENARIOS: Final = ("warm-500x50",)
+LIVE_COST_RATIO: Final = 0.97
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ LABELS = {
 
 
 NO_LEDGER: Final = "@noledger"  # fleetrun with FLEETRUN_COLLECTOR_LEDGER=false
+NO_LIVE: Final = "@nolive"  # fleetrun with FLEETRUN_COLLECTOR_LIVE_OUTPUT=false (no live code path)
 # How many ledger transactions a measured run committed, and the writes they carried.
 _TXN_SAMPLES: Final = (
     "fleetrun_collector_ledger_transaction_writes_count",
@@ -226,6 +227,8 @@ async def run_fleetrun(
     settings = collector_settings(sc)
     if tool.endswith(NO_LEDGER):
         settings = settings | {"FLEETRUN_COLLECTOR_LEDGER": "false"}
+    if tool.endswith(NO_LIVE):
+        settings = settings | {"FLEETRUN_COLLECTOR_LIVE_OUTPUT": "false"}
     # BENCH_PROFILE=1: the collector runs under cProfile; its top functions go in the record.
     profile = work / "collector.prof" if os.environ.get("BENCH_PROFILE") == "1" else None
     async with fleetrun_e2e.services(

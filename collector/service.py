@@ -114,9 +114,14 @@ class Collector(Generic[H]):
         self.cancels = CancelWatcher.from_settings(settings, self.topics, self.publisher, metrics)
         # Live output goes through the plain producer, beside the ledger, never through it.
         self.live = LiveOutputs(
-            self.producer, self.topics.output, send_timeout_s=settings.publish_timeout_s
+            self.producer,
+            self.topics.output,
+            budget_bytes=settings.live_output_budget_bytes,
+            flush_every_s=settings.live_output_flush_s,
+            queue_bytes=settings.live_output_queue_bytes,
+            send_timeout_s=settings.publish_timeout_s,
         )
-        if isinstance(executor, StreamsOutput):
+        if settings.live_output and isinstance(executor, StreamsOutput):
             executor.live = self.live
         self.handler: RequestHandler[H] = RequestHandler(
             collector=self.name,

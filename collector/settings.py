@@ -71,6 +71,28 @@ class CollectorSettings(ServiceSettings):
     publish_timeout_s: float = Field(
         default=60.0, description="Deadline for Kafka to acknowledge a published record (acks=all)."
     )
+    live_output: bool = Field(
+        default=True,
+        description="Publish live output for requests that ask for it (stream_output); off, "
+        "they run as if they had not asked.",
+    )
+    live_output_budget_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Output bytes a request with stream_output may stream live; past it, chunks "
+        "are dropped and counted (the final results are never affected).",
+    )
+    live_output_flush_s: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=10.0,
+        description="How long a host's output is coalesced before it goes out as a chunk.",
+    )
+    live_output_queue_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Chunks waiting for Kafka, at most; past it new chunks are dropped, counted.",
+    )
     max_message_bytes: int = Field(
         default=1_000_000,
         description="Largest result record published; output is "

@@ -4,7 +4,8 @@
 follows collector.outcome's table. It retries only the connection phase of unreachable hosts
 (request.retries, backoff from settings), never a command that may have started. A pooled
 connection found dead when opening the session is replaced once, transparently (a metric, not a
-failure). The global session cap (settings.max_sessions) is a semaphore around each command.
+failure). The global session cap (settings.max_sessions) is a semaphore around each command,
+taken once the host is connected and before its channel is.
 
 Stopping a command leaves nothing behind on the host (collector.command, collector.watchdog):
 a timeout gives status `timeout`; a `Stop` passed to `run` and set by the caller gives a final
@@ -191,37 +192,41 @@ class SshExecutor:
         on_start: OnStart[HostSpec] | None,
         stop: Stop | None,
     ) -> Outcome:
-        deadline = time.monotonic() + request.connect_timeout_s
+        # Connected first, outside the session cap (a dead host's connect timeout holds no
+        # slot); then the slot; then a channel. A channel held while waiting for a slot made
+        # requests running in step on the same hosts hold more channels than a connection
+        # carries, and every host of warm-500x50 got a second connection (500 handshakes).
         try:
-            entry, new = await self._pool.acquire(host, deadline)
-        except PoolClosed as exc:
-            return Outcome("error", error_info(exc))
+            await self._pool.ready(host, time.monotonic() + request.connect_timeout_s)
         except Exception as exc:
-            status = classify_connect_error(exc)
-            return Outcome(status, connect_error(host, exc), retry=status == "unreachable")
-        self._metrics.connections.labels(kind="new" if new else "reused").inc()
-        holder = _Holder(self._pool, entry)
-        try:
-            async with self._sessions:
-                self._metrics.inflight_sessions.inc()
-                try:
-                    if stop is not None and stop.reason is not None:
-                        return not_started(stop.reason)
-                    if on_start is not None:
-                        try:
-                            await on_start(host, attempt)
-                        except Exception as exc:
-                            raise _HookFailed(exc) from exc
-                    live = self._live(request, host, attempt)
+            return _connect_failed(host, exc)
+        async with self._sessions:
+            try:
+                # A fresh deadline: the time spent waiting for the slot was not connecting.
+                deadline = time.monotonic() + request.connect_timeout_s
+                entry, new = await self._pool.acquire(host, deadline)
+            except Exception as exc:
+                return _connect_failed(host, exc)
+            self._metrics.connections.labels(kind="new" if new else "reused").inc()
+            holder = _Holder(self._pool, entry)
+            self._metrics.inflight_sessions.inc()
+            try:
+                if stop is not None and stop.reason is not None:
+                    return not_started(stop.reason)
+                if on_start is not None:
                     try:
-                        return await self._command(holder, host, request, new, stop, live)
-                    finally:
-                        if live is not None:  # ended by the session already, unless it never ran
-                            live.end()
+                        await on_start(host, attempt)
+                    except Exception as exc:
+                        raise _HookFailed(exc) from exc
+                live = self._live(request, host, attempt)
+                try:
+                    return await self._command(holder, host, request, new, stop, live)
                 finally:
-                    self._metrics.inflight_sessions.dec()
-        finally:
-            holder.release()
+                    if live is not None:  # ended by the session already, unless it never ran
+                        live.end()
+            finally:
+                self._metrics.inflight_sessions.dec()
+                holder.release()
 
     async def _command(
         self,
@@ -337,6 +342,14 @@ class SshExecutor:
             raise refusal from exc
         self._metrics.connect_seconds.observe(time.monotonic() - t0)
         return conn
+
+
+def _connect_failed(host: HostSpec, exc: Exception) -> Outcome:
+    """The outcome of a connect that failed: unreachable ones may be retried."""
+    if isinstance(exc, PoolClosed):
+        return Outcome("error", error_info(exc))
+    status = classify_connect_error(exc)
+    return Outcome(status, connect_error(host, exc), retry=status == "unreachable")
 
 
 class _HookFailed(Exception):

@@ -8,7 +8,7 @@ than `ahead` hosts are marked and not yet taken and no write is under way, the m
 as are missing go out together, so a worker that frees up usually finds its next host marked.
 
 The price, written down in docs/DESIGN.md: a collector killed outright leaves up to `ahead` hosts
-(half the request's concurrency, collector.fanout) marked that never started, and the next
+(the request's concurrency, collector.fanout) marked that never started, and the next
 owner reports them `outcome_unknown`, as it must for any `started` host without a result. A
 collector that stops in order releases the marks of the hosts it had not started (the handler
 knows which), so the next owner runs them.

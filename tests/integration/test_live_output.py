@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import schemas
 from schemas import Output, Request
@@ -74,3 +74,44 @@ async def test_chunks_arrive_while_running_and_add_up_to_the_result(topics: Topi
         assert len(stdout) >= 2, stdout
         first = schemas.parse_timestamp(stdout[0].at)
         assert (schemas.parse_timestamp(result.finished_at) - first).total_seconds() > 0.5
+
+
+async def test_the_live_budget_setting_bounds_what_streams_not_the_result(topics: Topics) -> None:
+    # 3 hosts × 4,000 bytes against a 1,000-byte budget for the request: most is dropped and
+    # said so, and every result still carries all of its output.
+    request = Request.new(
+        principal="tests", command="head -c 4000 /dev/zero", targets=("@demo",), stream_output=True
+    )
+    settings = collector_settings(topics.prefix, live_output_budget_bytes=1000)
+    async with running_collector(settings):
+        await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+        chunks = await _chunks_until(topics, done=2 * len(DEMO))
+    streamed = sum(len(c.data_bytes) for c in chunks)
+    assert streamed == 1000
+    last_stdout = [c for c in chunks if c.stream == "stdout" and c.eos]
+    assert sum(c.dropped_bytes for c in last_stdout) == 3 * 4000 - 1000
+    results, _ = seen.for_request(request.request_id)
+    assert [r.stdout_bytes for r in results] == [4000, 4000, 4000]
+
+
+async def test_live_output_off_publishes_no_chunk_and_the_request_runs(topics: Topics) -> None:
+    request = Request.new(principal="tests", command=CHATTY, targets=("@demo",), stream_output=True)
+    settings = collector_settings(topics.prefix, live_output=False)
+    async with running_collector(settings):
+        await submit(topics.bootstrap, topics["requests"], [request])
+        seen = await read_until(topics.bootstrap, topics.prefix, finished(request.request_id))
+    results, _ = seen.for_request(request.request_id)
+    assert [r.status for r in results] == ["ok"] * len(DEMO)
+    # Subscribed, so the client's metadata holds the topic's partitions.
+    consumer = AIOKafkaConsumer(topics["output"], bootstrap_servers=topics.bootstrap)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topics["output"], p)
+            for p in consumer.partitions_for_topic(topics["output"]) or ()
+        ]
+        assert partitions
+        assert sum((await consumer.end_offsets(partitions)).values()) == 0
+    finally:
+        await consumer.stop()

@@ -4,6 +4,7 @@ stored by a real sink), the cancel button against a real collector, /healthz and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ import orjson
 import pytest
 
 from fleetrun.cli.web.service import WebConsole
-from schemas import Audit, Request, Status, encode
+from schemas import Audit, Output, Request, Status, encode
+from schemas.output import encode_output
 from stack.env import StackEnv
 from tests.support.collector import collector_settings, running_collector, submit
 from tests.support.kafka import Topics
@@ -226,6 +228,55 @@ async def test_live_events_come_from_the_topics_and_a_slow_page_is_told_to_reloa
                 names.append((await _next_event(lines))[0])
         assert len(names) < 1 + len(burst)  # what it could not take was dropped, not held
         await until(lambda: console.hub.subscribers == 0, 30)  # and the stream was ended
+
+
+async def test_live_output_chunks_reach_the_page_escaped(
+    stack_env: StackEnv, topics: Topics, pg_dsn: str
+) -> None:
+    settings = web_settings(stack_env, topics.prefix, pg_dsn)
+    rid = str(uuid.uuid4())
+    data, encoding = encode_output(b"\x1b]0;owned\x07hello\n")
+    chunk = Output(
+        request_id=rid,
+        host="h1",
+        attempt=1,
+        stream="stdout",
+        sequence=0,
+        offset=0,
+        data=data,
+        encoding=encoding,
+        eos=True,
+        at="2026-12-06T00:00:00Z",
+    )
+    async with (
+        running_console(settings) as console,
+        httpx2.AsyncClient(base_url=console.url, timeout=30) as web,
+        web.stream("GET", f"/requests/{rid}/events") as stream,
+    ):
+        lines = stream.aiter_lines()
+        assert (await anext(lines)).startswith(": following")
+        await until(lambda: console.hub.subscribers == 1, 30)
+
+        async def keep_producing() -> None:
+            # The feed starts at the end of each of the topic's 12 partitions once it has
+            # them: a chunk produced before that is (rightly) not shown, so repeat it.
+            for _ in range(60):
+                await produce(topics.bootstrap, topics["output"], [(rid.encode(), encode(chunk))])
+                await asyncio.sleep(0.5)
+
+        producing = asyncio.create_task(keep_producing())
+        try:
+            async with asyncio.timeout(30):
+                name, event = await _next_event(lines)
+        finally:
+            producing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producing
+    assert name == "output"
+    shown = orjson.loads(event)
+    assert shown["host"] == "h1"
+    assert shown["text"] == "\\x1b]0;owned\\x07hello\n"  # escaped, the newline kept
+    assert shown["eos"]
 
 
 async def test_a_database_that_does_not_answer_gives_a_503_page_and_health_says_why(

@@ -251,3 +251,41 @@ async def test_close_closes_everything_and_refuses_new_work() -> None:
         await pending
     with pytest.raises(PoolClosed):
         await pool.acquire(A, soon())
+
+
+async def test_a_busy_connection_is_waited_for_as_long_as_connecting_took() -> None:
+    connector = Connector(delay_s=0.2)
+    pool = make_pool(connector, max_channels=2)
+    held = [await pool.acquire(A, soon()) for _ in range(2)]
+    ninth = asyncio.create_task(pool.acquire(A, soon()))
+    await asyncio.sleep(0)  # the caller now waits for a channel, not for a handshake
+    pool.release(held[0][0])  # a channel frees sooner than a connection would open
+    entry, new = await ninth
+    assert entry is held[0][0]
+    assert not new
+    assert len(connector.calls) == 1
+    await pool.close()
+
+
+async def test_a_connection_busy_longer_than_connecting_took_gets_a_sibling() -> None:
+    connector = Connector(delay_s=0.05)
+    pool = make_pool(connector, max_channels=1)
+    first, _ = await pool.acquire(A, soon())
+    second, new = await pool.acquire(A, soon())  # nobody releases: the wait ends, one opens
+    assert new
+    assert second is not first
+    assert len(connector.calls) == 2
+    await pool.close()
+
+
+async def test_ready_opens_a_connection_without_claiming_it() -> None:
+    connector = Connector()
+    pool = make_pool(connector)
+    await asyncio.gather(pool.ready(A, soon()), pool.ready(A, soon()))
+    assert len(connector.calls) == 1
+    assert pool.stats()["channels"] == 0
+    entry, new = await pool.acquire(A, soon())
+    assert new  # the first command on it is its first use
+    assert len(connector.calls) == 1
+    pool.release(entry)
+    await pool.close()

@@ -1,11 +1,12 @@
 """Live progress for open request pages: ONE Kafka consumer per console process, fanned out.
 
-The feed reads the status and result topics (read_committed, from their end) and hands each
+The feed reads the status, result and output topics (read_committed, from their end) and hands each
 record of a request someone is watching to the Hub, which copies it into one bounded queue per
 open page. A browser that reads slower than its request produces does not grow memory: when
 its queue is full it is emptied and told to reload (the page then reads PostgreSQL again).
 
-A new kind of event (live output chunks on fleetrun.output) is one more entry in `decoders`.
+Output chunks (fleetrun.output/1, published for requests with stream_output) become `output`
+events: the chunk's text with control characters escaped, as the CLI's --follow shows it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from fleetrun.cli.grouping import reason_of
+from fleetrun.cli.safetext import shown_bytes
 from fleetrun.runtime.backoff import backoff_delay
 from fleetrun.runtime.outage import Outages
-from schemas import SchemaError, decode_result, decode_status, known
+from schemas import SchemaError, decode_output_chunk, decode_result, decode_status, known
 
 log = logging.getLogger("fleetrun.web")
 
@@ -39,7 +41,7 @@ KEEP_STATUSES: Final = 10_000
 class Event:
     """One server-sent event: its name and a JSON document."""
 
-    kind: str  # "status" | "result" | "reload"
+    kind: str  # "status" | "result" | "output" | "reload"
     data: dict[str, Any]
 
     def encode(self) -> bytes:
@@ -148,6 +150,21 @@ def result_event(value: bytes) -> Event:
     )
 
 
+def output_event(value: bytes) -> Event:
+    """An output chunk as the page shows it: host, stream, escaped text, what was dropped."""
+    chunk = decode_output_chunk(value)
+    return Event(
+        "output",
+        {
+            "host": chunk.host,
+            "stream": chunk.stream,
+            "text": shown_bytes(chunk.data_bytes),
+            "eos": chunk.eos,
+            "dropped_bytes": chunk.dropped_bytes,
+        },
+    )
+
+
 class LiveFeed:
     """The console's one consumer: every partition of its topics (no group), from the end."""
 
@@ -169,6 +186,7 @@ class LiveFeed:
         self.decoders: dict[str, Callable[[bytes], Event]] = {
             topic_prefix + "status": status_event,
             topic_prefix + "results": result_event,
+            topic_prefix + "output": output_event,
         }
         self.running = False
         self.started = asyncio.Event()  # set once the first subscription is in place

@@ -51,6 +51,30 @@
       if (cancel) cancel.disabled = true;
     }
   });
+  // Output chunks (requests with stream_output): `host: line`, complete lines only, the text
+  // already escaped by the server; the newest MAX_LINES are kept.
+  const MAX_LINES = 2000;
+  const partial = {};
+  const out = $("live-output");
+  const emit = (line) => {
+    out.hidden = false;
+    out.appendChild(document.createTextNode(line + "\n"));
+    while (out.childNodes.length > MAX_LINES) out.removeChild(out.firstChild);
+  };
+  events.addEventListener("output", (e) => {
+    if (!out) return;
+    const c = JSON.parse(e.data);
+    const key = c.host + "\u0000" + c.stream;
+    const mark = c.stream === "stderr" ? " [stderr]" : "";
+    const lines = ((partial[key] || "") + c.text).split("\n");
+    partial[key] = lines.pop();
+    for (const line of lines) emit(`${c.host}${mark}: ${line}`);
+    if (c.eos) {
+      if (partial[key]) emit(`${c.host}${mark}: ${partial[key]}`);
+      delete partial[key];
+      if (c.dropped_bytes > 0) emit(`${c.host}${mark}: (${c.dropped_bytes} bytes not streamed: live budget)`);
+    }
+  });
   events.addEventListener("reload", (e) => {
     events.close();
     $("live").textContent = JSON.parse(e.data).why;

@@ -56,6 +56,7 @@ from collector.settings import CollectorSettings
 from fleetrun.runtime.settings import load
 from schemas import Request, Target
 from stack.config import TOPIC_PARTITIONS, StackConfig
+from stack.env import kafka_admin_environ, kafka_options
 from stack.proc import stop_process
 from stack.topics import create_topics, delete_topics
 
@@ -95,7 +96,7 @@ class Completions:
 @contextlib.asynccontextmanager
 async def completions(bootstrap: str, topic: str) -> AsyncIterator[Completions]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        **kafka_options(bootstrap), enable_auto_commit=False, isolation_level="read_committed"
     )
     await consumer.start()
     tps = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS["status"])]
@@ -300,7 +301,12 @@ def _top(profile: Path, sort: str, limit: int = 25) -> str:
 def _stack_environ() -> dict[str, str]:
     """This process's environment, pointed at the local stack's settings (explicitly: services
     never read them on their own)."""
-    return dict(os.environ) | {"FLEETRUN_ENV_FILE": str(StackConfig.from_env().env_file)}
+    return (
+        dict(os.environ)
+        | {"FLEETRUN_ENV_FILE": str(StackConfig.from_env().env_file)}
+        # the benchmark's own topics: the stack's super user, not the collector's principal
+        | kafka_admin_environ()
+    )
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -308,7 +314,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     names = await create_topics(settings.kafka_bootstrap, prefix)
     log = Path(f"/tmp/{prefix}collector.log")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings.kafka_bootstrap), acks="all")
     await producer.start()
     report: dict[str, Any] = {
         "benchmark": "collector",

@@ -37,6 +37,7 @@ from fleetrun.cli.live import LinePrinter
 from fleetrun.cli.settings import CliSettings
 from schemas import Output, Request
 from stack.config import StackConfig
+from stack.env import StackEnv
 from stack.simfleet import running_fleet
 
 
@@ -70,7 +71,9 @@ async def measure(hosts: int, rate: int, seconds: float, *, stream: bool = True)
             running_fleet(hosts, work / "fleet", port=0) as fleet,
             services(env_file, fleet.dir, work) as svc,
         ):
-            settings = CliSettings(kafka_bootstrap=svc.bootstrap, topic_prefix=svc.prefix)
+            settings = CliSettings(
+                **StackEnv.load().kafka_client_fields(svc.bootstrap), topic_prefix=svc.prefix
+            )
             delays = Delays()
             printer = LinePrinter(delays.write, colour=False)
             chunk_bytes = 0

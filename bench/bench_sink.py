@@ -49,7 +49,7 @@ from sink.partitions import Partitions
 from sink.rows import RESULT_COLUMNS, decode_result_record
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from stack.proc import stop_process
 from stack.topics import committed_with, create_topics, delete_topics
 
@@ -91,7 +91,7 @@ async def produce(bootstrap: str, topic: str, rows: int, partitions: int) -> flo
     """Write the backlog with batch builders (one per partition); returns seconds taken."""
     started = time.perf_counter()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=1 << 20
+        **kafka_options(bootstrap), acks=1, linger_ms=20, max_batch_size=1 << 20
     )
     await producer.start()
     try:
@@ -171,7 +171,7 @@ async def run_sink(
     }
     results_topic = prefix + "results"
     conn = await asyncpg.connect(dsn, timeout=10)
-    admin = AIOKafkaAdminClient(bootstrap_servers=env.kafka_bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_options(env.kafka_bootstrap), request_timeout_ms=10_000)
     await admin.start()
     started = time.perf_counter()
     procs = [
@@ -243,7 +243,7 @@ def runqueue_wait_s(pid: int) -> float:
 async def read_back(bootstrap: str, topic: str, rows: int) -> AsyncIterator[list[tuple[Any, ...]]]:
     """The backlog again, decoded into results rows, RAW_BATCH at a time (not timed)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        topic, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest",
         enable_auto_commit=False, max_poll_records=RAW_BATCH, fetch_max_bytes=16 << 20,
     )  # fmt: skip
     await consumer.start()

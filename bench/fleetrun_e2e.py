@@ -29,6 +29,7 @@ from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
 from schemas import Request, parse_timestamp
 from stack.config import StackConfig
+from stack.env import kafka_admin_environ, kafka_options
 from stack.kafka import Kafka
 from stack.postgres import Postgres
 from stack.proc import stop_process
@@ -51,6 +52,8 @@ class Services:
     sink_pid: int
     collector_port: int
     logs: Path
+    collector_pids: tuple[int, ...] = ()  # all of them, with `collectors` > 1 (the first first)
+    collector_ports: tuple[int, ...] = ()  # their ops endpoints, in the same order
 
 
 def free_port() -> int:
@@ -105,10 +108,13 @@ async def services(
     *,
     settings: Mapping[str, str] | None = None,
     profile_to: Path | None = None,
+    collectors: int = 1,
 ) -> AsyncIterator[Services]:
     """Collector + sink on private topics and a fresh database, for the fleet in fleet_dir.
 
     With `profile_to`, the collector runs under cProfile and writes its stats there at exit.
+    With `collectors` > 1, that many collectors of one group (`bench`, `bench-2`, …), each
+    ready (owning partitions) before this yields.
     """
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench{tag}."
@@ -121,6 +127,7 @@ async def services(
         "FLEETRUN_KAFKA_BOOTSTRAP": bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
+        **kafka_admin_environ(),  # the benchmark's own topics: the stack's super user
         "FLEETRUN_COLLECTOR_INVENTORY": str(fleet_dir / "inventory.toml"),
         "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(fleet_dir / "known_hosts"),
         "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(fleet_dir / "client_key"),
@@ -143,9 +150,21 @@ async def services(
             "collector", coll_env, work / "collector.log", coll_port, profile_to
         )
         procs.append(collector)
+        more: list[tuple[asyncio.subprocess.Process, int, Path]] = []
+        for i in range(2, collectors + 1):
+            port, log = free_port(), work / f"collector-{i}.log"
+            env = coll_env | {"FLEETRUN_COLLECTOR_ID": f"bench-{i}"}
+            more.append((await _start("collector", env, log, port), port, log))
+            procs.append(more[-1][0])
         await _ready(sink, sink_port, work / "sink.log")
         await _ready(collector, coll_port, work / "collector.log")
-        yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, coll_port, work)
+        for proc, port, log in more:
+            await _ready(proc, port, log)
+        pids = (collector.pid, *(proc.pid for proc, _, _ in more))
+        ports = (coll_port, *(port for _, port, _ in more))
+        yield Services(
+            prefix, dsn, bootstrap, collector.pid, sink.pid, coll_port, work, pids, ports
+        )
     finally:
         await asyncio.gather(*(stop_process(p, STOP_TIMEOUT_S) for p in procs))
         with contextlib.suppress(Exception):
@@ -211,7 +230,7 @@ async def run_requests(
     options: Mapping[str, object],
 ) -> E2E:
     """Produce `count` requests back to back; wait until all their rows are in PostgreSQL."""
-    producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_options(svc.bootstrap), acks="all", linger_ms=0)
     await producer.start()
     conn = await asyncpg.connect(svc.dsn, timeout=10)
     sampler = Sampler()

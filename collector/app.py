@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from fleetrun.runtime import outage, process
+from fleetrun.runtime.kafkaauth import client_options
 from fleetrun.runtime.ops import OpsServer, all_healthy
 from fleetrun.runtime.probes import KafkaProbe
 from fleetrun.runtime.process import EXIT_CONFIG, EXIT_OK
@@ -77,7 +78,7 @@ async def _serve(
         return EXIT_CONFIG
     # /healthz must see Kafka go away also while the collector is idle (nothing to publish).
     probe = KafkaProbe(
-        settings.kafka_bootstrap, f"fleetrun-collector-{settings.name}-probe", _PROBE_TIMEOUT_S
+        client_options(settings), f"fleetrun-collector-{settings.name}-probe", _PROBE_TIMEOUT_S
     )
     watching = asyncio.create_task(
         outage.watch(outages, "kafka", probe, timeout_s=_PROBE_TIMEOUT_S), name="kafka probe"

@@ -35,6 +35,7 @@ from collector.metrics import CollectorMetrics
 from collector.settings import CollectorSettings
 from collector.stop import Stop
 from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import Cancel, ConsumedRecord, ErrorInfo, SchemaError
 
 _TOPIC_APPEAR_S: Final = 5.0
@@ -75,7 +76,7 @@ class CancelConsumer(Protocol):
 def make_cancel_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
     """The cancels consumer: no group, no commits, committed records only."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         group_id=None,
         client_id=f"fleetrun-collector-{settings.name}-cancels",
         enable_auto_commit=False,
@@ -149,6 +150,10 @@ class CancelWatcher:
     def cancelled(self, request_id: str) -> Cancel | None:
         """The cancel of `request_id` when one was read (within the lookback), else None."""
         return self.registry.cancelled(request_id)
+
+    def drained(self, request_id: str) -> Cancel | None:
+        """The drain of `request_id` (Cancel.drain: skip hosts not started), else None."""
+        return self.registry.drained(request_id)
 
     def watch(self, request_id: str) -> asyncio.Event:
         """An Event set when `request_id` is cancelled; `unwatch` it when the request is done."""
@@ -386,6 +391,7 @@ class Cancels(Protocol):
     """What the handler needs of the cancel watcher (collector.cancels.CancelWatcher)."""
 
     def cancelled(self, request_id: str) -> Cancel | None: ...
+    def drained(self, request_id: str) -> Cancel | None: ...
     def watching(self, request_id: str) -> contextlib.AbstractContextManager[asyncio.Event]: ...
 
 

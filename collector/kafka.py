@@ -15,6 +15,7 @@ from collector.errors import CollectorError, classify
 from collector.settings import CollectorSettings
 from fleetrun.runtime import outage
 from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.kafkaauth import client_options
 
 log = logging.getLogger("fleetrun.collector.kafka")
 
@@ -35,11 +36,13 @@ class Topics:
     ledger: str
     cancels: str
     output: str
+    shards: str
+    shard_ledger: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`,
-        `…cancels`, `…output`."""
+        `…cancels`, `…output`, `…shards`, `…shard-ledger`."""
         return cls(
             prefix + "requests",
             prefix + "results",
@@ -48,13 +51,15 @@ class Topics:
             prefix + "ledger",
             prefix + "cancels",
             prefix + "output",
+            prefix + "shards",
+            prefix + "shard-ledger",
         )
 
 
 def make_consumer(settings: CollectorSettings) -> AIOKafkaConsumer:
     """The request consumer: manual commits, group membership kept alive while paused."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         group_id=settings.group_id,
         client_id=f"fleetrun-collector-{settings.name}",
         enable_auto_commit=False,
@@ -85,7 +90,7 @@ def make_producer(settings: CollectorSettings) -> AIOKafkaProducer:
 def producer_options(settings: CollectorSettings) -> dict[str, Any]:
     """What every collector producer shares (the outboxes add a transactional id)."""
     return {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_options(settings),
         "client_id": f"fleetrun-collector-{settings.name}",
         "acks": "all",
         "enable_idempotence": True,

@@ -25,6 +25,7 @@ from collector.ledger import LedgerError, PartitionLedger
 from collector.outbox import Outbox
 from collector.resume import Lane
 from collector.settings import CollectorSettings
+from fleetrun.runtime.kafkaauth import client_options
 
 log = logging.getLogger("fleetrun.collector.ledger")
 
@@ -61,6 +62,11 @@ class Lanes:
         self._on_commit = on_commit
         self.lanes: dict[TopicPartition, Lane] = {}
         self._last_expiry = time.monotonic()
+        self._closed = False
+
+    def is_closed(self) -> bool:
+        """Whether every lane was closed for good (the collector is stopping)."""
+        return self._closed
 
     def get(self, tp: TopicPartition) -> Lane | None:
         return self.lanes.get(tp)
@@ -68,20 +74,32 @@ class Lanes:
     async def open(self, assigned: Iterable[TopicPartition]) -> None:
         """Outbox first (fencing), then the ledger read to its end, for each new partition."""
         new = sorted((tp for tp in assigned if tp not in self.lanes), key=lambda t: t.partition)
-        if not new:
+        if not new or self._closed:
             return
         started = time.monotonic()
         outboxes: dict[TopicPartition, Outbox] = {}
         ledgers = {tp: PartitionLedger(tp.partition, collector=self.collector) for tp in new}
-        for tp in new:
-            outbox = Outbox(
-                self._producer_factory(tp.partition),
-                name=f"{self.topics.requests}[{tp.partition}]",
-                on_commit=self._on_commit,
-            )
-            await outbox.start()
-            outboxes[tp] = outbox
-        await self._replay(ledgers)
+        try:
+            for tp in new:
+                outbox = Outbox(
+                    self._producer_factory(tp.partition),
+                    name=f"{self.topics.requests}[{tp.partition}]",
+                    on_commit=self._on_commit,
+                )
+                await outbox.start()
+                outboxes[tp] = outbox
+            await self._replay(ledgers)
+        except BaseException:
+            # A failed replay, or a stop while the group was still assigning (the consumer
+            # cancels its callback): these outboxes belong to no lane, so no one else closes
+            # their producers.
+            await _close_all(outboxes.values())
+            raise
+        if self.is_closed():
+            # The group's assignment callback runs beside the main loop: the collector shut
+            # down (and closed every lane) while these were being opened.
+            await _close_all(outboxes.values())
+            return
         for tp in new:
             lane = Lane(outboxes[tp], ledgers[tp], self.topics.ledger)
             outboxes[tp].set_mark_encoder(lane.encode_marks)
@@ -89,6 +107,7 @@ class Lanes:
         log.info(
             "ledger read",
             extra={
+                "topic": self.topics.requests,  # or the shards topic (collector.lanesets)
                 "partitions": ",".join(str(tp.partition) for tp in new),
                 "records": sum(ledger.replayed for ledger in ledgers.values()),
                 "requests": sum(len(ledger.requests) for ledger in ledgers.values()),
@@ -129,6 +148,7 @@ class Lanes:
 
     async def close(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """Commit what the outboxes still hold, then close them."""
+        self._closed |= tps is None  # all of them: the collector is stopping
         chosen = list(self.lanes) if tps is None else [tp for tp in tps if tp in self.lanes]
         lanes = [self.lanes.pop(tp) for tp in chosen]
         await asyncio.gather(*(lane.outbox.close() for lane in lanes), return_exceptions=True)
@@ -167,7 +187,7 @@ class Lanes:
     async def _replay(self, ledgers: dict[TopicPartition, PartitionLedger]) -> None:
         tps = {TopicPartition(self.topics.ledger, tp.partition): ledgers[tp] for tp in ledgers}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -220,3 +240,10 @@ def tighten_txn_retry() -> None:
         log.warning("this aiokafka has no BACKOFF_OVERRIDE: transactions start up to 20 ms late")
         return
     _aiokafka_sender.BACKOFF_OVERRIDE = TXN_RETRY_S
+
+
+async def _close_all(outboxes: Iterable[Outbox]) -> None:
+    """Close outboxes that belong to no lane; shielded, so it finishes even if the caller is
+    cancelled again meanwhile."""
+    closing = asyncio.gather(*(o.close() for o in outboxes), return_exceptions=True)
+    await asyncio.shield(closing)

@@ -111,7 +111,15 @@ class Outbox:
 
     async def start(self) -> None:
         """Initialise the transactional id (fences the previous owner), start the loop."""
-        await self.producer.start()
+        try:
+            await self.producer.start()
+        except BaseException:
+            # Cancelled or failed half way (InitProducerId, say): its connections stay open
+            # unless it is stopped.
+            # Shielded: the stop must run even when the caller is cancelled again meanwhile.
+            stopping = asyncio.ensure_future(self.producer.stop())
+            await asyncio.shield(asyncio.gather(stopping, return_exceptions=True))
+            raise
         self._task = asyncio.create_task(self._run(), name=f"outbox {self.name}")
 
     async def write(self, records: Sequence[Out], marks: Sequence[MarkItem] = ()) -> None:

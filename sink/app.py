@@ -18,6 +18,7 @@ import asyncpg
 
 from fleetrun.runtime import outage, process
 from fleetrun.runtime.backoff import backoff_delay
+from fleetrun.runtime.kafkaauth import client_options
 from fleetrun.runtime.ops import OpsServer, all_healthy
 from fleetrun.runtime.probes import KafkaProbe, PostgresProbe, Probe
 from fleetrun.runtime.process import EXIT_OK
@@ -117,7 +118,7 @@ async def run_sink(
     maintenance: asyncio.Task[None] | None = None
     # /healthz must see a dependency go away also while the sink is idle (nothing to flush).
     probes: list[tuple[str, Probe]] = [
-        ("kafka", KafkaProbe(settings.kafka_bootstrap, f"fleetrun-sink-{settings.name}-probe",
+        ("kafka", KafkaProbe(client_options(settings), f"fleetrun-sink-{settings.name}-probe",
                              _PROBE_TIMEOUT_S)),
         ("database", PostgresProbe(settings.pg_dsn.get_secret_value(), _PROBE_TIMEOUT_S,
                                    f"fleetrun-sink {settings.name} probe")),

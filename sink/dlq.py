@@ -10,6 +10,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import DeadLetter, ErrorInfo, encode
 from sink.settings import SinkSettings
 
@@ -34,7 +35,7 @@ class DeadLetterPublisher:
         """Connect; raises (KafkaConnectionError, TimeoutError) when Kafka is away."""
         s = self.settings
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **client_options(s),
             client_id=f"fleetrun-sink-dlq-{s.name}",
             acks="all",
             enable_idempotence=True,

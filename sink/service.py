@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import DeadLetter, ErrorInfo, SchemaError, decode_status
 from sink.batch import Batcher, BatchLimits
 from sink.dlq import DeadLetterPublisher
@@ -84,7 +85,7 @@ class SinkService:
         """Create the consumer, subscribe to results and status, join the group."""
         s = self.s
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **client_options(s),
             group_id=s.group_id,
             client_id=f"fleetrun-sink-{s.name}",
             enable_auto_commit=False,

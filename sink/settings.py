@@ -7,21 +7,19 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from fleetrun.runtime.settings import ServiceSettings, default_instance_id
+from fleetrun.runtime.kafkaauth import KafkaClientSettings
+from fleetrun.runtime.settings import default_instance_id
 
 PartitionInterval = Literal["daily", "weekly", "monthly"]
 
 
-class SinkSettings(ServiceSettings):
+class SinkSettings(KafkaClientSettings):
     """Everything the sink (and `fleetrun migrate`) can be told; env FLEETRUN_SINK_<NAME> or
     TOML `[sink]`."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETRUN_SINK_")
 
     # -- Kafka -----------------------------------------------------------------------------
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
-    )
     topic_prefix: str = Field(
         default="fleetrun.", description="Prefix of the fleetrun topics (results, status...)."
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from fleetrun.runtime.kafkaauth import KafkaClientSettings, client_options
 from stack.config import StackConfig
+from stack.kafkasec import KafkaSecrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,40 @@ class StackEnv:
         return self["FLEETRUN_KAFKA_BOOTSTRAP"]
 
     @property
+    def kafka_admin(self) -> dict[str, Any]:
+        """The KafkaClientSettings fields of the stack's super user (tests and benchmarks make
+        topics under prefixes of their own, which no service's ACLs cover); none when the
+        stack's Kafka takes plaintext."""
+        protocol = self.values.get("FLEETRUN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+        if protocol == "PLAINTEXT":
+            return {}
+        return {
+            "kafka_security_protocol": protocol,
+            "kafka_sasl_mechanism": self["FLEETRUN_KAFKA_SASL_MECHANISM"],
+            "kafka_sasl_username": self["FLEETRUN_STACK_KAFKA_ADMIN_USERNAME"],
+            "kafka_sasl_password_file": Path(self["FLEETRUN_STACK_KAFKA_ADMIN_PASSWORD_FILE"]),
+            "kafka_ssl_ca_file": Path(self["FLEETRUN_KAFKA_SSL_CA_FILE"]),
+        }
+
+    def kafka_principal(self, principal: str) -> dict[str, Any]:
+        """The KafkaClientSettings fields of one of the stack's principals (stack/kafkasec.py)."""
+        secrets = KafkaSecrets(Path(self["FLEETRUN_STACK_DIR"]) / "kafka")
+        return {**self.kafka_admin, **secrets.client_settings(principal)}
+
+    def kafka_client_fields(self, bootstrap: str | None = None) -> dict[str, Any]:
+        """KafkaClientSettings fields reaching the stack's Kafka (or `bootstrap`) as the super
+        user."""
+        return {"kafka_bootstrap": bootstrap or self.kafka_bootstrap, **self.kafka_admin}
+
+    def kafka_client(self, bootstrap: str | None = None, **fields: Any) -> dict[str, Any]:
+        """aiokafka keyword arguments reaching the stack's Kafka (or `bootstrap`, a proxy in
+        front of it) as the super user, or as `fields` say (another principal)."""
+        chosen = fields or self.kafka_admin
+        return client_options(
+            KafkaClientSettings(kafka_bootstrap=bootstrap or self.kafka_bootstrap, **chosen)
+        )
+
+    @property
     def pg_dsn(self) -> str:
         return self["FLEETRUN_PG_DSN"]
 
@@ -73,3 +111,29 @@ class StackEnv:
             address, _, port = addr.rpartition(":")
             hosts.append(SshTestHost(name, address, int(port)))
         return hosts
+
+
+@functools.cache
+def _stack_env() -> StackEnv | None:
+    try:
+        return StackEnv.load()
+    except FileNotFoundError:
+        return None
+
+
+def kafka_options(bootstrap: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for `bootstrap` as the local stack's super user: for the helpers
+    tests and benchmarks share, which are handed only an address. Plaintext when no stack ran."""
+    env = _stack_env()
+    if env is None:
+        return {"bootstrap_servers": bootstrap}
+    return env.kafka_client(bootstrap)
+
+
+def kafka_admin_environ() -> dict[str, str]:
+    """The local stack's super user as FLEETRUN_KAFKA_* variables, for the services benchmarks
+    start on topics of their own (no service principal's ACLs cover them)."""
+    env = _stack_env()
+    if env is None:
+        return {}
+    return {"FLEETRUN_" + name.upper(): str(value) for name, value in env.kafka_admin.items()}

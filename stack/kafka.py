@@ -6,9 +6,14 @@ import asyncio
 import base64
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from fleetrun.runtime.kafkaauth import KafkaClientSettings, client_options
+from stack.acls import AclError, ensure_acls, fleetrun_acls
 from stack.config import KAFKA_VERSION, TOPIC_CONFIGS, TOPIC_PARTITIONS, StackConfig
+from stack.kafkasec import ADMIN, PRINCIPALS, KafkaSecrets
 from stack.proc import (
     StackError,
     apt_install,
@@ -54,6 +59,9 @@ class Kafka:
         self.stdout_log = self.home / "stdout.log"
         self.pid_file = self.home / "kafka.pid"
         self.libs = cfg.cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+        self.secrets = KafkaSecrets(self.home)
+        # Written once the storage holds the principals' SCRAM credentials.
+        self.scram_marker = self.data_dir / ".fleetrun-scram"
 
     # -- install -----------------------------------------------------------------------------
     def install(self) -> None:
@@ -86,12 +94,26 @@ class Kafka:
         return running_pid(self.pid_file, str(self.props))
 
     def up(self) -> None:
-        """Format storage on first use, start the broker, wait for metadata, create topics."""
+        """Format storage on first use, start the broker, wait for metadata, create topics and
+        ACLs."""
         if self.pid() is None:
             self._write_config()
             self._format_once()
             self._start()
+        elif "SASL_SSL" not in self.props.read_text():
+            raise StackError(
+                "kafka: the running broker was started without authentication; restart it: "
+                "`python -m stack restart kafka`"
+            )
         self.ensure_topics()
+
+    def admin_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments that reach this broker as its super user."""
+        return client_options(
+            KafkaClientSettings(
+                kafka_bootstrap=self.cfg.kafka_bootstrap, **self.secrets.client_settings(ADMIN)
+            )
+        )
 
     def down(self) -> None:
         pid = self.pid()
@@ -121,19 +143,38 @@ class Kafka:
 
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self.secrets.ensure()
         values = {
             "port": self.cfg.kafka_port,
             "controller_port": self.cfg.kafka_controller_port,
             "data_dir": self.data_dir,
             "log_file": self.log,
+            "admin_password": self.secrets.password(ADMIN),
+            "broker_pem": self.secrets.broker_pem,
+            "ca_cert": self.secrets.ca_cert,
         }
+        self.props.touch(mode=0o600)
+        self.props.chmod(0o600)  # it holds the super user's password
         for name, target in (("server.properties", self.props), ("log4j2.properties", self.log4j)):
             target.write_text((TEMPLATES / name).read_text().format(**values))
 
     def _format_once(self) -> None:
         if (self.data_dir / "meta.properties").exists():
-            return
+            if self.scram_marker.exists():
+                return
+            # Storage from before authentication has no SCRAM credentials, and they can only be
+            # added at format time or through a broker that already authenticates someone.
+            print(
+                f"stack: kafka: {self.data_dir} predates SASL authentication; formatting it "
+                "again (its topics are created anew)",
+                flush=True,
+            )
+            shutil.rmtree(self.data_dir)
         cluster_id = new_cluster_id()
+        scram = [
+            f"--add-scram=SCRAM-SHA-512=[name={p},password={self.secrets.password(p)}]"
+            for p in PRINCIPALS
+        ]
         run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -142,10 +183,12 @@ class Kafka:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.props),
+                *scram,
             ),
             what="kafka: formatting storage",
             timeout_s=120,
         )
+        self.scram_marker.write_text("SCRAM-SHA-512 credentials of " + ",".join(PRINCIPALS) + "\n")
 
     def _start(self) -> None:
         for port in (self.cfg.kafka_port, self.cfg.kafka_controller_port):
@@ -169,11 +212,13 @@ class Kafka:
             ) from None
 
     def ensure_topics(self) -> None:
-        """Wait until the broker answers metadata requests, then create missing fleetrun topics."""
+        """Wait until the broker answers metadata requests, then create missing fleetrun topics
+        and the principals' ACLs."""
+        admin = self.admin_options()
         try:
             asyncio.run(
                 ensure_topics(
-                    self.cfg.kafka_bootstrap,
+                    admin,
                     {self.cfg.topic_prefix + t: n for t, n in TOPIC_PARTITIONS.items()},
                     timeout_s=START_TIMEOUT_S,
                     configs={self.cfg.topic_prefix + t: c for t, c in TOPIC_CONFIGS.items()},
@@ -183,10 +228,14 @@ class Kafka:
             raise fail(
                 "kafka", f"broker does not answer metadata requests: {exc}", self.log
             ) from None
+        try:
+            asyncio.run(ensure_acls(admin, fleetrun_acls(self.cfg.topic_prefix), timeout_s=30))
+        except (AclError, TimeoutError) as exc:
+            raise fail("kafka", f"creating ACLs: {exc}", self.log) from None
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: Mapping[str, Any],
     topics: dict[str, int],
     *,
     timeout_s: float,
@@ -194,6 +243,7 @@ async def ensure_topics(
 ) -> None:
     """Create each topic (name -> partitions) that does not exist yet; idempotent.
 
+    `kafka`: client options (bootstrap, security) of a principal that may create topics.
     `configs`: topic settings (name -> {key: value}) for topics created here.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -201,7 +251,7 @@ async def ensure_topics(
 
     async with asyncio.timeout(timeout_s):
         while True:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+            admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=10_000)
             try:
                 await admin.start()
                 existing = set(await admin.list_topics())
@@ -224,6 +274,6 @@ async def ensure_topics(
             except (KafkaConnectionError, KafkaError):
                 # The broker accepts connections a little before its metadata is ready; the
                 # surrounding deadline turns a broker that never gets there into an error.
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.2)
             finally:
                 await admin.close()

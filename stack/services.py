@@ -115,6 +115,8 @@ class Stack:
             "FLEETRUN_KAFKA_BOOTSTRAP": self.cfg.kafka_bootstrap,
             "FLEETRUN_TOPIC_PREFIX": self.cfg.topic_prefix,
             "FLEETRUN_PG_DSN": self.cfg.pg_dsn,
+            # SASL/SCRAM over TLS: each service its own principal and password file.
+            **self.kafka.secrets.env_lines(),
             "FLEETRUN_COLLECTOR_SSH_USER": self.cfg.ssh_user,
             "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(self.sshd.client_key),
             "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(self.sshd.known_hosts),

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stack.config import TOPIC_CONFIGS, TOPIC_PARTITIONS
+from stack.env import kafka_options
 from stack.kafka import ensure_topics
 
 
@@ -21,14 +22,14 @@ async def create_topics(
     """Create the fleetrun topics under `prefix`; return their names."""
     wanted = {prefix + name: n for name, n in (partitions or TOPIC_PARTITIONS).items()}
     configs = {prefix + name: c for name, c in TOPIC_CONFIGS.items()}
-    await ensure_topics(bootstrap, wanted, timeout_s=timeout_s, configs=configs)
+    await ensure_topics(kafka_options(bootstrap), wanted, timeout_s=timeout_s, configs=configs)
     return list(wanted)
 
 
 async def delete_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float = 10.0) -> None:
     """Delete topics a test or benchmark created (`timeout_s`: the admin request timeout)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=round(timeout_s * 1000)
+        **kafka_options(bootstrap), request_timeout_ms=round(timeout_s * 1000)
     )
     await admin.start()
     try:
@@ -40,7 +41,7 @@ async def delete_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: flo
 async def committed_total(bootstrap: str, group: str, topic: str) -> int:
     """The group's committed offsets on `topic` added up over its partitions (one with no commit
     counts 0): how many of the topic's records the group is done with."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap), request_timeout_ms=10_000)
     await admin.start()
     try:
         return await committed_with(admin, group, topic)

@@ -29,6 +29,7 @@ from bench.faults.observe import (
 )
 from bench.faults.world import SIM_GROUP, SSHD_GROUP, World
 from schemas import Request
+from stack.env import kafka_options
 
 ENDED_TIMEOUT_S = 180.0  # a request's completed status, after the fault
 STORED_TIMEOUT_S = 120.0  # its rows in PostgreSQL
@@ -186,7 +187,7 @@ class Ctx:
 @contextlib.asynccontextmanager
 async def fault_ctx(w: World, rng: random.Random) -> AsyncIterator[Ctx]:
     """A Ctx with its feed and producer running inside the block; hosts' markers removed after."""
-    producer = AIOKafkaProducer(bootstrap_servers=w.bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_options(w.bootstrap), acks="all", linger_ms=0)
     async with asyncio.timeout(60):
         await producer.start()
     try:

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 
 import schemas
 from schemas import Result, Status
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from stack.simfleet import RunningFleet
 
 log = logging.getLogger("bench.faults")
@@ -69,7 +69,7 @@ class Feed:
         kinds = {self.prefix + k: k for k in ("results", "status", "dlq")}
         consumer = AIOKafkaConsumer(
             *kinds,
-            bootstrap_servers=self.bootstrap,
+            **kafka_options(self.bootstrap),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

@@ -24,7 +24,7 @@ import asyncpg
 
 from bench.faults.netcut import Endpoint, Relay, relayed_known_hosts
 from bench.measure import health
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_admin_environ
 from stack.proc import stop_process
 from stack.simfleet import RunningFleet
 from stack.topics import create_topics, delete_topics
@@ -293,6 +293,7 @@ def _base_env(
         "FLEETRUN_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
+        **kafka_admin_environ(),  # the world's own topics: the stack's super user
         "FLEETRUN_COLLECTOR_INVENTORY": str(inventory),
         "FLEETRUN_COLLECTOR_SSH_KNOWN_HOSTS": str(known_hosts),
         "FLEETRUN_COLLECTOR_SSH_CLIENT_KEYS": str(fleet.client_key),

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Generates, once, the keys the compose stack shares through the `ssh-keys` volume:
-# the collector's client key, one host key per demo host, known_hosts and the inventory.
+# the collector's client key, one host key per demo host, known_hosts and the inventory; and
+# Kafka's: a CA, the broker's key and certificate, one SCRAM password per principal (the local
+# stack makes the same in stack/kafkasec.py).
 set -eu
 KEYS=${KEYS:-/keys}
 HOSTS=${DEMO_HOSTS:-"demo1 demo2 demo3"}
@@ -30,4 +32,31 @@ printf '%s\n[groups]\ndemo = [%s]\n' "$inventory" "$group" > "$KEYS/inventory.to
 chmod 0644 "$KEYS"/*.pub "$KEYS/known_hosts" "$KEYS/inventory.toml"
 # The collector container runs as uid 10001 (see Dockerfile) and must read its private key.
 chown 10001 "$KEYS/id_ed25519"
+
+# --- Kafka: SASL/SCRAM over TLS -----------------------------------------------------------------
+K="$KEYS/kafka"
+mkdir -p "$K/broker" "$K/users"
+if [ ! -f "$K/ca.pem" ]; then
+  ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  openssl req -x509 $ec -days 3650 -subj "/CN=fleetrun compose CA" \
+    -keyout "$K/ca.key" -out "$K/ca.pem" 2>/dev/null
+  openssl req $ec -subj "/CN=kafka" -keyout "$K/broker.key" -out "$K/broker.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:kafka,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    > "$K/broker.ext"
+  openssl x509 -req -in "$K/broker.csr" -CA "$K/ca.pem" -CAkey "$K/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$K/broker.ext" -out "$K/broker.crt" 2>/dev/null
+  # Key (PKCS#8) and certificate in one file: what Kafka's ssl.keystore.type=PEM reads.
+  cat "$K/broker.key" "$K/broker.crt" > "$K/broker/broker.pem"
+  rm -f "$K/broker.key" "$K/broker.csr" "$K/broker.ext" "$K/broker.crt" "$K/ca.srl"
+fi
+password() { [ -f "$1" ] || (umask 077; openssl rand -base64 24 | tr '+/' '-_' > "$1"); }
+password "$K/broker/admin.password"
+for user in collector sink web team; do password "$K/users/$user.password"; done
+chmod 0600 "$K/ca.key" "$K/broker/broker.pem" "$K/broker/admin.password" "$K"/users/*.password
+chmod 0644 "$K/ca.pem"
+chmod 0755 "$K" "$K/users"
+chmod 0700 "$K/broker"
+# The broker runs as the apache/kafka image's appuser (uid 1000); fleetrun as uid 10001.
+chown -R 1000 "$K/broker"
+chown 10001 "$K"/users/*.password
 echo "keys ready in $KEYS"

@@ -34,6 +34,7 @@ from fleetrun.cli.errors import (
     kafka_unavailable,
 )
 from fleetrun.cli.settings import CliSettings
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import (
     Cancel,
     Result,
@@ -184,13 +185,13 @@ class CancelReader:
         self.key = request_id.encode()
         timeout_ms = int(settings.kafka_timeout_s * 1000)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=timeout_ms,
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=timeout_ms,
@@ -235,7 +236,7 @@ class CancelReader:
                     self.consumer.seek(tp, self._ends[tp] if hit is None else hit.offset)
         except (KafkaError, TimeoutError, OSError) as exc:
             await self.stop()
-            raise kafka_unavailable(s.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(s, exc) from None
         except CliError:
             await self.stop()
             raise
@@ -264,7 +265,7 @@ class CancelReader:
                         if await self.consumer.position(tp) >= self._ends[tp]:
                             remaining.discard(tp)
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
         self.consumer.pause(self.parts.requests)  # the record was looked for; only answers now
 
     async def send(self, cancel: Cancel) -> None:
@@ -275,7 +276,7 @@ class CancelReader:
                     self._topic("cancels"), encode(cancel), key=self.key
                 )
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
 
     async def follow(self, story: Story, until: float) -> None:
         """Read the request's statuses and results until its final status (and the results
@@ -299,7 +300,7 @@ class CancelReader:
                 async with asyncio.timeout(self.settings.kafka_timeout_s + wait_ms / 1000):
                     await self._read(story, self.parts.status, results_tp, wait_ms=wait_ms)
         except (KafkaError, TimeoutError, OSError) as exc:
-            raise kafka_unavailable(self.settings.kafka_bootstrap, exc) from None
+            raise kafka_unavailable(self.settings, exc) from None
 
     async def _read(self, story: Story, *tps: TopicPartition, wait_ms: int = _POLL_MS) -> None:
         batch = await self.consumer.getmany(*tps, timeout_ms=wait_ms, max_records=1000)

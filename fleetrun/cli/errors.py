@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fleetrun.runtime.kafkaauth import REFUSALS, KafkaClientSettings, who
+
 EXIT_OK = 0  # every host ok
 EXIT_HOSTS_FAILED = 1  # the request ran; at least one host is not ok
 EXIT_USAGE = 2  # bad option, target expression or configuration value
@@ -45,8 +47,16 @@ def local_stack_hint() -> str:
     return f"; for the local stack: export FLEETRUN_ENV_FILE={env_file}"
 
 
-def kafka_unavailable(bootstrap: str, exc: BaseException) -> CliError:
-    """The one-line error for Kafka not answering at `bootstrap`."""
+def kafka_unavailable(settings: KafkaClientSettings, exc: BaseException) -> CliError:
+    """The one-line error for Kafka failing this client: not answering, or refusing it."""
+    if isinstance(exc, REFUSALS):
+        return CliError(
+            f"Kafka at {settings.kafka_bootstrap} does not allow {who(settings)} this: "
+            f"{type(exc).__name__}: {exc}; ask its operators for the ACL, or check "
+            f"{settings.env_name('kafka_sasl_username')}",
+            EXIT_USAGE,
+        )
+    bootstrap = settings.kafka_bootstrap
     return CliError(
         f"cannot reach Kafka at {bootstrap} ({exc or type(exc).__name__}); "
         "is it running? (`make stack-up`, or set FLEETRUN_KAFKA_BOOTSTRAP)" + local_stack_hint(),

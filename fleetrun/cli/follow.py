@@ -12,8 +12,9 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from fleetrun.cli.errors import EXIT_UNAVAILABLE, CliError, local_stack_hint
+from fleetrun.cli.errors import CliError, kafka_unavailable
 from fleetrun.cli.settings import CliSettings
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import (
     Output,
     Request,
@@ -89,16 +90,12 @@ class Progress:
 
 
 def _unavailable(settings: CliSettings, exc: BaseException) -> CliError:
-    return CliError(
-        f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc or type(exc).__name__}); "
-        "is it running? (`make stack-up`, or set FLEETRUN_KAFKA_BOOTSTRAP)" + local_stack_hint(),
-        EXIT_UNAVAILABLE,
-    )
+    return kafka_unavailable(settings, exc)
 
 
 def _producer(settings: CliSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=int(settings.kafka_timeout_s * 1000),
@@ -112,7 +109,7 @@ class Follower:
         self.settings = settings
         self.producer = _producer(settings)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=int(settings.kafka_timeout_s * 1000),

@@ -16,6 +16,7 @@ from fleetrun.cli.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, 
 from fleetrun.cli.safetext import write_out
 from fleetrun.cli.settings import CliSettings
 from fleetrun.runtime import logs, process
+from fleetrun.runtime.kafkaauth import login_problem
 from fleetrun.runtime.settings import ServiceSettings, SettingsError, load_with_sources, render
 
 app = typer.Typer(
@@ -328,6 +329,8 @@ def main() -> None:
     except typer.Exit as done:
         code = done.exit_code
     except CliError as exc:
+        if exc.code == EXIT_UNAVAILABLE and (refused := _kafka_login_problem()):
+            _fail(refused, EXIT_USAGE, exc)
         _fail(str(exc), exc.code, exc)
     except typer.Abort as exc:
         _fail("aborted", EXIT_INTERRUPTED, exc)
@@ -341,6 +344,14 @@ def main() -> None:
     except Exception as exc:
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", 1, exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _kafka_login_problem() -> str | None:
+    """Why Kafka refused the CLI's login (TLS or SASL), when that is why it seemed down."""
+    try:
+        return asyncio.run(login_problem(load_with_sources(CliSettings)[0]))
+    except (SettingsError, OSError):
+        return None
 
 
 def _fail(message: str, code: int, exc: BaseException) -> None:

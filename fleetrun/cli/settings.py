@@ -8,7 +8,8 @@ import socket
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from fleetrun.runtime.settings import Maybe, ServiceSettings, UserPath
+from fleetrun.runtime.kafkaauth import KafkaClientSettings
+from fleetrun.runtime.settings import Maybe, UserPath
 
 
 def default_principal() -> str:
@@ -20,15 +21,12 @@ def default_principal() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-class CliSettings(ServiceSettings):
+class CliSettings(KafkaClientSettings):
     """Settings of `fleetrun run/results/status/requests/hosts/config`; env FLEETRUN_CLI_<NAME> or
     TOML `[cli]`."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETRUN_CLI_")
 
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
-    )
     topic_prefix: str = Field(default="fleetrun.", description="Prefix of the fleetrun topics.")
     pg_dsn: SecretStr = Field(
         default=SecretStr("postgresql://fleetrun@127.0.0.1:5432/fleetrun"),

@@ -29,6 +29,7 @@ from fleetrun.cli.errors import (
 from fleetrun.cli.follow import CATCH_UP_S
 from fleetrun.cli.live import LinePrinter, write_to_std
 from fleetrun.cli.settings import CliSettings
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import SchemaError, Status, decode_output_chunk, decode_status, known
 
 _POLL_MS: Final = 200
@@ -43,7 +44,7 @@ def partition_of(request_id: str, partitions: list[int]) -> int:
 
 async def _partitions(settings: CliSettings, topic: str) -> set[int]:
     # The producer's metadata call is the public way to learn a topic's partitions.
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:
         try:
@@ -59,7 +60,7 @@ async def tail(settings: CliSettings, request_id: str, console: Console) -> int:
     """Print the request's live output until it completes; its exit code as `run --wait`'s."""
     printer = LinePrinter(write_to_std, colour=sys.stdout.isatty() and not console.no_color)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=int(settings.kafka_timeout_s * 1000),

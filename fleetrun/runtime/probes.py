@@ -7,12 +7,15 @@ and what it measures is whether the server answers now, idle service or not.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable
-from typing import Protocol
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
+
+from fleetrun.runtime.kafkaauth import login_refusal
 
 
 class Probe(Protocol):
@@ -26,8 +29,8 @@ class Probe(Protocol):
 class KafkaProbe:
     """One metadata request without topics (the brokers only: the smallest answer there is)."""
 
-    def __init__(self, bootstrap: str, client_id: str, timeout_s: float) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Mapping[str, Any], client_id: str, timeout_s: float) -> None:
+        self.kafka = kafka  # client_options(settings): bootstrap and security
         self.client_id = client_id
         self.timeout_s = timeout_s
         self._client: AIOKafkaClient | None = None
@@ -36,12 +39,21 @@ class KafkaProbe:
         """Raise unless a broker answers."""
         if self._client is None:
             client = AIOKafkaClient(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka,
                 client_id=self.client_id,
                 request_timeout_ms=int(self.timeout_s * 1000),
             )
             try:
                 await client.bootstrap()
+            except KafkaConnectionError as exc:
+                await _quietly(client.close())
+                # A refused login looks like a broker that is down; /healthz and the outage
+                # log should say which it is.
+                if (refusal := await login_refusal(self.kafka, self.timeout_s)) is not None:
+                    raise KafkaConnectionError(
+                        f"login refused: {type(refusal).__name__}: {refusal}"
+                    ) from exc
+                raise
             except BaseException:
                 await _quietly(client.close())
                 raise

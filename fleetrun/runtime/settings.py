@@ -29,7 +29,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 from dotenv.parser import parse_stream
 from pydantic import AfterValidator, BeforeValidator, SecretStr, ValidationError
@@ -44,7 +44,19 @@ from pydantic_settings import (
 ENV_FILE = "FLEETRUN_ENV_FILE"
 CONFIG = "FLEETRUN_CONFIG"
 SHARED_PREFIX = "FLEETRUN_"
-SHARED = ("kafka_bootstrap", "topic_prefix", "pg_dsn")
+# Kafka's security settings are shared too: one broker and one CA for every service, while each
+# service sets its own user and password under its own prefix (fleetrun/runtime/kafkaauth.py).
+SHARED = (
+    "kafka_bootstrap",
+    "topic_prefix",
+    "pg_dsn",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_sasl_password_file",
+    "kafka_ssl_ca_file",
+)
 SECTIONS = ("collector", "sink", "cli", "web")
 
 T = TypeVar("T")
@@ -295,7 +307,8 @@ def _problem(
         hint = f"; did you mean {close[0]}?" if close else ""
         return f"{key} (from {source}): unknown {cls.section()} setting{hint}"
     raw = values.get(name)
-    secret = cls.model_fields[name].annotation is SecretStr
+    annotation = cls.model_fields[name].annotation
+    secret = annotation is SecretStr or SecretStr in get_args(annotation)
     shown = repr(mask(raw, secret=True)) if secret else repr(raw)
     if error["type"] in _WHY:
         why = _WHY[error["type"]]

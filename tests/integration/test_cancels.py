@@ -34,7 +34,7 @@ from fleetrun.cli.errors import (
 )
 from fleetrun.cli.settings import CliSettings
 from schemas import Cancel, ErrorInfo, Request, Status, StatusCounts
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from tests.support.kafka import Topics, consume_n
 from tests.support.records import make_result
 from tests.support.settings import process_env
@@ -45,7 +45,7 @@ HOUR_MS: Final = 3_600_000
 
 @pytest.fixture
 async def producer(stack_env: StackEnv) -> AsyncIterator[AIOKafkaProducer]:
-    made = AIOKafkaProducer(bootstrap_servers=stack_env.kafka_bootstrap, acks="all")
+    made = AIOKafkaProducer(**kafka_options(stack_env.kafka_bootstrap), acks="all")
     await made.start()
     yield made
     await made.stop()
@@ -55,7 +55,10 @@ async def producer(stack_env: StackEnv) -> AsyncIterator[AIOKafkaProducer]:
 async def watcher(stack_env: StackEnv, topics: Topics) -> AsyncIterator[CancelWatcher]:
     """A collector's cancel watcher on this test's topics (not started)."""
     settings = CollectorSettings(
-        kafka_bootstrap=stack_env.kafka_bootstrap, topic_prefix=topics.prefix, id="cancel-test"
+        kafka_bootstrap=stack_env.kafka_bootstrap,
+        **stack_env.kafka_admin,
+        topic_prefix=topics.prefix,
+        id="cancel-test",
     )
     kafka_producer = make_producer(settings)
     await kafka_producer.start()
@@ -153,7 +156,7 @@ async def _publish(producer: AIOKafkaProducer, topic: str, rid: str, *records: b
 async def _cancels_written(topics: Topics, producer: AIOKafkaProducer) -> int:
     """Records on this test's cancels topic."""
     parts = await producer.partitions_for(topics["cancels"])
-    consumer = AIOKafkaConsumer(bootstrap_servers=topics.bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(topics.bootstrap), group_id=None)
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(topics["cancels"], p) for p in parts])

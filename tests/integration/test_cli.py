@@ -32,7 +32,7 @@ from fleetrun.cli.errors import (
 from fleetrun.cli.settings import CliSettings
 from sink.app import run_migrations, run_sink
 from sink.settings import SinkSettings
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from tests.support.collector import (
     collector_settings,
     counted,
@@ -86,6 +86,7 @@ async def cli(stack_env: StackEnv, topics: Topics, pg_dsn: str) -> AsyncIterator
     """A collector and a sink on private topics and database, and the CLI aimed at them."""
     sink_settings = SinkSettings(
         kafka_bootstrap=stack_env.kafka_bootstrap,
+        **stack_env.kafka_admin,
         topic_prefix=topics.prefix,
         group_id=topics.prefix + "sink",
         pg_dsn=SecretStr(pg_dsn),
@@ -253,7 +254,7 @@ async def _next_request(topics: Topics) -> schemas.Request:
     """The first request submitted on the test's topics."""
     consumer = AIOKafkaConsumer(
         topics["requests"],
-        bootstrap_servers=topics.bootstrap,
+        **kafka_options(topics.bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -277,7 +278,7 @@ async def _old_collector(topics: Topics, *, complete: bool) -> None:
     request = await _next_request(topics)
     key = request.request_id.encode()
     producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap,
+        **kafka_options(topics.bootstrap),
         transactional_id=f"{topics.prefix}old-collector",
         enable_idempotence=True,
     )
@@ -399,6 +400,15 @@ async def test_user_errors_end_with_one_clear_line(
 
 async def test_examples_produce_and_consume_without_fleetrun(cli: Cli, topics: Topics) -> None:
     base = ["--bootstrap", topics.bootstrap, "--topic-prefix", topics.prefix]
+    if admin := StackEnv.load().kafka_admin:  # the test's own topics: the stack's super user
+        base += [
+            "--user",
+            admin["kafka_sasl_username"],
+            "--password-file",
+            str(admin["kafka_sasl_password_file"]),
+            "--ca-file",
+            str(admin["kafka_ssl_ca_file"]),
+        ]
     produced = await asyncio.create_subprocess_exec(
         sys.executable,
         str(REPO / "examples" / "produce_request.py"),

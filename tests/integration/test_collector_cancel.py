@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 import schemas
 from schemas import Cancel, Request, known
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from tests.support.collector import (
     collector_settings,
     counted,
@@ -26,7 +26,7 @@ DEMO = ("demo1", "demo2", "demo3")
 
 
 async def _send_cancel(topics: Topics, cancel: Cancel) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=topics.bootstrap)
+    producer = AIOKafkaProducer(**kafka_options(topics.bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import schemas
 from schemas import Output, Request
+from stack.env import kafka_options
 from tests.support.collector import (
     collector_settings,
     finished,
@@ -28,7 +29,7 @@ CHATTY = "for i in 1 2 3; do echo line$i; sleep 0.4; done; echo err >&2"
 async def _chunks_until(topics: Topics, done: int, *, timeout_s: float = 30.0) -> list[Output]:
     """Every chunk on the output topic, read until `done` end-of-stream chunks came."""
     consumer = AIOKafkaConsumer(
-        topics["output"], bootstrap_servers=topics.bootstrap, auto_offset_reset="earliest"
+        topics["output"], **kafka_options(topics.bootstrap), auto_offset_reset="earliest"
     )
     await consumer.start()
     chunks: list[Output] = []
@@ -104,7 +105,7 @@ async def test_live_output_off_publishes_no_chunk_and_the_request_runs(topics: T
     results, _ = seen.for_request(request.request_id)
     assert [r.status for r in results] == ["ok"] * len(DEMO)
     # Subscribed, so the client's metadata holds the topic's partitions.
-    consumer = AIOKafkaConsumer(topics["output"], bootstrap_servers=topics.bootstrap)
+    consumer = AIOKafkaConsumer(topics["output"], **kafka_options(topics.bootstrap))
     await consumer.start()
     try:
         partitions = [

@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import Result, encode
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from stack.topics import committed_total
 from tests.support.kafka import Topics
 from tests.support.sink import (
@@ -57,7 +57,7 @@ def postgres_restarts() -> Iterator[None]:
 
 async def _steady_stream(bootstrap: str, topic: str, results: list[Result], seconds: float) -> None:
     """Publish `results` evenly over `seconds` (bounded in count and time)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         async with asyncio.timeout(seconds + 60):

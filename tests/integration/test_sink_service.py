@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Status, decode_dead_letter, decode_output, encode, format_timestamp
 from stack.config import TOPIC_PARTITIONS
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from stack.topics import committed_total
 from tests.support.kafka import Topics, consume_n
 from tests.support.records import make_counts, make_request
@@ -99,7 +99,7 @@ async def test_each_result_lands_once_with_its_request(
 async def _rewind(bootstrap: str, group: str, topic: str) -> None:
     """Commit offset 0 on every partition of `topic` for `group` (the sink is stopped)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        **kafka_options(bootstrap), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:

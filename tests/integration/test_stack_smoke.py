@@ -14,14 +14,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stack.config import PG_SERVER_SETTINGS, TOPIC_PARTITIONS
-from stack.env import SshTestHost, StackEnv
+from stack.env import SshTestHost, StackEnv, kafka_options
 from tests.support.kafka import Topics, consume_n
 
 
 @pytest.mark.parametrize("kind", sorted(TOPIC_PARTITIONS))
 async def test_kafka_round_trip_through_each_fleetrun_topic(topics: Topics, kind: str) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=topics.bootstrap, acks="all", enable_idempotence=True
+        **kafka_options(topics.bootstrap), acks="all", enable_idempotence=True
     )
     await producer.start()
     try:
@@ -40,7 +40,7 @@ async def test_kafka_round_trip_through_each_fleetrun_topic(topics: Topics, kind
 async def test_stack_topics_exist_with_their_partition_counts(stack_env: StackEnv) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack_env.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(stack_env.kafka_bootstrap))
     await admin.start()
     try:
         described = await admin.describe_topics(

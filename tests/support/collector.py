@@ -25,7 +25,7 @@ from collector.service import Collector, Summary
 from collector.settings import CollectorSettings
 from collector.ssh import SshExecutor
 from schemas import Request, Result, Status
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from tests.support.net import free_port, http_get
 from tests.support.settings import process_env, stack_ssh
 
@@ -41,6 +41,7 @@ def collector_settings(prefix: str, **overrides: Any) -> CollectorSettings:
 def _collector_fields(env: StackEnv, prefix: str) -> dict[str, Any]:
     return {
         "kafka_bootstrap": env.kafka_bootstrap,
+        **env.kafka_admin,
         **stack_ssh(env),
         "topic_prefix": prefix,
         "group_id": prefix + "collector",
@@ -96,7 +97,7 @@ async def submit(
     partition: int | None = None,
 ) -> list[tuple[int, int]]:
     """Produce requests (or raw bytes) and return each record's (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     placed = []
     try:
@@ -148,7 +149,7 @@ async def read_until(
     topics = {prefix + "results": "results", prefix + "status": "status", prefix + "dlq": "dlq"}
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -196,7 +197,7 @@ def finished(*request_ids: str) -> Callable[[Seen], bool]:
 
 async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The group's committed offsets on `topic` (partition → next offset to read)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap), request_timeout_ms=10_000)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

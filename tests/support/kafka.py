@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
+from stack.env import kafka_options
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -36,7 +38,7 @@ async def consume_n(
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -12,14 +12,20 @@ DescribeCluster), so every connection of the client goes through it, and `cut()`
         proxy.refuse = False                 # and back
 
 Only the port is rewritten, in place: the proxy listens on the broker's own host, so a
-record's length never changes. One broker (the local stack's) is what it is built for.
+record's length never changes. One broker (the local stack's) is what it is built for. When the
+stack's Kafka takes TLS, the proxy terminates it with the broker's own certificate and opens
+TLS again to the broker (SASL is inside the Kafka protocol, and passes through).
 """
 
 from __future__ import annotations
 
+import ssl
 import struct
+from pathlib import Path
 from typing import Final
 
+from stack.env import StackEnv
+from stack.kafkasec import KafkaSecrets
 from tests.support.tcpproxy import Rewrite, TcpProxy
 
 # Requests whose answers name brokers by host and port.
@@ -32,8 +38,21 @@ _ADDRESSED: Final = frozenset({_METADATA, _FIND_COORDINATOR, _DESCRIBE_CLUSTER})
 class KafkaProxy(TcpProxy):
     """TcpProxy to one broker whose answers point clients back at the proxy."""
 
-    def __init__(self, broker_host: str, broker_port: int) -> None:
-        super().__init__(broker_host, broker_port, broker_host, rewrite=self._link)
+    def __init__(
+        self,
+        broker_host: str,
+        broker_port: int,
+        tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
+    ) -> None:
+        server_tls, client_tls = tls or (None, None)
+        super().__init__(
+            broker_host,
+            broker_port,
+            broker_host,
+            rewrite=self._link,
+            server_tls=server_tls,
+            client_tls=client_tls,
+        )
 
     async def __aenter__(self) -> KafkaProxy:
         await self.start()
@@ -55,7 +74,18 @@ class KafkaProxy(TcpProxy):
 def kafka_proxy(bootstrap: str) -> KafkaProxy:
     """A proxy for the broker at `bootstrap` (host:port); use it with `async with`."""
     host, _, port = bootstrap.rpartition(":")
-    return KafkaProxy(host, int(port))
+    return KafkaProxy(host, int(port), _stack_tls())
+
+
+def _stack_tls() -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+    """(listening, connecting) TLS contexts for the local stack's broker, if it takes TLS."""
+    env = StackEnv.load()
+    if env.values.get("FLEETRUN_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") not in ("SSL", "SASL_SSL"):
+        return None
+    secrets = KafkaSecrets(Path(env["FLEETRUN_STACK_DIR"]) / "kafka")
+    listening = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listening.load_cert_chain(secrets.broker_pem)
+    return listening, ssl.create_default_context(cafile=secrets.ca_cert)
 
 
 class _Frames:

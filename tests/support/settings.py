@@ -45,12 +45,17 @@ def process_env(
     cls: type[ServiceSettings], env: StackEnv, settings: Mapping[str, object]
 ) -> dict[str, str]:
     """The environment of a `cls` service process: this one's, the stack's env file named by
-    FLEETRUN_ENV_FILE, and `settings` (field name → value) as the variables `cls` reads."""
+    FLEETRUN_ENV_FILE, and `settings` (field name → value) as the variables `cls` reads.
+
+    The service connects to Kafka as the stack's super user (the env file names the service's
+    own principal, whose ACLs cover the stack's topics, not the test's); a test that wants
+    another principal passes its kafka_* settings."""
     unknown = set(settings) - set(cls.model_fields)
     if unknown:
         raise TypeError(f"{cls.__name__} has no setting(s) {sorted(unknown)}")
     return {
         **os.environ,
         ENV_FILE: str(env.path),
+        **{cls.env_name(name): env_text(value) for name, value in env.kafka_admin.items()},
         **{cls.env_name(name): env_text(value) for name, value in settings.items()},
     }

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import Result, ResultStatus, encode
 from sink.settings import SinkSettings
-from stack.env import StackEnv
+from stack.env import StackEnv, kafka_options
 from stack.topics import committed_total
 from tests.support import records
 from tests.support.net import http_get
@@ -71,7 +71,7 @@ def key_of(r: Result) -> Key:
 async def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes]]) -> None:
     """Publish (key, value) pairs and wait for every acknowledgement."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 << 20
+        **kafka_options(bootstrap), acks="all", linger_ms=5, max_request_size=16 << 20
     )
     await producer.start()
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,10 +48,16 @@ class TcpProxy:
         listen_host: str = "127.0.0.1",
         *,
         rewrite: Callable[[], tuple[Rewrite, Rewrite]] | None = None,
+        server_tls: ssl.SSLContext | None = None,
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.target = (target_host, target_port)
         self.host = listen_host
         self.rewrite = rewrite
+        # TLS terminated here (clients' side) and begun again (the target's side), so `rewrite`
+        # sees the protocol's bytes on a TLS listener too.
+        self.server_tls = server_tls
+        self.client_tls = client_tls
         self.port = 0
         self.accepted = 0
         self.refuse = False
@@ -65,7 +72,7 @@ class TcpProxy:
 
     async def start(self) -> TcpProxy:
         """Listen on a free port of listen_host."""
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=self.server_tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -132,7 +139,9 @@ class TcpProxy:
             return
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                s_reader, s_writer = await asyncio.open_connection(*self.target)
+                s_reader, s_writer = await asyncio.open_connection(
+                    *self.target, ssl=self.client_tls
+                )
         except (OSError, TimeoutError):
             writer.close()
             return

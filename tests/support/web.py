@@ -24,6 +24,7 @@ def web_settings(env: StackEnv, prefix: str, dsn: str, **overrides: Any) -> WebS
     """Console settings on the test's topics and database, any free port."""
     fields: dict[str, Any] = {
         "kafka_bootstrap": env.kafka_bootstrap,
+        **env.kafka_admin,
         "topic_prefix": prefix,
         "pg_dsn": dsn,
         "port": 0,

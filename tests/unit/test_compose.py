@@ -23,6 +23,17 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from stack.acls import (
+    GROUP,
+    LITERAL,
+    PREFIXED,
+    READ,
+    TOPIC,
+    TRANSACTIONAL_ID,
+    WRITE,
+    Acl,
+    fleetrun_acls,
+)
 from stack.config import (
     KAFKA_VERSION,
     PG_SERVER_SETTINGS,
@@ -31,6 +42,7 @@ from stack.config import (
     TOPIC_PARTITIONS,
     StackConfig,
 )
+from stack.kafkasec import SERVICE_PRINCIPALS, KafkaSecrets
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -575,3 +587,65 @@ def test_the_build_context_holds_what_the_images_copy_and_no_dev_tools() -> None
             relative = file.relative_to(ROOT).as_posix()
             if file.is_file() and relative not in needed:
                 assert _dockerignored(patterns, relative), relative
+
+
+# --- authenticated Kafka, as in the local stack ----------------------------------------------
+
+
+def _script(service: dict[str, Any]) -> str:
+    return "\n".join(_as_list(service["command"]))
+
+
+def test_kafka_takes_sasl_over_tls_only_and_denies_what_no_acl_allows(
+    project: dict[str, Any],
+) -> None:
+    env = _environment(project["services"]["kafka"])
+    protocols = dict(
+        p.split(":") for p in (env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] or "").split(",")
+    )
+    assert protocols == {"INTERNAL": "SASL_SSL", "HOST": "SASL_SSL", "CONTROLLER": "SASL_PLAINTEXT"}
+    assert env["KAFKA_LISTENER_NAME_HOST_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # No password in the file: the broker reads the super user's from the keys volume.
+    assert 'password=\\"$pw\\"' in _script(project["services"]["kafka"])
+
+
+def test_compose_grants_the_same_acls_as_the_local_stack(
+    project: dict[str, Any], cfg: StackConfig
+) -> None:
+    kinds = {"--topic": TOPIC, "--group": GROUP, "--transactional-id": TRANSACTIONAL_ID}
+    operations = {"Read": READ, "Write": WRITE}
+    granted = set()
+    for line in _script(project["services"]["kafka-topics"]).splitlines():
+        if not line.startswith("acl "):  # the calls, not the function's definition
+            continue
+        words = shlex.split(line)
+        principal, operation, rest = words[1], operations[words[2]], words[3:]
+        pattern = LITERAL
+        if rest[:2] == ["--resource-pattern-type", "prefixed"]:
+            pattern, rest = PREFIXED, rest[2:]
+        for flag, name in zip(rest[::2], rest[1::2], strict=True):
+            granted.add(Acl(principal, kinds[flag], name, operation, pattern))
+    assert granted == set(fleetrun_acls(cfg.topic_prefix))
+
+
+def test_each_service_connects_as_its_own_principal_as_in_the_stack(
+    project: dict[str, Any], tmp_path: Path
+) -> None:
+    stack = KafkaSecrets(tmp_path).env_lines()
+    for name in FLEETRUN_SERVICES:
+        env = _environment(project["services"][name])
+        for key, value in stack.items():
+            if key.startswith("FLEETRUN_STACK_"):  # the stack's own tools, not a service's
+                assert key not in env
+            elif key.endswith("_FILE"):  # same setting, the path in the keys volume
+                assert (env[key] or "").startswith("/keys/kafka/"), key
+            else:
+                assert env[key] == value, key
+    # Every principal gets its SCRAM credential from its own password file.
+    users = _script(project["services"]["kafka-topics"])
+    assert "for user in " + " ".join(SERVICE_PRINCIPALS.values()) + "; do" in users

@@ -318,8 +318,10 @@ def test_settings_are_frozen_and_refuse_unknown_arguments() -> None:
         pytest.param(
             CollectorSettings, "", "linger_ms = 3\n", {}, {},
             "{config}: unknown top-level key(s) linger_ms; the top level holds only "
-            "kafka_bootstrap, topic_prefix, pg_dsn, other settings go in a [collector], [sink], "
-            "[cli] or [web] table",
+            "kafka_bootstrap, topic_prefix, pg_dsn, kafka_security_protocol, "
+            "kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password, "
+            "kafka_sasl_password_file, kafka_ssl_ca_file, other settings go in a [collector], "
+            "[sink], [cli] or [web] table",
             id="top level holds only shared settings",
         ),
         pytest.param(

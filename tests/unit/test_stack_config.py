@@ -54,6 +54,9 @@ def test_templates_render_without_leftover_placeholders(name: str) -> None:
             "pid_file",
             "authorized_keys",
             "user",
+            "admin_password",
+            "broker_pem",
+            "ca_cert",
         ],
         "X",
     )
@@ -66,6 +69,20 @@ def test_kafka_listens_on_loopback_only_and_never_creates_topics_itself() -> Non
     listeners = next(line for line in props.splitlines() if line.startswith("listeners="))
     assert all("//127.0.0.1:" in part for part in listeners.split("=", 1)[1].split(","))
     assert "auto.create.topics.enable=false" in props
+
+
+def test_kafka_authenticates_every_listener_and_denies_what_no_acl_allows() -> None:
+    props = dict(
+        line.split("=", 1)
+        for line in (TEMPLATES / "server.properties").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    protocols = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+    assert protocols == {"CLIENT": "SASL_SSL", "CONTROLLER": "SASL_PLAINTEXT"}
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"
 
 
 def test_sshd_allows_keys_only() -> None:

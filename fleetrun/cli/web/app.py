@@ -36,6 +36,7 @@ from fleetrun.cli.web.metrics import WebMetrics
 from fleetrun.cli.web.render import duration_text, histogram, output_text, visible
 from fleetrun.cli.web.settings import WebSettings
 from fleetrun.cli.web.store import STATES, Filters, Store
+from fleetrun.runtime.kafkaauth import kafka_fields
 from fleetrun.runtime.ops import HealthCheck
 from schemas import RESULT_STATUSES
 
@@ -212,7 +213,7 @@ class Console:
         """Produce the cancel the way `fleetrun cancel` does; a line for the page."""
         s = self.settings
         cli = CliSettings(
-            kafka_bootstrap=s.kafka_bootstrap,
+            **kafka_fields(s),
             topic_prefix=s.topic_prefix,
             kafka_timeout_s=s.kafka_timeout_s,
             principal=s.who,

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -170,7 +170,7 @@ class LiveFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Mapping[str, Any],
         topic_prefix: str,
         hub: Hub,
         outages: Outages,
@@ -182,7 +182,7 @@ class LiveFeed:
         self.outages = outages
         self.timeout_s = timeout_s
         self.on_record = on_record
-        self.bootstrap = bootstrap
+        self.kafka = kafka  # client_options(settings): bootstrap and security
         self.decoders: dict[str, Callable[[bytes], Event]] = {
             topic_prefix + "status": status_event,
             topic_prefix + "results": result_event,
@@ -193,7 +193,7 @@ class LiveFeed:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka,
             group_id=None,
             enable_auto_commit=False,
             request_timeout_ms=int(self.timeout_s * 1000),

@@ -21,6 +21,7 @@ from fleetrun.cli.web.metrics import WebMetrics
 from fleetrun.cli.web.settings import WebSettings
 from fleetrun.cli.web.store import Store
 from fleetrun.runtime import outage, process
+from fleetrun.runtime.kafkaauth import client_options
 from fleetrun.runtime.ops import all_healthy
 from fleetrun.runtime.probes import KafkaProbe, PostgresProbe, Probe
 
@@ -53,7 +54,7 @@ class WebConsole:
         self.store = Store(settings)
         self.hub = Hub(settings.live_queue, on_overflow=self.metrics.live_overflows.inc)
         self.feed = LiveFeed(
-            settings.kafka_bootstrap,
+            client_options(settings),
             settings.topic_prefix,
             self.hub,
             self.outages,
@@ -93,7 +94,7 @@ class WebConsole:
         s = self.settings
         await self.store.open()
         self._probes = [
-            KafkaProbe(s.kafka_bootstrap, "fleetrun-web-probe", _PROBE_TIMEOUT_S),
+            KafkaProbe(client_options(s), "fleetrun-web-probe", _PROBE_TIMEOUT_S),
             PostgresProbe(s.pg_dsn.get_secret_value(), _PROBE_TIMEOUT_S, "fleetrun-web probe"),
         ]
         self._tasks = [

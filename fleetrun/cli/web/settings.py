@@ -9,7 +9,8 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from fleetrun.runtime.settings import Maybe, ServiceSettings
+from fleetrun.runtime.kafkaauth import KafkaClientSettings
+from fleetrun.runtime.settings import Maybe
 
 
 def is_loopback(host: str) -> bool:
@@ -22,14 +23,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class WebSettings(ServiceSettings):
+class WebSettings(KafkaClientSettings):
     """Everything `fleetrun web` can be told."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETRUN_WEB_")
 
-    kafka_bootstrap: str = Field(
-        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
-    )
     topic_prefix: str = Field(default="fleetrun.", description="Prefix of the fleetrun topics.")
     pg_dsn: SecretStr = Field(
         default=SecretStr("postgresql://fleetrun@127.0.0.1:5432/fleetrun"),

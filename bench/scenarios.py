@@ -210,4 +210,5 @@ def micro_benchmarks(full: bool) -> list[tuple[str, list[str], float]]:
         ("shards", ["bench.bench_shards", *SHARDS_FULL_ARGS], 3000.0)
         if full
         else ("shards", ["bench.bench_shards", *SHARDS_QUICK_ARGS], 900.0),
+        ("admission", ["bench.bench_admission"], 120.0),
     ]

@@ -32,6 +32,7 @@ __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "serve"]
 
 async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None = None) -> int:
     """Build the collector from settings and run it until a signal; the exit status."""
+    from collector.admission import Admission
     from collector.inventory import Inventory, InventoryError
     from collector.service import Collector
     from collector.ssh import SshExecutor
@@ -50,8 +51,15 @@ async def serve(settings: CollectorSettings, *, metrics: CollectorMetrics | None
             "targets may leave the inventory",
             extra={"allow_targets": ",".join(settings.allow_targets)},
         )
+    try:
+        admission = Admission.from_settings(settings, inventory.groups)
+    except (ValueError, OSError) as exc:  # PolicyError, SignersFileError: say what to fix
+        log.error("policy or allowed signers not usable", extra={"error": str(exc)})
+        return EXIT_CONFIG
     executor = SshExecutor(settings, metrics, inventory)
-    collector = Collector(settings, executor=executor, inventory=inventory, metrics=metrics)
+    collector = Collector(
+        settings, executor=executor, inventory=inventory, metrics=metrics, admission=admission
+    )
     with process.on_signals(lambda _sig: collector.stop()):
         return await _serve(settings, collector, executor, metrics)
 

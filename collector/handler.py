@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Generic, Literal
 import msgspec
 
 import schemas
+from collector.admission import Admission, Refused
 from collector.cancels import Cancels, watch_cancel
 from collector.confine import Override
 from collector.deadletters import publish_dead_letter
@@ -46,6 +47,7 @@ from collector.resume import (
 from collector.shrink import fit_result
 from collector.stop import Stop
 from schemas import (
+    Audit,
     Cancel,
     ConsumedRecord,
     ErrorInfo,
@@ -115,8 +117,10 @@ class RequestHandler(Generic[H]):
         default_user: str | None,
         cancels: Cancels | None = None,
         allow_targets: Collection[Override] = (),
+        admission: Admission | None = None,
     ) -> None:
         self.collector = collector
+        self.admission = admission or Admission()
         self.cancels = cancels
         self.allow_targets = frozenset(allow_targets)  # overrides of the inventory (confine)
         self.stops: dict[str, Stop] = {}  # of the requests running now, to kill them on purpose
@@ -144,8 +148,13 @@ class RequestHandler(Generic[H]):
             request = schemas.decode_request(record.value)
         except SchemaError as exc:
             return await self._refuse(out, record, exc, None)
+        try:  # signature and freshness before anything else, the ledger included
+            audit = self.admission.verify(record.value, request)
+        except Refused as exc:
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
         prior: Prior | None = None
         content = ""
+        new = True
         if lane is not None:
             content = digest(record.value)
             admission = lane.ledger.admit(request.request_id, content)
@@ -158,21 +167,31 @@ class RequestHandler(Generic[H]):
                 )
                 return await self._refuse(out, record, reuse, None, reused=request)
             prior = lane.ledger.prior(request.request_id) if admission == "resume" else None
+            new = admission == "new"
+        try:
+            if new:  # a duplicate or a resumed request was fresh when first admitted
+                self.admission.check_fresh(request, audit)
+        except Refused as exc:
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
         cancel = self.cancels.cancelled(request.request_id) if self.cancels else None
         if cancel is not None and prior is None:
             return await self._cancelled_before(out, request, cancel)
         try:
             plan = plan_request(request, self.inventory, allow_targets=self.allow_targets)
+            plan, audit = self.admission.authorize(plan, audit, self.inventory)
         except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts,
             # a target outside the inventory or with its own user or port (collector.confine)
-            return await self._refuse(out, record, exc, request)
+            return await self._refuse(out, record, exc, request, audit=audit)
+        except Refused as exc:  # the policy denied it
+            return await self._refuse(out, record, exc, request, audit=exc.audit)
+        request = plan.request  # a template request comes back rendered
         try:
             if lane is None:
-                await self._run(request, plan, out, None)
+                await self._run(request, plan, out, None, audit=audit)
             elif self.sharding is not None and self.sharding.applies(plan, prior):
                 await self.sharding.run(record, request, plan, lane, content, prior)
             else:
-                await self._run_ledgered(request, plan, lane, content, prior)
+                await self._run_ledgered(request, plan, lane, content, prior, audit)
         except (asyncio.CancelledError, CollectorError):
             raise  # shutdown / revocation, or Kafka refusing records: the offset stays open
         except Exception as exc:
@@ -240,6 +259,7 @@ class RequestHandler(Generic[H]):
         lane: Lane,
         content: str,
         prior: Prior | None,
+        audit: Audit | None = None,
         *,
         key: str | None = None,
     ) -> None:
@@ -289,6 +309,7 @@ class RequestHandler(Generic[H]):
             lane.outbox,
             lane,
             ledgered,
+            audit=audit,
             report=key is None,
         )
 
@@ -300,6 +321,7 @@ class RequestHandler(Generic[H]):
         lane: Lane | None,
         ledgered: LedgeredRun[H] | None = None,
         *,
+        audit: Audit | None = None,
         report: bool = True,
     ) -> None:
         """Run the plan's hosts; `report` False (a shard): no accepted or completed status."""
@@ -310,7 +332,9 @@ class RequestHandler(Generic[H]):
         acks = _Acks()
         total = plan.total if ledgered is None else ledgered.targets_total
         if ledgered is None or ledgered.announce:
-            accepted = Status.accepted(request, targets_total=total, collector=self.collector)
+            accepted = Status.accepted(
+                request, targets_total=total, collector=self.collector, audit=audit
+            )
             value = schemas.encode(accepted)
             # Sent without waiting: the status partition keeps accepted before completed, and
             # the completed status is only sent once this acknowledgement (and every result's)
@@ -438,11 +462,14 @@ class RequestHandler(Generic[H]):
         request: Request | None,
         *,
         reused: Request | None = None,
+        audit: Audit | None = None,
     ) -> Disposition:
         if reused is not None:
             request_id: str | None = reused.request_id
         else:
             request_id = request.request_id if request else schemas.peek_request_id(record.value)
+        if isinstance(exc, Refused):
+            self.metrics.refusals.labels(exc.why).inc()
         error = ErrorInfo.from_exception(exc)
         await self._dead_letter(out, record, error, request_id)
         extra = {"request_id": request_id or "", "offset": record.offset, "error": str(exc)}
@@ -452,7 +479,9 @@ class RequestHandler(Generic[H]):
             return "dead_lettered"
         # A reused id: the rejected status carries no request details, and says so, so that the
         # stored request of the first record keeps its own (the sink ignores such statuses).
-        rejected = Status.rejected(request_id, str(exc), collector=self.collector, request=request)
+        rejected = Status.rejected(
+            request_id, str(exc), collector=self.collector, request=request, audit=audit
+        )
         value = schemas.encode(rejected)
         await out.publish(self.topics.status, request_id.encode(), value)
         self.metrics.requests.labels("rejected").inc()

@@ -20,6 +20,12 @@ class CollectorMetrics:
             ["outcome"],
             registry=r,
         )
+        self.refusals = Counter(
+            "fleetrun_collector_refusals",
+            "Requests refused at admission, by why (unsigned, signature, stale, policy).",
+            ["why"],
+            registry=r,
+        )
         self.results = Counter(
             "fleetrun_collector_results", "Results published, by status.", ["status"], registry=r
         )

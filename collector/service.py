@@ -29,6 +29,7 @@ from typing import Any, Final, Generic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from collector.admission import Admission
 from collector.cancels import CancelWatcher
 from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
@@ -102,6 +103,7 @@ class Collector(Generic[H]):
         inventory: Resolver[H],
         metrics: CollectorMetrics,
         close_executor: bool = True,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -134,6 +136,7 @@ class Collector(Generic[H]):
             default_user=settings.ssh_user,
             cancels=self.cancels,
             allow_targets=settings.allow_targets,
+            admission=admission or Admission.from_settings(settings, inventory.groups),
         )
         # With the ledger, shards of big requests too (collector.sharded, collector.shardrun).
         self.lanes: LaneSet | None = (

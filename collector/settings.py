@@ -199,6 +199,27 @@ class CollectorSettings(KafkaClientSettings):
         default=15.0, description="Longest delay between connection attempts."
     )
 
+    # -- who may run what (signed requests, command policy) --------------------------------
+    allowed_signers: Maybe[UserPath] = Field(
+        default=None,
+        description='OpenSSH allowed-signers file (principals → keys, namespaces="fleetrun") '
+        "that request signatures are verified against.",
+    )
+    policy: Maybe[UserPath] = Field(
+        default=None,
+        description="Command policy TOML (rules: principals, targets, commands, templates, "
+        "limits, env, overrides); when set, unsigned requests are rejected.",
+    )
+    require_signatures: bool = Field(
+        default=False,
+        description="Reject unsigned requests even without a policy (needs allowed_signers).",
+    )
+    signature_window_s: float = Field(
+        default=300.0,
+        description="A signed request's submitted_at must be within this many seconds of the "
+        "collector's clock.",
+    )
+
     # -- lifecycle and operations ---------------------------------------------------------
     shutdown_grace_s: float = Field(
         default=30.0,

@@ -63,7 +63,9 @@ class ShardRunner(Generic[H]):
         prior = lane.ledger.prior(sid) if admission == "resume" else None
         try:
             narrowed = msgspec.structs.replace(request, targets=shard.targets)
-            plan = plan_request(narrowed, self.handler.inventory)
+            plan = plan_request(
+                narrowed, self.handler.inventory, allow_targets=self.handler.allow_targets
+            )
             # The budget is the whole request's: each shard alone stays within it, and the
             # coordinator drains every shard once their errors together pass it.
             plan = dataclasses.replace(plan, budget=request.error_budget(shard.targets_total))

@@ -396,7 +396,12 @@ async def _open(
     try:
         # Opening a session gets as long as a connection may take.
         await open_session(
-            entry.conn, session, request.command, request.env, request.connect_timeout_s, grace_s
+            entry.conn,
+            session,
+            request.command_line,
+            request.env,
+            request.connect_timeout_s,
+            grace_s,
         )
     except asyncio.CancelledError:
         session.abort()

@@ -46,6 +46,7 @@ from schemas.records import (
     REQUEST_SCHEMA,
     RESULT_SCHEMA,
     STATUS_SCHEMA,
+    Audit,
     Cancel,
     ConsumedRecord,
     DeadLetter,
@@ -58,6 +59,7 @@ from schemas.records import (
     known,
 )
 from schemas.shard import SHARD_SCHEMA, Shard
+from schemas.signing import SIGNATURE_NAMESPACE, canonical_bytes
 from schemas.targets import GroupSource, Target, TargetError, check_targets, expand_targets, fold
 from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
 
@@ -77,8 +79,10 @@ __all__ = [
     "RESULT_STATUSES",
     "SCHEMA_IDS",
     "SHARD_SCHEMA",
+    "SIGNATURE_NAMESPACE",
     "STATUS_SCHEMA",
     "STATUS_STATES",
+    "Audit",
     "Cancel",
     "ConsumedRecord",
     "DeadLetter",
@@ -100,6 +104,7 @@ __all__ = [
     "Target",
     "TargetError",
     "as_document",
+    "canonical_bytes",
     "check_targets",
     "decode",
     "decode_cancel",

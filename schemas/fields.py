@@ -78,6 +78,11 @@ PERCENT = Pattern(
     limits.MAX_ERRORS_PERCENT_PATTERN,
     'must be a host count, a percentage from 0% to 100% such as "10%", or null',
 )
+TEMPLATE_NAME = Pattern(
+    limits.TEMPLATE_NAME_PATTERN,
+    "is not a valid template or parameter name: lower-case letters, digits and _, starting "
+    "with a letter ([a-z][a-z0-9_]*)",
+)
 BASE64_MESSAGE: Final = "must be base64 (RFC 4648 standard alphabet, padded, no line breaks)"
 
 
@@ -132,3 +137,13 @@ HostCount = Annotated[int, Meta(ge=0, le=limits.MAX_TARGETS)]
 Topic = Annotated[str, Meta(min_length=1, max_length=249), TOPIC]
 Partition = Annotated[int, Meta(ge=0, le=limits.MAX_PARTITION)]
 Offset = Annotated[int, Meta(ge=0, le=limits.MAX_SAFE_INTEGER)]
+# Signed requests, templates and their audit (schemas.signing, schemas/README.md "Signed requests").
+Signature = Annotated[str, Meta(min_length=1, max_length=limits.MAX_SIGNATURE_CHARS), NO_NUL]
+TemplateName = Annotated[
+    str, Meta(min_length=1, max_length=limits.MAX_TEMPLATE_NAME_CHARS), TEMPLATE_NAME
+]
+ParamName = Annotated[str, Meta(max_length=limits.MAX_TEMPLATE_NAME_CHARS), TEMPLATE_NAME]
+ParamValue = Annotated[str, Meta(max_length=limits.MAX_PARAM_VALUE_CHARS), NO_NUL]
+Params = Annotated[dict[ParamName, ParamValue], Meta(max_length=limits.MAX_PARAMS)]
+Fingerprint = Annotated[str, Meta(min_length=1, max_length=limits.MAX_FINGERPRINT_CHARS), NO_NUL]
+PolicyRule = Annotated[str, Meta(min_length=1, max_length=limits.MAX_POLICY_RULE_CHARS), NO_NUL]

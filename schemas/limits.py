@@ -45,6 +45,12 @@ DEFAULT_RETRIES: Final = 0
 MAX_LABELS: Final = 32
 MAX_LABEL_KEY_CHARS: Final = 63
 MAX_LABEL_VALUE_CHARS: Final = 256
+# An armored SSHSIG of an RSA-8192 key is about 1.6 KiB; room for certificates and comments.
+MAX_SIGNATURE_CHARS: Final = 8_192
+MAX_TEMPLATE_NAME_CHARS: Final = 64
+TEMPLATE_NAME_PATTERN: Final = "^[a-z][a-z0-9_]*$"
+MAX_PARAMS: Final = 32
+MAX_PARAM_VALUE_CHARS: Final = 1_024
 
 # --- result, status, dead letter ----------------------------------------------------------------
 MAX_USER_CHARS: Final = 64
@@ -60,6 +66,9 @@ MAX_REASON_CHARS: Final = 4_096
 # inside an error message (MAX_ERROR_MESSAGE_CHARS) and a rejected status's reason.
 MAX_CANCEL_REASON_CHARS: Final = 1_024
 MAX_PARTITION: Final = 2**31 - 1
+# An OpenSSH fingerprint ("SHA256:" + 43 base64 characters), with room for other hashes.
+MAX_FINGERPRINT_CHARS: Final = 128
+MAX_POLICY_RULE_CHARS: Final = 128
 
 
 def max_result_message_bytes(max_output_bytes: int = MAX_OUTPUT_BYTES) -> int:

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Final, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Protocol, TypeVar
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -42,6 +42,7 @@ from schemas.fields import (
     ErrorMessage,
     ErrorType,
     ExitStatus,
+    Fingerprint,
     Host,
     HostCount,
     Instance,
@@ -51,7 +52,9 @@ from schemas.fields import (
     Offset,
     OutputEncoding,
     OutputText,
+    Params,
     Partition,
+    PolicyRule,
     Port,
     Principal,
     Reason,
@@ -59,9 +62,11 @@ from schemas.fields import (
     Retries,
     Sha256,
     Signal,
+    Signature,
     StatusState,
     SubmittedTarget,
     TargetExpression,
+    TemplateName,
     TimeoutS,
     Timestamp,
     Topic,
@@ -142,7 +147,9 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
     submitted_at: Timestamp
     expires_at: Timestamp | None = None
     principal: Principal
-    command: Command
+    # Exactly one of `command` and `template`: a template is rendered by the collector from its
+    # policy (typed parameters, shell-quoted), so the producer never writes the line itself.
+    command: Command | UnsetType = UNSET
     targets: Annotated[
         tuple[TargetExpression, ...], Meta(min_length=1, max_length=limits.MAX_TARGET_EXPRESSIONS)
     ]
@@ -159,11 +166,29 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
     idempotent: bool = False
     # Publish output chunks (fleetrun.output/1) while commands run; the results are unchanged.
     stream_output: bool = False
+    template: TemplateName | UnsetType = UNSET
+    params: Params | UnsetType = UNSET  # the template's parameters, name → value (text)
+    # Armored SSHSIG over the request's canonical bytes (schemas.signing).
+    signature: Signature | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_patterns(self, _REQUEST_CHECKS)
-        if not NOT_BLANK.matches(self.command):
+        command = self.command
+        if isinstance(command, UnsetType):
+            if isinstance(self.template, UnsetType):
+                raise SchemaError(
+                    "command", "is required unless template names a template", "required"
+                )
+        elif not isinstance(self.template, UnsetType):
+            raise SchemaError(
+                "command",
+                "must be absent when template is given (the collector renders the template)",
+                "not",
+            )
+        elif not NOT_BLANK.matches(command):
             raise SchemaError("command", NOT_BLANK.message, "pattern")
+        if not isinstance(self.params, UnsetType) and isinstance(self.template, UnsetType):
+            raise SchemaError("template", "is required when params are given", "required")
         submitted = parse_timestamp(self.submitted_at, "submitted_at")
         expires = self.expires_at
         if expires is not None and parse_timestamp(expires, "expires_at") <= submitted:
@@ -176,7 +201,12 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
 
     @classmethod
     def new(
-        cls, *, principal: str, command: str, targets: Iterable[str], **options: object
+        cls,
+        *,
+        principal: str,
+        command: str | UnsetType = UNSET,
+        targets: Iterable[str],
+        **options: object,
     ) -> Request:
         """A request submitted now, with a fresh random request_id unless `options` has one."""
         fields: dict[str, object] = {
@@ -190,6 +220,14 @@ class Request(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", t
             targets=tuple(targets),
             **fields,  # type: ignore[arg-type]  # checked by msgspec and __post_init__
         )
+
+    @property
+    def command_line(self) -> str:
+        """The shell line to run: `command`, or the rendered template (the collector renders
+        a template request into one with `command` before anything runs)."""
+        if isinstance(self.command, UnsetType):
+            raise ValueError(f"request {self.request_id}: template {self.template!r} not rendered")
+        return self.command
 
     def error_budget(self, targets_total: int) -> int | None:
         """Failed hosts allowed before the remaining ones are skipped; None means no limit."""
@@ -434,6 +472,13 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
     # When a cancel stopped the request (completed), or came before it (rejected): who, and why.
     cancelled_by: Principal | UnsetType = UNSET
     cancel_reason: CancelReason | UnsetType = UNSET
+    # Audit of the admission (accepted, rejected): the signing key, whether the signature was
+    # verified, the policy rule that allowed or denied, and the template asked for.
+    key_fingerprint: Fingerprint | UnsetType = UNSET
+    verified: bool | UnsetType = UNSET
+    policy_rule: PolicyRule | UnsetType = UNSET
+    template: TemplateName | UnsetType = UNSET
+    params: Params | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_patterns(self, _STATUS_CHECKS)
@@ -454,7 +499,13 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
 
     @classmethod
     def accepted(
-        cls, request: Request, *, targets_total: int, collector: str, at: str | None = None
+        cls,
+        request: Request,
+        *,
+        targets_total: int,
+        collector: str,
+        at: str | None = None,
+        audit: Audit | None = None,
     ) -> Status:
         """The status for a request whose targets expanded to `targets_total` hosts."""
         return cls(
@@ -468,6 +519,7 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
             targets=request.targets,
             labels=request.labels,
             targets_total=targets_total,
+            **_audit(request, audit),
         )
 
     @classmethod
@@ -480,6 +532,7 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
         request: Request | None = None,
         cancel: Cancel | None = None,
         at: str | None = None,
+        audit: Audit | None = None,
     ) -> Status:
         """The status for a request that will not run; pass `request` when it was decoded, and
         `cancel` when the request is rejected because a cancel for it came first."""
@@ -507,6 +560,7 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
             reason=reason,
             cancelled_by=_cancelled_by(cancel),
             cancel_reason=_cancel_reason(cancel),
+            **_audit(request, audit),
         )
 
     @classmethod
@@ -533,6 +587,33 @@ class Status(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
             cancelled_by=_cancelled_by(cancel),
             cancel_reason=_cancel_reason(cancel),
         )
+
+
+class Audit(Struct, frozen=True, kw_only=True, gc=False):
+    """How a collector admitted or refused a request: who signed it, with which key, and the
+    policy rule that decided. Not a wire record: its fields go into accepted/rejected statuses."""
+
+    key_fingerprint: str | None = None
+    verified: bool = False
+    policy_rule: str | None = None
+    # The template asked for, kept here once the request is rendered (command, no template).
+    template: str | None = None
+    params: dict[str, str] | None = None
+
+
+def _audit(request: Request, audit: Audit | None) -> dict[str, Any]:
+    if audit is None:
+        return {}
+    fields: dict[str, Any] = {
+        "verified": audit.verified,
+        "template": request.template if audit.template is None else audit.template,
+        "params": request.params if audit.params is None else audit.params,
+    }
+    if audit.key_fingerprint is not None:
+        fields["key_fingerprint"] = audit.key_fingerprint
+    if audit.policy_rule is not None:
+        fields["policy_rule"] = fit_text(audit.policy_rule, limits.MAX_POLICY_RULE_CHARS)
+    return fields
 
 
 def _cancelled_by(cancel: Cancel | None) -> str | UnsetType:

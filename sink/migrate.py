@@ -94,8 +94,10 @@ def load_migrations() -> list[Migration]:
             found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
     found.sort(key=lambda mig: mig.version)
     versions = [mig.version for mig in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migration versions must be 1, 2, 3 … without gaps, got {versions}")
+    # Increasing and unique, gaps allowed: migrations written side by side on branches (each
+    # independent of the numbers it skips) can land in either order.
+    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
+        raise MigrationError(f"migration versions must be unique and from 1 up, got {versions}")
     return found
 
 

@@ -126,6 +126,11 @@ REQUEST_COLUMNS: Final = (
     "cancel_reason",
     "first_status_at",
     "last_status_at",
+    "key_fingerprint",
+    "verified",
+    "policy_rule",
+    "template",
+    "params",
 )
 
 
@@ -165,6 +170,11 @@ def request_row(s: Status) -> tuple[Any, ...]:
         known(s.cancel_reason),
         at,
         at,
+        known(s.key_fingerprint),
+        known(s.verified),
+        known(s.policy_rule),
+        known(s.template),
+        None if (params := known(s.params)) is None else _dumps(params).decode(),
     )
 
 

@@ -84,6 +84,9 @@ _DETAILS: Final = (
     "collector",
     "cancelled_by",
     "cancel_reason",
+    "key_fingerprint",
+    "policy_rule",
+    "template",
 )
 _EARLIEST: Final = ("submitted_at", "accepted_at", "rejected_at", "first_status_at")
 _COMPLETION_FIELDS: Final = ("duration_ms", *COUNT_COLUMNS)
@@ -92,6 +95,8 @@ WITH details AS (
     SELECT request_id,
         {", ".join(f"max({c}) AS {c}" for c in _DETAILS)},
         (array_agg(labels) FILTER (WHERE labels IS NOT NULL))[1] AS labels,  -- jsonb has no max
+        (array_agg(params) FILTER (WHERE params IS NOT NULL))[1] AS params,
+        bool_or(verified) AS verified,
         {", ".join(f"min({c}) AS {c}" for c in _EARLIEST)},
         max(last_status_at) AS last_status_at,
         max(targets_total) AS targets_total
@@ -107,7 +112,8 @@ SELECT d.request_id, d.principal, d.command, d.targets, d.labels, d.submitted_at
     d.accepted_at, d.rejected_at, d.reject_reason, c.completed_at,
     coalesce(c.targets_total, d.targets_total),
     {", ".join(f"c.{col}" for col in _COMPLETION_FIELDS)},
-    d.collector, d.cancelled_by, d.cancel_reason, d.first_status_at, d.last_status_at
+    d.collector, d.cancelled_by, d.cancel_reason, d.first_status_at, d.last_status_at,
+    d.key_fingerprint, d.verified, d.policy_rule, d.template, d.params
 FROM details d LEFT JOIN completion c USING (request_id)
 ORDER BY d.request_id
 """  # noqa: S608
@@ -124,6 +130,8 @@ INSERT INTO requests AS r ({_cols(REQUEST_COLUMNS)})
 ON CONFLICT (request_id) DO UPDATE SET
     {", ".join(f"{c} = greatest(r.{c}, excluded.{c})" for c in _DETAILS)},
     labels = coalesce(r.labels, excluded.labels),
+    params = coalesce(r.params, excluded.params),
+    verified = greatest(r.verified, excluded.verified),
     submitted_at = least(r.submitted_at, excluded.submitted_at),
     accepted_at = least(r.accepted_at, excluded.accepted_at),
     rejected_at = least(r.rejected_at, excluded.rejected_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -50,12 +51,13 @@ def _main(
 @app.command()
 def run(
     command: Annotated[
-        str, typer.Argument(help="One shell command line, run with the login shell.")
-    ],
+        str | None,
+        typer.Argument(help="One shell command line, run with the login shell (or --template)."),
+    ] = None,
     target: Annotated[
         list[str],
         typer.Option("-t", "--target", help="Hosts: web[01-20].dc1, @group, user@host:port, !excl"),
-    ],
+    ] = [],  # noqa: B006 (typer reads the default; build_request says when it is empty)
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow until done.")] = False,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Print host: line as output comes; waits.")
@@ -89,6 +91,16 @@ def run(
     request_id: Annotated[
         str | None, typer.Option(help="Use this UUID as the request id (default: a new one).")
     ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Run this template of the collector's policy instead.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Template parameter name=value.")
+    ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(help="Sign with this SSH key (file, or .pub of an ssh-agent key)."),
+    ] = None,
 ) -> None:
     """Submit COMMAND for the targets; with --wait show progress, then hosts grouped by output."""
     from fleetrun.cli.run import RunOptions, build_request, parse_wait_timeout_s, run_and_wait
@@ -107,10 +119,17 @@ def run(
         labels=tuple(label or ()),
         expires_in=expires_in,
         request_id=request_id,
+        template=template,
+        params=tuple(param or ()),
     )
     request = build_request(opts, cfg.who)
     if follow:
         request = msgspec.structs.replace(request, stream_output=True)
+    key = sign_key or cfg.sign_key
+    if key is not None:  # last: the signature covers every field
+        from fleetrun.cli.signing import sign_request
+
+        request = sign_request(request, key)
     wait_s = None if wait_timeout is None else parse_wait_timeout_s(wait_timeout)
     try:
         code = asyncio.run(

@@ -193,12 +193,16 @@ async def show_results(
     return render_groups(group_results(results), raw=raw) + "\n" + summary_line(results), code
 
 
+# Who signed and which rule decided (sink migration 0006).
+_AUDIT = "q.key_fingerprint, q.verified, q.policy_rule, q.template, q.params"
+
+
 async def show_status(settings: CliSettings, request_id: str) -> str:
     """The request's state, who asked what, and its counts per status."""
     counted = ", ".join(f"q.count_{s}" for s in RESULT_STATUSES)
     rows = await _fetch(
         settings,
-        f"SELECT s.*, q.duration_ms, {counted} FROM request_summary AS s "  # noqa: S608 (column names only)
+        f"SELECT s.*, q.duration_ms, {counted}, {_AUDIT} FROM request_summary AS s "  # noqa: S608 (column names only)
         "LEFT JOIN requests AS q USING (request_id) WHERE s.request_id = $1",
         uuid.UUID(request_id),
     )
@@ -245,6 +249,7 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
             )
     if row["reject_reason"]:
         lines.append(f"rejected  {row['reject_reason']}")
+    lines += _audit_lines(row)
     if row.get("cancelled_by"):
         reason = row.get("cancel_reason")
         lines.append(f"cancelled by {row['cancelled_by']}" + (f": {reason}" if reason else ""))
@@ -252,6 +257,25 @@ def render_status(request_id: str, row: asyncpg.Record | Mapping[str, Any]) -> s
     if duration is not None:
         lines.append(f"duration  {duration:.3f} s")
     return shown("\n".join(lines))  # commands, reasons and principals are anyone's text
+
+
+def _audit_lines(row: asyncpg.Record | Mapping[str, Any]) -> list[str]:
+    """Signed by which key, the policy rule that decided, the template asked for."""
+    lines = []
+    if row.get("verified") is not None:
+        key = row.get("key_fingerprint")
+        if row["verified"]:
+            lines.append(f"signed    by key {key} (verified)")
+        else:
+            lines.append(f"signed    no (unverified{f': claims key {key}' if key else ''})")
+    if row.get("policy_rule"):
+        lines.append(f"policy    rule {row['policy_rule']}")
+    if row.get("template"):
+        params = row.get("params")
+        values = orjson.loads(params) if isinstance(params, str) else params or {}
+        shown_params = " ".join(f"{k}={v}" for k, v in values.items())
+        lines.append(f"template  {row['template']} {shown_params}".rstrip())
+    return lines
 
 
 def _duration_s(row: asyncpg.Record | Mapping[str, Any]) -> float | None:

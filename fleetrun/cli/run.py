@@ -111,7 +111,7 @@ def check_targets_total(targets: list[str]) -> None:
 class RunOptions:
     """What `fleetrun run` was asked, before it becomes a request."""
 
-    command: str
+    command: str | None
     targets: list[str]
     timeout: str = "60s"
     connect_timeout: str = "10s"
@@ -123,6 +123,8 @@ class RunOptions:
     labels: tuple[str, ...] = ()
     expires_in: str | None = None
     request_id: str | None = None
+    template: str | None = None
+    params: tuple[str, ...] = ()
 
 
 def build_request(opts: RunOptions, principal: str) -> Request:
@@ -145,13 +147,24 @@ def build_request(opts: RunOptions, principal: str) -> Request:
         value = getattr(opts, name)
         if value is not None:
             extra[name] = value
+    if (opts.command is None) == (opts.template is None):
+        raise CliError("give either COMMAND or --template NAME (with -p name=value), not both")
+    if opts.template is not None:
+        extra["template"] = opts.template
+        if opts.params:
+            extra["params"] = parse_pairs(list(opts.params), "-p/--param")
+    elif opts.params:
+        raise CliError("-p/--param goes with --template")
     if opts.request_id is not None:
         from fleetrun.cli.query import parse_request_id
 
         extra["request_id"] = parse_request_id(opts.request_id)
     try:
         request = Request.new(
-            principal=principal, command=opts.command, targets=opts.targets, **extra
+            principal=principal,
+            command=msgspec.UNSET if opts.command is None else opts.command,
+            targets=opts.targets,
+            **extra,
         )
         if opts.expires_in is not None:
             ttl = parse_duration_s(opts.expires_in, "--expires-in")

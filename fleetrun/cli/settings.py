@@ -37,6 +37,11 @@ class CliSettings(KafkaClientSettings):
         description="The collector's inventory file, for `fleetrun hosts` previews of @groups.",
     )
     principal: str = Field(default="", description="Who submits requests (default: user@hostname).")
+    sign_key: Maybe[UserPath] = Field(
+        default=None,
+        description="Sign requests with this SSH key (a private key file, or a .pub whose "
+        "private half is in ssh-agent); see `run --sign-key`.",
+    )
     kafka_timeout_s: float = Field(
         default=15.0, description="Deadline to reach Kafka and have a request acked."
     )

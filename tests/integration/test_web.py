@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from fleetrun.cli.web.service import WebConsole
-from schemas import Output, Request, Status, encode
+from schemas import Audit, Output, Request, Status, encode
 from schemas.output import encode_output
 from stack.env import StackEnv
 from tests.support.collector import collector_settings, running_collector, submit
@@ -54,7 +54,13 @@ async def test_the_list_filters_by_principal_label_state_and_time(
             alice.request_id, make_counts(ok=1, failed=1), duration_ms=9, collector="c1"
         ),
         Status.accepted(bob, targets_total=1, collector="c1"),
-        Status.rejected(carol.request_id, "not allowed", collector="c1", request=carol),
+        Status.rejected(
+            carol.request_id,
+            "not allowed",
+            collector="c1",
+            request=carol,
+            audit=Audit(key_fingerprint="SHA256:abc", verified=True, policy_rule="ops-web"),
+        ),
     ]
     await produce(
         topics.bootstrap, topics["status"], [(s.request_id.encode(), encode(s)) for s in statuses]
@@ -90,6 +96,10 @@ async def test_the_list_filters_by_principal_label_state_and_time(
         assert _listed((await web.get("/", params={"until": "2100-01-01"})).text) == everyone
         bad = (await web.get("/", params={"since": "yesterday"})).text
         assert "since &#39;yesterday&#39;: expected a date" in bad
+
+        audited = (await web.get(f"/requests/{carol.request_id}")).text
+        assert "by key <code>SHA256:abc</code> (verified)" in audited
+        assert "<dt>policy rule</dt><dd>ops-web</dd>" in audited
 
         host = await web.get("/hosts/a2")
         assert host.status_code == 200

@@ -13,13 +13,14 @@ up with it; the data-like ones (hosts, inventory, records) match theirs structur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
+from collector.admission import Admission
 from collector.cancels import Cancels
-from collector.confine import InventoryListing
+from collector.confine import InventoryListing, Override
 from collector.errors import RecordTooLarge
 from collector.fanout import Executor, OnStart
 from collector.handler import RequestHandler
@@ -238,6 +239,8 @@ def fake_handler(
     topics: Topics | None = None,
     metrics: CollectorMetrics | None = None,
     cancels: Cancels | None = None,
+    admission: Admission | None = None,
+    allow_targets: Collection[Override] = (),
 ) -> RequestHandler[FakeHost]:
     """A RequestHandler on the fakes (inventory @web/@bad, user `deploy`, collector `c1`)."""
     return RequestHandler(
@@ -250,4 +253,6 @@ def fake_handler(
         max_message_bytes=1_000_000,
         default_user="deploy",
         cancels=cancels,
+        admission=admission,
+        allow_targets=allow_targets,
     )

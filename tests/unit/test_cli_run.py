@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import schemas
 from fleetrun.cli.errors import (
     EXIT_HOSTS_FAILED,
     EXIT_OK,
@@ -73,12 +74,25 @@ def test_options_become_a_request() -> None:
         (RunOptions("true", ["h"], env=("NOVALUE",)), "--env 'NOVALUE': expected NAME=value"),
         (RunOptions("true", ["h"], max_errors="lots"), "--max-errors 'lots'"),
         (RunOptions("true", ["h"], timeout="999999h"), "timeout_s"),
+        (RunOptions(None, ["h"]), "give either COMMAND or --template"),
+        (RunOptions("true", ["h"], template="t"), "give either COMMAND or --template"),
+        (RunOptions("true", ["h"], params=("a=1",)), "-p/--param goes with --template"),
+        (RunOptions(None, ["h"], template="T"), "template: is not a valid template"),
+        (RunOptions(None, ["h"], template="t", params=("a",)), "expected NAME=value"),
     ],
 )
 def test_bad_options_are_one_clear_error(opts: RunOptions, message: str) -> None:
     with pytest.raises(CliError) as caught:
         build_request(opts, "p")
     assert message in str(caught.value)
+
+
+def test_a_template_request_has_params_and_no_command() -> None:
+    opts = RunOptions(None, ["@web"], template="tail_log", params=("path=/var/log/a.log", "n=5"))
+    request = build_request(opts, "p")
+    assert request.template == "tail_log"
+    assert request.params == {"path": "/var/log/a.log", "n": "5"}
+    assert "command" not in schemas.as_document(request)
 
 
 def _completed(**counts: int) -> Status:

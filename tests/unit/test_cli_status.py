@@ -94,3 +94,21 @@ def test_a_cancelled_request_says_by_whom_and_why() -> None:
     assert (
         _line(render_status(RID, _row(targets_total=1, stored={}, counted=None)), "cancel") is None
     )
+
+
+def test_the_audit_says_who_signed_and_which_rule_decided() -> None:
+    row = _row(state="rejected", targets_total=None, stored={}, counted=None)
+    row |= {
+        "reject_reason": "denied by policy rule 'ops-web': parameter name …",
+        "key_fingerprint": "SHA256:abc",
+        "verified": True,
+        "policy_rule": "ops-web",
+        "template": "restart_service",
+        "params": '{"name":"nginx; touch /tmp/x"}',
+    }
+    text = render_status(RID, row)
+    assert _line(text, "signed") == "signed    by key SHA256:abc (verified)"
+    assert _line(text, "policy") == "policy    rule ops-web"
+    assert _line(text, "template") == "template  restart_service name=nginx; touch /tmp/x"
+    unsigned = render_status(RID, row | {"verified": False, "key_fingerprint": None})
+    assert _line(unsigned, "signed") == "signed    no (unverified)"

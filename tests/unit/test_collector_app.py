@@ -120,3 +120,23 @@ def test_too_large_is_its_own_permanent_error(exc: BaseException) -> None:
 def test_classify_keeps_collector_errors() -> None:
     error = CollectorError("already classified", retriable=True)
     assert classify(error, "x") is error
+
+
+def test_a_policy_it_cannot_use_stops_the_collector_at_start(
+    env_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "r"\nprincipals = ["a"]\nmax_hosts = "lots"\n')
+    signers = tmp_path / "allowed_signers"
+    signers.write_text("")
+    monkeypatch.setenv("FLEETRUN_COLLECTOR_POLICY", str(policy))
+    monkeypatch.setenv("FLEETRUN_COLLECTOR_ALLOWED_SIGNERS", str(signers))
+    started = _collector()
+    assert started.returncode == 2
+    assert "policy or allowed signers not usable" in started.stderr
+    assert f"{policy}: rule 'r': max_hosts must be a positive number" in started.stderr
+    monkeypatch.delenv("FLEETRUN_COLLECTOR_ALLOWED_SIGNERS")
+    policy.write_text('[[rules]]\nname = "r"\nprincipals = ["a"]\n')
+    started = _collector()
+    assert started.returncode == 2
+    assert "needs FLEETRUN_COLLECTOR_ALLOWED_SIGNERS" in started.stderr

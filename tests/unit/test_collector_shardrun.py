@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import schemas
+from collector.confine import OVERRIDES
 from collector.fanout import plan_request
 from collector.ledger import PartitionLedger
 from collector.metrics import CollectorMetrics
@@ -48,7 +49,7 @@ def _lane() -> tuple[Lane, CommittingOutbox]:
 
 def _shard_record(index: int = 1) -> tuple[FakeRecord, schemas.Shard]:
     request = make_request(targets=("web[1-12]",), concurrency=2)
-    plan = plan_request(request, FakeInventory())
+    plan = plan_request(request, FakeInventory(), allow_targets=OVERRIDES)
     now = datetime.now(UTC)
     shard = split(request, schemas.encode(request).decode(), plan, 4, collector="c0", now=now)[
         index
@@ -58,7 +59,7 @@ def _shard_record(index: int = 1) -> tuple[FakeRecord, schemas.Shard]:
 
 
 def _runner(executor: FakeExecutor) -> ShardRunner[FakeHost]:
-    handler = fake_handler(FakePublisher(), executor)
+    handler = fake_handler(FakePublisher(), executor, allow_targets=OVERRIDES)  # web5…web12
     return ShardRunner(handler, handler.topics, CollectorMetrics())
 
 

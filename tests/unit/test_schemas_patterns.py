@@ -47,6 +47,7 @@ MATCHING: Final = {
     "SHA256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "TOPIC": "fleetrun.requests",
     "PERCENT": "100%",
+    "TEMPLATE_NAME": "restart_service2",
 }
 
 
@@ -187,10 +188,11 @@ def _describe(record_type: type[Any]) -> list[tuple[str, str, tuple[str, ...]]]:
 # with a pattern, or a pattern lost from a field type, changes these lists.
 PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
     records.Request: [
-        ("NO_NUL", "fields", ("principal", "command")),
+        ("NO_NUL", "fields", ("principal",)),
         ("TIMESTAMP", "fields", ("submitted_at",)),
         ("UUID", "fields", ("request_id",)),
         ("TIMESTAMP", "optional", ("expires_at",)),
+        ("NO_NUL", "optional", ("command",)),
         ("TARGET", "items", ("targets",)),
         ("ENV_NAME", "keys", ("env",)),
         ("ENV_NOT_DENIED", "keys", ("env",)),
@@ -198,6 +200,10 @@ PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
         ("PERCENT", "optional", ("max_errors",)),
         ("LABEL_NAME", "keys", ("labels",)),
         ("NO_NUL", "values", ("labels",)),
+        ("TEMPLATE_NAME", "optional", ("template",)),
+        ("TEMPLATE_NAME", "keys", ("params",)),
+        ("NO_NUL", "values", ("params",)),
+        ("NO_NUL", "optional", ("signature",)),
     ],
     records.Result: [
         ("TIMESTAMP", "fields", ("started_at", "finished_at")),
@@ -222,6 +228,11 @@ PLANS: Final[dict[type[Any], list[tuple[str, str, tuple[str, ...]]]]] = {
         ("NO_NUL", "optional", ("reason",)),
         ("NO_NUL", "optional", ("cancelled_by",)),
         ("NO_NUL", "optional", ("cancel_reason",)),
+        ("NO_NUL", "optional", ("key_fingerprint",)),
+        ("NO_NUL", "optional", ("policy_rule",)),
+        ("TEMPLATE_NAME", "optional", ("template",)),
+        ("TEMPLATE_NAME", "keys", ("params",)),
+        ("NO_NUL", "values", ("params",)),
     ],
     records.DeadLetter: [
         ("NO_NUL", "fields", ("instance",)),

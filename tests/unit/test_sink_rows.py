@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from schemas import (
     REQUEST_ID_REUSED,
     RESULT_STATUSES,
+    Audit,
     ErrorInfo,
     Result,
     Status,
@@ -120,7 +122,27 @@ def test_an_accepted_status_row_has_the_request_details() -> None:
         "cancel_reason": None,
         "first_status_at": T0,
         "last_status_at": T0,
+        **dict.fromkeys(("key_fingerprint", "verified", "policy_rule", "template", "params")),
     }
+
+
+def test_an_audited_rejected_status_row_says_who_tried_what_and_why() -> None:
+    request = make_request(submitted_at=T0)
+    request = msgspec.structs.replace(
+        request, command=msgspec.UNSET, template="restart_service", params={"name": "x; y"}
+    )
+    audit = Audit(key_fingerprint="SHA256:abc", verified=True, policy_rule="ops-demo")
+    status = Status.rejected(
+        RID, "denied", collector="c-1", request=request, audit=audit, at=format_timestamp(T0)
+    )
+    row = dict(zip(REQUEST_COLUMNS, request_row(status), strict=True))
+    assert (row["rejected_at"], row["reject_reason"], row["principal"]) == (T0, "denied", "alice")
+    assert row["key_fingerprint"] == "SHA256:abc"
+    assert row["verified"] is True
+    assert row["policy_rule"] == "ops-demo"
+    assert row["template"] == "restart_service"
+    assert row["params"] == '{"name":"x; y"}'
+    assert row["command"] is None
 
 
 def test_a_completed_status_row_has_the_counts_and_nothing_of_the_request() -> None:

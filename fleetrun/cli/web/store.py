@@ -96,7 +96,13 @@ class Store:
             summary = await conn.fetchrow(
                 "SELECT s.*, q.duration_ms, q.collector, "
                 "to_jsonb(q) ->> 'cancelled_by' AS cancelled_by, "
-                "to_jsonb(q) ->> 'cancel_reason' AS cancel_reason "
+                "to_jsonb(q) ->> 'cancel_reason' AS cancel_reason, "
+                # the audit of the admission (migration 0006)
+                "to_jsonb(q) ->> 'key_fingerprint' AS key_fingerprint, "
+                "(to_jsonb(q) ->> 'verified')::boolean AS verified, "
+                "to_jsonb(q) ->> 'policy_rule' AS policy_rule, "
+                "to_jsonb(q) ->> 'template' AS template, "
+                "to_jsonb(q) ->> 'params' AS params "
                 "FROM request_summary AS s JOIN requests AS q USING (request_id) "
                 "WHERE s.request_id = $1",
                 rid,

@@ -36,13 +36,11 @@ class Topics:
     ledger: str
     cancels: str
     output: str
-    shards: str
-    shard_ledger: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`,
-        `…cancels`, `…output`, `…shards`, `…shard-ledger`."""
+        `…cancels`, `…output`."""
         return cls(
             prefix + "requests",
             prefix + "results",
@@ -51,8 +49,6 @@ class Topics:
             prefix + "ledger",
             prefix + "cancels",
             prefix + "output",
-            prefix + "shards",
-            prefix + "shard-ledger",
         )
 
 

@@ -171,8 +171,9 @@ async def test_two_collectors_in_one_group_handle_each_request_once(
         collector_process(topics.prefix, tmp_path / "c1.log", id="c1") as c1,
         collector_process(topics.prefix, tmp_path / "c2.log", id="c2") as c2,
     ):
-        # Wait for the group to settle: both members hold partitions, none twice.
-        async with asyncio.timeout(30):
+        # Wait for the group to settle: both members hold partitions, none twice (generous: see
+        # wait_healthy).
+        async with asyncio.timeout(90):
             while True:
                 h1, h2 = await c1.health(), await c2.health()
                 p1 = set(h1["assigned_partitions"]) if h1 else set()

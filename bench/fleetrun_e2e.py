@@ -52,6 +52,8 @@ class Services:
     sink_pid: int
     collector_port: int
     logs: Path
+    collector_pids: tuple[int, ...] = ()  # all of them, with `collectors` > 1 (the first first)
+    collector_ports: tuple[int, ...] = ()  # their ops endpoints, in the same order
 
 
 def free_port() -> int:
@@ -106,10 +108,13 @@ async def services(
     *,
     settings: Mapping[str, str] | None = None,
     profile_to: Path | None = None,
+    collectors: int = 1,
 ) -> AsyncIterator[Services]:
     """Collector + sink on private topics and a fresh database, for the fleet in fleet_dir.
 
     With `profile_to`, the collector runs under cProfile and writes its stats there at exit.
+    With `collectors` > 1, that many collectors of one group (`bench`, `bench-2`, …), each
+    ready (owning partitions) before this yields.
     """
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench{tag}."
@@ -145,9 +150,21 @@ async def services(
             "collector", coll_env, work / "collector.log", coll_port, profile_to
         )
         procs.append(collector)
+        more: list[tuple[asyncio.subprocess.Process, int, Path]] = []
+        for i in range(2, collectors + 1):
+            port, log = free_port(), work / f"collector-{i}.log"
+            env = coll_env | {"FLEETRUN_COLLECTOR_ID": f"bench-{i}"}
+            more.append((await _start("collector", env, log, port), port, log))
+            procs.append(more[-1][0])
         await _ready(sink, sink_port, work / "sink.log")
         await _ready(collector, coll_port, work / "collector.log")
-        yield Services(prefix, dsn, bootstrap, collector.pid, sink.pid, coll_port, work)
+        for proc, port, log in more:
+            await _ready(proc, port, log)
+        pids = (collector.pid, *(proc.pid for proc, _, _ in more))
+        ports = (coll_port, *(port for _, port, _ in more))
+        yield Services(
+            prefix, dsn, bootstrap, collector.pid, sink.pid, coll_port, work, pids, ports
+        )
     finally:
         await asyncio.gather(*(stop_process(p, STOP_TIMEOUT_S) for p in procs))
         with contextlib.suppress(Exception):

@@ -33,7 +33,7 @@ from bench.tools import NO_LEDGER, NO_LIVE
 REPORT = Path(__file__).parent / "REPORT.md"
 PLOTS_DIR = Path(__file__).parent / "plots"
 DATED = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)\.json$")
-MICRO = ("sink", "codec", "collector", "admission")
+MICRO = ("sink", "codec", "collector", "shards", "admission")
 COLUMNS = (
     "scenario",
     "tool",

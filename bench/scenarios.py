@@ -194,6 +194,10 @@ def scenarios(full: bool) -> list[Scenario]:
 SINK_ROWS_QUICK, SINK_ROWS_FULL = 200_000, 1_000_000
 
 
+SHARDS_FULL_ARGS = ("--hosts", "20000", "--big", "5000")
+SHARDS_QUICK_ARGS = ("--hosts", "5000", "--big", "1250", "--shard-size", "500")
+
+
 def micro_benchmarks(full: bool) -> list[tuple[str, list[str], float]]:
     """(name, argv after `python -m`, cap in seconds) of the other benchmarks bench.run drives."""
     rows = SINK_ROWS_FULL if full else SINK_ROWS_QUICK
@@ -201,5 +205,10 @@ def micro_benchmarks(full: bool) -> list[tuple[str, list[str], float]]:
         ("sink", ["bench.bench_sink", "--rows", str(rows), "--naive-rows", "5000"], 600.0),
         ("codec", ["bench.bench_codec"], 120.0),
         ("collector", ["bench.bench_collector", "--rounds", "3"], 300.0),
+        # Issue 16's figures (20,000 hosts; 5,000 beside the small ones) with --full; a quarter
+        # of them in the quick run.
+        ("shards", ["bench.bench_shards", *SHARDS_FULL_ARGS], 3000.0)
+        if full
+        else ("shards", ["bench.bench_shards", *SHARDS_QUICK_ARGS], 900.0),
         ("admission", ["bench.bench_admission"], 120.0),
     ]

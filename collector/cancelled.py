@@ -41,6 +41,9 @@ class CancelRegistry:
         self.evicted = 0  # dropped by the count limit before their time
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Drains (Cancel.drain) apart: they skip hosts not started and kill nothing, and a
+        # real cancel after one must still count.
+        self._drains: OrderedDict[str, _Entry] = OrderedDict()
         self._events: dict[str, asyncio.Event] = {}
         self._watchers: Counter[str] = Counter()
 
@@ -60,6 +63,8 @@ class CancelRegistry:
         rid = cancel.request_id
         if expires_at <= now:
             return False  # older than the lookback: it no longer counts
+        if cancel.drain:
+            return self._add_drain(cancel, expires_at)
         if self._live(rid, now) is not None:
             return False
         self._entries.pop(rid, None)
@@ -74,6 +79,22 @@ class CancelRegistry:
         """The cancel of `request_id`, or None when there is none (or it no longer counts)."""
         entry = self._live(request_id, self._clock())
         return None if entry is None else entry.cancel
+
+    def drained(self, request_id: str) -> Cancel | None:
+        """The drain of `request_id` (hosts not started are skipped), or None."""
+        entry = self._drains.get(request_id)
+        if entry is None or entry.expires_at <= self._clock():
+            return None
+        return entry.cancel
+
+    def _add_drain(self, cancel: Cancel, expires_at: float) -> bool:
+        rid = cancel.request_id
+        if rid in self._drains:
+            return False
+        self._drains[rid] = _Entry(cancel, expires_at)
+        while len(self._drains) > self.max_entries:
+            self._drains.popitem(last=False)
+        return True
 
     def is_watched(self, request_id: str) -> bool:
         """Whether a handler watches `request_id` here (the request runs on this collector)."""
@@ -117,6 +138,8 @@ class CancelRegistry:
         ]
         for rid in old:
             del self._entries[rid]
+        for rid in [r for r, e in self._drains.items() if e.expires_at <= now]:
+            del self._drains[rid]
         return len(old)
 
     def _live(self, request_id: str, now: float) -> _Entry | None:

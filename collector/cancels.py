@@ -151,6 +151,10 @@ class CancelWatcher:
         """The cancel of `request_id` when one was read (within the lookback), else None."""
         return self.registry.cancelled(request_id)
 
+    def drained(self, request_id: str) -> Cancel | None:
+        """The drain of `request_id` (Cancel.drain: skip hosts not started), else None."""
+        return self.registry.drained(request_id)
+
     def watch(self, request_id: str) -> asyncio.Event:
         """An Event set when `request_id` is cancelled; `unwatch` it when the request is done."""
         return self.registry.watch(request_id)
@@ -387,6 +391,7 @@ class Cancels(Protocol):
     """What the handler needs of the cancel watcher (collector.cancels.CancelWatcher)."""
 
     def cancelled(self, request_id: str) -> Cancel | None: ...
+    def drained(self, request_id: str) -> Cancel | None: ...
     def watching(self, request_id: str) -> contextlib.AbstractContextManager[asyncio.Event]: ...
 
 

@@ -206,12 +206,21 @@ def is_expired(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is not None and now >= expires_at
 
 
-def gate(*, now: datetime, expires_at: datetime | None, errors: int, budget: int | None) -> Gate:
-    """What happens to a host whose turn has come: run it, or give it a final status now."""
+def gate(
+    *,
+    now: datetime,
+    expires_at: datetime | None,
+    errors: int,
+    budget: int | None,
+    spent: bool = False,
+) -> Gate:
+    """What happens to a host whose turn has come: run it, or give it a final status now.
+
+    `spent`: the budget was spent elsewhere (a sharded request's other shards; a drain)."""
     # Expiry first: an expired request should not run at all, whatever its budget says.
     if is_expired(expires_at, now):
         return "expired"
-    if budget_exhausted(errors, budget):
+    if spent or budget_exhausted(errors, budget):
         return "skipped"
     return "run"
 
@@ -291,6 +300,7 @@ class FanOut(Generic[H]):
         keep_starting: Callable[[], bool] | None = None,
         errors: int = 0,
         stop: Stop | None = None,
+        budget_spent: Callable[[], bool] | None = None,
     ) -> bool:
         """Give every planned host exactly one final result, passed to `on_result` in order.
 
@@ -302,7 +312,9 @@ class FanOut(Generic[H]):
         when given, is awaited for the hosts of a window before any of them is taken (the
         ledger commits their `started` marks ahead: collector.window). `stop` (a cancel) goes
         to the executor: once set, running commands are killed and hosts not started yet are
-        skipped, each with a result saying why.
+        skipped, each with a result saying why. `budget_spent()`, asked as each host's turn
+        comes, says the request's error budget was spent elsewhere (its other shards, a drain):
+        that host and the rest are skipped, running commands finish.
         """
         width = max(1, min(plan.request.concurrency, plan.total))
         hosts = _Hosts(plan.hosts, reserve, width)
@@ -323,7 +335,8 @@ class FanOut(Generic[H]):
                     if handing_over():
                         handed_over = True  # this one was taken and not started
                         return
-                    result = await self._one(plan, planned, errors, on_start, stop)
+                    spent = budget_spent is not None and budget_spent()
+                    result = await self._one(plan, planned, errors, on_start, stop, spent)
                 except HandedOver:
                     handed_over = True
                     return
@@ -350,10 +363,13 @@ class FanOut(Generic[H]):
         errors: int,
         on_start: OnStart[H] | None,
         stop: Stop | None = None,
+        spent: bool = False,
     ) -> Result:
         request = plan.request
         now = self.clock()
-        decision = gate(now=now, expires_at=plan.expires_at, errors=errors, budget=plan.budget)
+        decision = gate(
+            now=now, expires_at=plan.expires_at, errors=errors, budget=plan.budget, spent=spent
+        )
         if decision != "run":
             return self._synthetic(request, planned, decision, now)
         if planned.host is None:

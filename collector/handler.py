@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Final, Generic, Literal
+from typing import TYPE_CHECKING, Final, Generic, Literal
 
 import msgspec
 
@@ -58,6 +58,9 @@ from schemas import (
     Status,
     StatusCounts,
 )
+
+if TYPE_CHECKING:
+    from collector.sharded import ShardCoordinator
 
 log = logging.getLogger("fleetrun.collector")
 
@@ -129,6 +132,8 @@ class RequestHandler(Generic[H]):
         self.fanout: FanOut[H] = FanOut(
             executor, collector=collector, default_user=default_user or _NO_USER
         )
+        # Requests past the shard size go to the shards topic instead (collector.sharded).
+        self.sharding: ShardCoordinator[H] | None = None
 
     async def handle(self, record: ConsumedRecord, lane: Lane | None = None) -> Disposition:
         """Process one record; returns once all its output is acknowledged by Kafka.
@@ -183,6 +188,8 @@ class RequestHandler(Generic[H]):
         try:
             if lane is None:
                 await self._run(request, plan, out, None, audit=audit)
+            elif self.sharding is not None and self.sharding.applies(plan, prior):
+                await self.sharding.run(record, request, plan, lane, content, prior)
             else:
                 await self._run_ledgered(request, plan, lane, content, prior, audit)
         except (asyncio.CancelledError, CollectorError):
@@ -232,6 +239,19 @@ class RequestHandler(Generic[H]):
             )
         return "duplicate"
 
+    async def run_shard(
+        self,
+        shard_id: str,
+        request: Request,
+        plan: Plan[H],
+        lane: Lane,
+        content: str,
+        prior: Prior | None,
+    ) -> None:
+        """One shard of a sharded request (collector.shardrun): its hosts, with the shards'
+        ledger keyed by `shard_id`; no status (the request's coordinator publishes those)."""
+        await self._run_ledgered(request, plan, lane, content, prior, key=shard_id)
+
     async def _run_ledgered(
         self,
         request: Request,
@@ -249,9 +269,14 @@ class RequestHandler(Generic[H]):
         count in `completed`); hosts `started` but not done get one `error` / outcome_unknown
         result, or run again as attempt + 1 when the request is idempotent; the rest run.
         """
-        rid = request.request_id
+        # A shard (`key` given) is its own entry in the shards' ledger and has no status of its
+        # own: its `running` entry goes out before its first host's mark instead.
+        rid = key or request.request_id
         lane.ledger.running_here.add(rid)
         entry = lane.ledger.begin(rid, content, _utcnow())
+        if key is not None and entry is not None:
+            await lane.outbox.write([lane.entry(entry)])
+            entry = None
         split = split_resume(plan.hosts, prior, self.fanout.default_user, request.idempotent)
         if prior is not None:
             log.info(
@@ -269,7 +294,7 @@ class RequestHandler(Generic[H]):
             split.base,
             self.metrics.ledger_start_wait.observe,
             accepted_with=[lane.entry(entry)] if entry is not None else [],
-            announce=prior is None,
+            announce=prior is None and key is None,
             targets_total=plan.total,
             prior_statuses=split.done,
             before=[
@@ -299,8 +324,10 @@ class RequestHandler(Generic[H]):
         audit: Audit | None = None,
         report: bool = True,
     ) -> None:
+        """Run the plan's hosts; `report` False (a shard): no accepted or completed status."""
         started = time.monotonic()
         rid = request.request_id
+        run_key = ledgered.request_id if ledgered is not None else rid  # a shard's own id
         key = rid.encode()
         acks = _Acks()
         total = plan.total if ledgered is None else ledgered.targets_total
@@ -343,9 +370,9 @@ class RequestHandler(Generic[H]):
             _log_result(request, result)
 
         stop = Stop()
-        self.stops[rid] = stop
+        self.stops[run_key] = stop
         watching = contextlib.ExitStack()
-        watching.callback(self.stops.pop, rid, None)
+        watching.callback(self.stops.pop, run_key, None)
         with watching:
             if self.cancels is not None:
                 watcher = watch_cancel(self.cancels, rid, stop, watching)
@@ -359,6 +386,7 @@ class RequestHandler(Generic[H]):
                     reserve=ledgered.reserve if ledgered is not None else None,
                     keep_starting=_keep_starting(lane),
                     stop=stop,
+                    budget_spent=_drained(self.cancels, rid),
                 )
                 await acks.wait()
             except BaseException:
@@ -372,10 +400,15 @@ class RequestHandler(Generic[H]):
             cancel = None  # stopped by the collector (shutdown), not by this cancel
         if handed_over:
             if lane is not None:
-                lane.ledger.forget_running(rid)
+                lane.ledger.forget_running(run_key)
             if ledgered is not None:
                 await ledgered.release()
-            raise HandedOver(f"request {rid}: hosts not started are left to the next owner")
+            raise HandedOver(f"request {run_key}: hosts not started are left to the next owner")
+        if not report and lane is not None:
+            closing = [lane.entry(item) for item in lane.ledger.finish(run_key, _utcnow())]
+            await lane.outbox.write(closing)
+            log.info("shard done", extra={"shard": run_key, "hosts": len(published)})
+            return
         duration_ms = int((time.monotonic() - started) * 1000)
         prior_statuses = ledgered.prior_statuses if ledgered is not None else []
         counts = StatusCounts.of([*published, *prior_statuses])  # type: ignore[list-item]
@@ -465,6 +498,12 @@ class RequestHandler(Generic[H]):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _drained(cancels: Cancels | None, request_id: str) -> Callable[[], bool] | None:
+    if cancels is None:
+        return None
+    return lambda: cancels.drained(request_id) is not None
 
 
 def _keep_starting(lane: Lane | None) -> Callable[[], bool] | None:

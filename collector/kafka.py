@@ -36,11 +36,13 @@ class Topics:
     ledger: str
     cancels: str
     output: str
+    shards: str
+    shard_ledger: str
 
     @classmethod
     def from_prefix(cls, prefix: str) -> Topics:
         """`<prefix>requests`, `<prefix>results`, `<prefix>status`, `<prefix>dlq`, `…ledger`,
-        `…cancels`, `…output`."""
+        `…cancels`, `…output`, `…shards`, `…shard-ledger`."""
         return cls(
             prefix + "requests",
             prefix + "results",
@@ -49,6 +51,8 @@ class Topics:
             prefix + "ledger",
             prefix + "cancels",
             prefix + "output",
+            prefix + "shards",
+            prefix + "shard-ledger",
         )
 
 

@@ -107,6 +107,7 @@ class Lanes:
         log.info(
             "ledger read",
             extra={
+                "topic": self.topics.requests,  # or the shards topic (collector.lanesets)
                 "partitions": ",".join(str(tp.partition) for tp in new),
                 "records": sum(ledger.replayed for ledger in ledgers.values()),
                 "requests": sum(len(ledger.requests) for ledger in ledgers.values()),

@@ -47,6 +47,9 @@ class RequestEntry(msgspec.Struct, frozen=True, tag="request", tag_field="kind")
     state: Literal["running", "completed"]
     collector: str
     at: str
+    # Split into this many shards (collector.sharded): its next owner waits for the shards
+    # rather than running hosts, whatever its own shard size says. 0: run here.
+    shards: int = 0
 
 
 class HostMarks(msgspec.Struct, frozen=True, tag="hosts", tag_field="kind"):
@@ -80,6 +83,7 @@ class Prior:
     started: dict[Endpoint, int] = field(default_factory=dict)
     done: dict[Endpoint, tuple[int, str]] = field(default_factory=dict)
     mark_keys: list[bytes] = field(default_factory=list)
+    shards: int = 0  # split into shards: the shards run the hosts (collector.sharded)
 
     def unfinished(self) -> dict[Endpoint, int]:
         """Hosts started and never reported done: their outcome is unknown."""
@@ -121,6 +125,7 @@ class PartitionLedger:
             prior = self.requests.setdefault(request_id, Prior(entry.digest))
             prior.digest = entry.digest
             prior.at = parse_timestamp(entry.at)
+            prior.shards = entry.shards
             if entry.state == "completed":
                 self._complete(prior)
             return
@@ -171,14 +176,16 @@ class PartitionLedger:
 
     # --- records this collector writes -------------------------------------------------------
 
-    def begin(self, request_id: str, content: str, now: datetime) -> tuple[bytes, bytes] | None:
+    def begin(
+        self, request_id: str, content: str, now: datetime, *, shards: int = 0
+    ) -> tuple[bytes, bytes] | None:
         """Start running a request here; the `running` entry to write (None when resuming)."""
         self.running_here.add(request_id)
         prior = self.requests.get(request_id)
         if prior is not None and prior.digest == content:
             return None  # resumed: the entry is in the ledger already
-        self.requests[request_id] = Prior(content, at=now)
-        return self._entry(request_id, content, "running", now)
+        self.requests[request_id] = Prior(content, at=now, shards=shards)
+        return self._entry(request_id, content, "running", now, shards)
 
     def marks_record(
         self, request_id: str, phase: Phase, marks: list[Mark], now: datetime
@@ -219,7 +226,12 @@ class PartitionLedger:
         return [rid.encode() for rid in old]
 
     def _entry(
-        self, request_id: str, content: str, state: Literal["running", "completed"], now: datetime
+        self,
+        request_id: str,
+        content: str,
+        state: Literal["running", "completed"],
+        now: datetime,
+        shards: int = 0,
     ) -> tuple[bytes, bytes]:
-        entry = RequestEntry(content, state, self.collector, format_timestamp(now))
+        entry = RequestEntry(content, state, self.collector, format_timestamp(now), shards)
         return request_id.encode(), _encoder.encode(entry)

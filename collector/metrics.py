@@ -90,3 +90,15 @@ class CollectorMetrics:
         self.dead_letters = Counter(
             "fleetrun_collector_dead_letters", "Records sent to the dead-letter topic.", registry=r
         )
+        self.shards = Counter(
+            "fleetrun_collector_shards",
+            "Shards of big requests: split (written by this coordinator), and run here by "
+            "outcome (completed, duplicate, dead_lettered).",
+            ["outcome"],
+            registry=r,
+        )
+        self.sharded_waiting = Gauge(
+            "fleetrun_collector_sharded_requests_waiting",
+            "Sharded requests this collector coordinates, waiting for their shards' results.",
+            registry=r,
+        )

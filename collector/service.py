@@ -35,13 +35,15 @@ from collector.errors import CollectorError, classify
 from collector.fanout import Executor, H, Resolver
 from collector.handler import Disposition, RequestHandler
 from collector.kafka import KafkaPublisher, Topics, make_consumer, make_producer
-from collector.lanes import Lanes
+from collector.lanesets import LaneSet
 from collector.live import LiveOutputs, StreamsOutput
 from collector.metrics import CollectorMetrics
 from collector.offsets import OffsetTracker
 from collector.outbox import Fenced, HandedOver
 from collector.partitions import Partitions, format_offsets
 from collector.settings import CollectorSettings
+from collector.sharded import ShardCoordinator
+from collector.shardrun import ShardRunner
 from schemas import ConsumedRecord
 
 log = logging.getLogger("fleetrun.collector")
@@ -136,11 +138,13 @@ class Collector(Generic[H]):
             allow_targets=settings.allow_targets,
             admission=admission or Admission.from_settings(settings, inventory.groups),
         )
-        self.lanes: Lanes | None = (
-            Lanes(settings, self.topics, self.name, metrics.ledger_transactions.observe)
+        # With the ledger, shards of big requests too (collector.sharded, collector.shardrun).
+        self.lanes: LaneSet | None = (
+            LaneSet(settings, self.topics, self.name, metrics.ledger_transactions.observe)
             if settings.ledger
             else None
         )
+        self.shard_runner: ShardRunner[H] = ShardRunner(self.handler, self.topics, metrics)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.partitions = Partitions(self.consumer, self.tracker, metrics)
         self.summary = Summary()
@@ -203,13 +207,17 @@ class Collector(Generic[H]):
             raise classify(exc, f"connecting to Kafka at {self.settings.kafka_bootstrap}") from exc
         await self._wait_for_topic(self.topics.requests)
         self.live.start()
+        topics = [self.topics.requests]
         if self.lanes is not None:
-            await self._wait_for_topic(self.topics.ledger)
+            for topic in (self.topics.ledger, self.topics.shards, self.topics.shard_ledger):
+                await self._wait_for_topic(topic)
             await self.lanes.check_partitions(self.producer)
+            topics.append(self.topics.shards)
+            await self._start_sharding()
         # Cancels first: a request whose cancel came before it must find it (lookback read).
         await self._wait_for_topic(self.topics.cancels)
         await self.cancels.start()
-        self.consumer.subscribe([self.topics.requests], listener=_Listener(self))
+        self.consumer.subscribe(topics, listener=_Listener(self))
         self._running = True
         log.info(
             "collector started",
@@ -219,6 +227,27 @@ class Collector(Generic[H]):
                 "group": self.settings.group_id,
                 "max_inflight_requests": self.settings.max_inflight_requests,
             },
+        )
+
+    async def _start_sharding(self) -> None:
+        """Big requests are split here (shard_size > 0); shards of any run here regardless."""
+        if self.settings.shard_size <= 0:
+            return
+        try:
+            async with asyncio.timeout(_TOPICS_TIMEOUT_S):
+                partitions = sorted(await self.producer.partitions_for(self.topics.shards))
+                results = sorted(await self.producer.partitions_for(self.topics.results))
+        except (KafkaError, TimeoutError) as exc:
+            raise classify(exc, f"reading the partitions of {self.topics.shards}") from exc
+        self.handler.sharding = ShardCoordinator(
+            self.settings,
+            self.topics,
+            publisher=self.publisher,
+            metrics=self.metrics,
+            default_user=self.handler.fanout.default_user,
+            cancelled=self.cancels.cancelled,
+            shard_partitions=partitions,
+            result_partitions=results,
         )
 
     async def _wait_for_topic(self, topic: str) -> None:
@@ -245,7 +274,13 @@ class Collector(Generic[H]):
 
     async def _consume(self) -> None:
         while not self.stopping:
-            room = self.settings.max_inflight_requests - len(self._tasks)
+            # Coordinators of sharded requests only wait for their shards: they hold no session
+            # and must not starve the shards (which may need this very collector) of room.
+            # Those coordinators are bounded too (each reads the results back): at most as many
+            # as requests in flight.
+            waiting = self.handler.sharding.waiting if self.handler.sharding else 0
+            cap = self.settings.max_inflight_requests
+            room = min(cap - len(self._tasks) + waiting, 2 * cap - len(self._tasks))
             if room <= 0:
                 # Full. Pausing makes aiokafka drop the records it has prefetched and fetch
                 # them again after resume, so a short wait comes first: requests that finish
@@ -294,9 +329,11 @@ class Collector(Generic[H]):
                 return False
         if not self.tracker.start(tp, record.offset):
             return True  # already handled in this assignment (a re-fetch after a seek)
-        task = asyncio.create_task(
-            self.handler.handle(record, lane), name=f"request {tp}@{record.offset}"
-        )
+        if lane is not None and tp.topic == self.topics.shards:
+            work = self.shard_runner.handle(record, lane)
+        else:
+            work = self.handler.handle(record, lane)
+        task = asyncio.create_task(work, name=f"{tp.topic} {tp.partition}@{record.offset}")
         self._tasks[task] = _InFlight(tp, record.offset)
         task.add_done_callback(self._finished)
         self.metrics.inflight_requests.set(len(self._tasks))
@@ -495,6 +532,9 @@ class Collector(Generic[H]):
             # Partitions it can take requests from: with the ledger, only once their lane is
             # open (the ledger read); until then they are listed as opening.
             "assigned_partitions": self._ready_partitions() if self._running else [],
+            "shard_partitions": (
+                self._ready_partitions(self.topics.shards) if self._running else []
+            ),
             "opening_partitions": self._opening_partitions() if self._running else [],
             "paused_partitions": len(self.consumer.paused()) if self._running else 0,
         }
@@ -506,8 +546,9 @@ class Collector(Generic[H]):
             details["live_output"] = self.live.stats()
         return ok, details
 
-    def _ready_partitions(self) -> list[int]:
-        assigned = self.consumer.assignment()
+    def _ready_partitions(self, topic: str | None = None) -> list[int]:
+        topic = topic or self.topics.requests
+        assigned = {tp for tp in self.consumer.assignment() if tp.topic == topic}
         if self.lanes is not None:
             assigned = {tp for tp in assigned if self.lanes.get(tp) is not None}
         return sorted(tp.partition for tp in assigned)
@@ -515,7 +556,11 @@ class Collector(Generic[H]):
     def _opening_partitions(self) -> list[int]:
         if self.lanes is None:
             return []
-        return sorted(tp.partition for tp in self.consumer.assignment() if not self.lanes.get(tp))
+        return sorted(
+            tp.partition
+            for tp in self.consumer.assignment()
+            if tp.topic == self.topics.requests and not self.lanes.get(tp)
+        )
 
 
 async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -529,4 +574,8 @@ async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
-    return ",".join(str(tp.partition) for tp in sorted(tps))
+    """`requests:0,3 shards:1` (partitions by topic, without the topics' common prefix)."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in sorted(tps):
+        by_topic.setdefault(tp.topic.rsplit(".", 1)[-1], []).append(tp.partition)
+    return " ".join(f"{t}:{','.join(map(str, ps))}" for t, ps in by_topic.items())

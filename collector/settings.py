@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from collector.confine import Override
@@ -56,6 +56,15 @@ class CollectorSettings(KafkaClientSettings):
         default=7 * 86400.0,
         description="How long a finished request_id is remembered: the same id within it "
         "never runs again.",
+    )
+    shard_size: int = Field(
+        default=1_000,
+        ge=0,
+        # A shard record lists its hosts: 10,000 names stay well inside a 1 MB Kafka record.
+        le=10_000,
+        description="A request with more targets than this is split into shards of at most "
+        "this many hosts on the shards topic, which every collector of the group runs; "
+        "0 = never split (the ledger must be on).",
     )
     cancel_lookback_s: float = Field(
         default=3600.0,
@@ -160,6 +169,12 @@ class CollectorSettings(KafkaClientSettings):
         default=500,
         description="Global cap on concurrent SSH sessions (commands running) across all requests.",
     )
+    fair_share_weights: CommaSeparated[str] = Field(
+        default=(),
+        description="Sessions are shared between principals by weighted deficit round robin "
+        "when max_sessions is reached: PRINCIPAL=WEIGHT entries, e.g. ops=3,batch=1; "
+        "a principal not named weighs 1.",
+    )
     max_connections: int = Field(
         default=1000, description="Cap on open pooled SSH connections (the file-descriptor budget)."
     )
@@ -218,6 +233,23 @@ class CollectorSettings(KafkaClientSettings):
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: str = Field(default="text", description="text (key=value) or json.")
+
+    @field_validator("fair_share_weights")
+    @classmethod
+    def _weights_are_principal_equals_count(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            principal, sep, weight = entry.rpartition("=")
+            if not sep or not principal or not weight.isdigit() or int(weight) < 1:
+                raise ValueError(f"{entry!r}: expected PRINCIPAL=WEIGHT with a weight ≥ 1")
+        return entries
+
+    @property
+    def fair_share_weight_map(self) -> dict[str, int]:
+        """fair_share_weights as principal → weight."""
+        return {
+            principal: int(weight)
+            for principal, _, weight in (e.rpartition("=") for e in self.fair_share_weights)
+        }
 
     @property
     def name(self) -> str:

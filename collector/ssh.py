@@ -4,8 +4,9 @@
 follows collector.outcome's table. It retries only the connection phase of unreachable hosts
 (request.retries, backoff from settings), never a command that may have started. A pooled
 connection found dead when opening the session is replaced once, transparently (a metric, not a
-failure). The global session cap (settings.max_sessions) is a semaphore around each command,
-taken once the host is connected and before its channel is.
+failure). The global session cap (settings.max_sessions) is a fair-share semaphore
+(collector.fairshare) around each command, taken once the host is connected and before its
+channel is.
 
 Stopping a command leaves nothing behind on the host (collector.command, collector.watchdog):
 a timeout gives status `timeout`; a `Stop` passed to `run` and set by the caller gives a final
@@ -39,6 +40,7 @@ import asyncssh
 
 from collector import hostkeys
 from collector.command import CommandSession, open_session, stop_cancelled, wait_command
+from collector.fairshare import FairSessions
 from collector.fanout import OnStart
 from collector.inventory import HostSpec, Inventory
 from collector.live import HostStream, LiveOutputs
@@ -73,7 +75,8 @@ class SshExecutor:
         self._inventory = inventory
         self._keys = KeyCache()
         self._known_hosts = KnownHostsCache(settings.ssh_known_hosts)
-        self._sessions = asyncio.Semaphore(max(1, settings.max_sessions))
+        # The session cap, shared fairly between principals and requests (collector.fairshare).
+        self._sessions = FairSessions(settings.max_sessions, settings.fair_share_weight_map)
         # The one options object; each connection derives its own (host, user, keys, ...).
         # config=[] everywhere: only settings.ssh_config applies, never ~/.ssh/config by surprise.
         self._options = asyncssh.SSHClientConnectionOptions(
@@ -200,7 +203,7 @@ class SshExecutor:
             await self._pool.ready(host, time.monotonic() + request.connect_timeout_s)
         except Exception as exc:
             return _connect_failed(host, exc)
-        async with self._sessions:
+        async with self._sessions.slot(request.principal, request.request_id):
             try:
                 # A fresh deadline: the time spent waiting for the slot was not connecting.
                 deadline = time.monotonic() + request.connect_timeout_s

@@ -1,6 +1,7 @@
 """fleetrun's wire contract: JSON Schemas, the msgspec records and codec, target expressions.
 
-The JSON Schema files beside this module (request, result, status, dead_letter, cancel, output)
+The JSON Schema files beside this module (request, result, status, dead_letter, cancel, output,
+shard)
 are the contract other teams read; the records in schemas.records say the same in Python. See
 schemas/README.md.
 """
@@ -19,6 +20,7 @@ from schemas.codec import (
     decode_output_chunk,
     decode_request,
     decode_result,
+    decode_shard,
     decode_status,
     encode,
     load_schema,
@@ -56,6 +58,7 @@ from schemas.records import (
     StatusCounts,
     known,
 )
+from schemas.shard import SHARD_SCHEMA, Shard
 from schemas.signing import SIGNATURE_NAMESPACE, canonical_bytes
 from schemas.targets import GroupSource, Target, TargetError, check_targets, expand_targets, fold
 from schemas.timestamps import format_timestamp, now_timestamp, parse_timestamp
@@ -75,6 +78,7 @@ __all__ = [
     "RESULT_SCHEMA",
     "RESULT_STATUSES",
     "SCHEMA_IDS",
+    "SHARD_SCHEMA",
     "SIGNATURE_NAMESPACE",
     "STATUS_SCHEMA",
     "STATUS_STATES",
@@ -93,6 +97,7 @@ __all__ = [
     "Result",
     "ResultStatus",
     "SchemaError",
+    "Shard",
     "Status",
     "StatusCounts",
     "StatusState",
@@ -108,6 +113,7 @@ __all__ = [
     "decode_output_chunk",
     "decode_request",
     "decode_result",
+    "decode_shard",
     "decode_status",
     "encode",
     "encode_output",

@@ -31,11 +31,12 @@ from schemas.records import (
     Result,
     Status,
 )
+from schemas.shard import SHARD_SCHEMA, Shard
 
 RawMessage = bytes | bytearray | memoryview | str | None
-M = TypeVar("M", Request, Result, Status, DeadLetter, Cancel, Output)
+M = TypeVar("M", Request, Result, Status, DeadLetter, Cancel, Output, Shard)
 
-KINDS: Final = ("request", "result", "status", "dead_letter", "cancel", "output")
+KINDS: Final = ("request", "result", "status", "dead_letter", "cancel", "output", "shard")
 SCHEMA_IDS: Final = {
     "request": REQUEST_SCHEMA,
     "result": RESULT_SCHEMA,
@@ -43,6 +44,7 @@ SCHEMA_IDS: Final = {
     "dead_letter": DEAD_LETTER_SCHEMA,
     "cancel": CANCEL_SCHEMA,
     "output": OUTPUT_SCHEMA,
+    "shard": SHARD_SCHEMA,
 }
 RECORD_TYPES: Final[dict[str, type[Message]]] = {
     "request": Request,
@@ -51,6 +53,7 @@ RECORD_TYPES: Final[dict[str, type[Message]]] = {
     "dead_letter": DeadLetter,
     "cancel": Cancel,
     "output": Output,
+    "shard": Shard,
 }
 # The rules beyond the schema files (schemas/README.md): a document valid against its schema
 # file may still be refused for these, and only these.
@@ -64,6 +67,7 @@ CROSS_FIELD_RULES: Final = frozenset(
         "truncated",
         "counts",
         "integer",
+        "shard",
     }
 )
 _SCHEMA_ID: Final = re.compile(r"fleetrun\.([a-z_]+)/([0-9]+)\Z")
@@ -119,6 +123,11 @@ def decode_cancel(raw: RawMessage) -> Cancel:
 def decode_output_chunk(raw: RawMessage) -> Output:
     """Parse and validate a fleetrun.output/1 message."""
     return _decode(raw, Output)
+
+
+def decode_shard(raw: RawMessage) -> Shard:
+    """Parse and validate a fleetrun.shard/1 message."""
+    return _decode(raw, Shard)
 
 
 def decode(raw: RawMessage) -> Message:
@@ -308,6 +317,7 @@ __all__ = [
     "decode_output_chunk",
     "decode_request",
     "decode_result",
+    "decode_shard",
     "decode_status",
     "encode",
     "load_schema",

@@ -20,8 +20,8 @@ MAX_PRINCIPAL_CHARS: Final = 256
 MAX_TARGET_EXPRESSIONS: Final = 1_000
 MAX_TARGET_EXPRESSION_CHARS: Final = 1_024
 # Hosts in one request after expansion. A request is one unit of work with one completed status;
-# bigger fleets are split into several requests (they run in parallel across partitions).
-MAX_TARGETS: Final = 10_000
+# past the collector's shard size it is split into shards that every collector shares.
+MAX_TARGETS: Final = 100_000
 MAX_HOST_CHARS: Final = 253  # a DNS name
 MAX_ENV_VARS: Final = 64
 MAX_ENV_NAME_CHARS: Final = 128

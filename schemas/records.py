@@ -75,6 +75,7 @@ from schemas.fields import (
 )
 from schemas.output import decode_base64, decode_output
 from schemas.patterns import check_patterns, plan
+from schemas.shard import Shard
 from schemas.targets import check_targets
 from schemas.timestamps import (
     check_timestamps,
@@ -637,6 +638,10 @@ class Cancel(Struct, frozen=True, kw_only=True, gc=False, tag_field="schema", ta
     principal: Principal
     reason: CancelReason | None = None
     submitted_at: Timestamp
+    # True: stop starting hosts (they get `skipped`), let running commands finish, and do not
+    # count as cancelled; what a sharded request's coordinator sends when the request's error
+    # budget is spent across its shards (collector.sharded).
+    drain: bool = False
 
     def __post_init__(self) -> None:
         check_patterns(self, _CANCEL_CHECKS)
@@ -735,7 +740,7 @@ def _kafka_time(milliseconds: int) -> str:
     return format_timestamp(datetime.fromtimestamp(milliseconds / 1000, UTC))
 
 
-Message = Request | Result | Status | DeadLetter | Cancel | Output
+Message = Request | Result | Status | DeadLetter | Cancel | Output | Shard
 
 _UUIDS: Final = UUID.matched
 _HOSTS: Final = HOST.matched

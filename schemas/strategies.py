@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 from hypothesis import strategies as st
 
 from schemas import limits
@@ -24,6 +25,7 @@ from schemas.records import (
     Status,
     StatusCounts,
 )
+from schemas.shard import Shard
 
 # Free text as the contract allows it: any code point but NUL and unpaired surrogates.
 _TEXT_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
@@ -171,7 +173,25 @@ cancels = st.builds(
     principal=text(1, 40),
     reason=st.none() | text(1, 80),
     submitted_at=timestamps,
+    drain=st.booleans(),
 )
+
+
+@st.composite
+def shards(draw: st.DrawFn) -> Shard:
+    """A valid fleetrun.shard/1 record (its request record is a valid request's text)."""
+    count = draw(st.integers(1, 50))
+    request = draw(requests())
+    return Shard(
+        request_id=request.request_id,
+        index=draw(st.integers(0, count - 1)),
+        count=count,
+        targets_total=draw(st.integers(0, limits.MAX_TARGETS)),
+        targets=tuple(draw(st.lists(host_names, min_size=1, max_size=6))),
+        request=msgspec.json.encode(request).decode(),
+        collector=draw(instances),
+        created_at=draw(timestamps),
+    )
 
 
 @st.composite
@@ -223,4 +243,4 @@ dead_letters = st.builds(
     request_id=st.none() | request_ids,
     source_timestamp=st.none() | timestamps,
 )
-messages = st.one_of(requests(), results(), statuses(), dead_letters, cancels)
+messages = st.one_of(requests(), results(), statuses(), dead_letters, cancels, shards())

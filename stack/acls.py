@@ -4,8 +4,9 @@ The broker's StandardAuthorizer denies whatever no ACL allows (`allow.everyone.i
 stays false), and `admin` is the super user. What each principal needs, and why:
 
 - collector: read requests (its consumer group), cancels and the ledger (replayed on
-  assignment); write results, status, dlq, ledger and output; its transactional ids
-  (`<group>.<requests topic>.<partition>`, collector/lanes.py) by prefix.
+  assignment), shards and their ledger, results (a sharded request's coordinator counts them);
+  write results, status, dlq, ledger, output, shards, the shard ledger and cancels (drains);
+  its transactional ids (`<group>.<requests topic>.<partition>`, collector/lanes.py) by prefix.
 - sink: read results and status (its consumer group); write dlq.
 - web: read the topics it shows; write cancels: the console's cancel button (turn it off with
   FLEETRUN_WEB_ALLOW_CANCEL=false and drop that ACL for a read-only console).
@@ -72,8 +73,16 @@ def fleetrun_acls(
         return [Acl(principal, TOPIC, topic_prefix + n, operation) for n in names]
 
     return [
-        *topics("collector", READ, "requests", "cancels", "ledger"),
-        *topics("collector", WRITE, "results", "status", "dlq", "ledger", "output"),
+        # Shards: every collector consumes and writes shard records and their ledger; a
+        # request's coordinator reads its results back and sends drains (cancels).
+        *topics(
+            "collector", READ, "requests", "cancels", "ledger", "shards", "shard-ledger", "results"
+        ),
+        *topics(
+            "collector",
+            WRITE,
+            *("results", "status", "dlq", "ledger", "output", "shards", "shard-ledger", "cancels"),
+        ),
         # Prefixes: several collectors' groups may share a stem, and each partition has its
         # own transactional id under the group's name.
         Acl("collector", GROUP, collector_group, READ, PREFIXED),

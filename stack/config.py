@@ -18,11 +18,14 @@ TOPIC_PARTITIONS: dict[str, int] = {
     "ledger": 6,  # the collector's execution ledger: as many partitions as requests
     "cancels": 3,  # read whole by every collector: small, so few partitions
     "output": 12,  # live output chunks: as wide as results, which they precede
+    "shards": 6,  # slices of big requests, consumed by every collector of the group
+    "shard-ledger": 6,  # the shards' execution ledger: as many partitions as shards
 }
 # Topic settings beyond the broker's defaults: the ledger keeps the last entry per key; live
 # output is for watching a run, so it is kept an hour, not the broker's week.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "ledger": {"cleanup.policy": "compact"},
+    "shard-ledger": {"cleanup.policy": "compact"},
     "output": {"retention.ms": "3600000"},
 }
 

@@ -154,7 +154,8 @@ def plan_command(command: str | None, ctx: HostContext) -> Plan:
 
 _USAGE = (
     "usage: sim:hang | sim:exit N [MESSAGE] | sim:sleep S | sim:bytes N [stdout|stderr] | "
-    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME | sim:mark TAG [then S] | "
+    "sim:zeros N | sim:binary | sim:disconnect | sim:signal NAME | "
+    "sim:mark TAG [then S [exit N]] | "
     "sim:lines RATE S"
 )
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -190,6 +191,9 @@ def plan_directive(text: str, ctx: HostContext) -> Plan:
                 return [Lines(_int(rate, 1, 1_000_000), _seconds(seconds)), Exit(0)]
             case "mark", [tag, "then", seconds] if _TAG.match(tag):
                 return [Mark(tag), Sleep(_seconds(seconds)), Exit(0)]
+            case "mark", [tag, "then", seconds, "exit", status] if _TAG.match(tag):
+                # A counted execution that fails: error budgets are tested with these.
+                return [Mark(tag), Sleep(_seconds(seconds)), Exit(_int(status, 0, 255))]
     except ValueError as exc:
         return [_err(f"sim:{name}: {exc}"), Exit(2)]
     return [_err(f"sim: bad directive {text!r}; {_USAGE}"), Exit(2)]

@@ -25,6 +25,7 @@ DECODERS: dict[str, Callable[[bytes], schemas.Message]] = {
     "dead_letter": schemas.decode_dead_letter,
     "cancel": schemas.decode_cancel,
     "output": schemas.decode_output_chunk,
+    "shard": schemas.decode_shard,
 }
 
 

@@ -27,25 +27,25 @@ from tests.support.records import RID, make_counts, make_request, make_result
 @pytest.mark.parametrize(
     "targets",
     [
-        ["a[1-6000]", "b[1-6000]"],  # two -t, each under the cap
-        ["a[1-4000]", "b[1-4000]", "c[1-4000]"],
-        ["a[1-10000]", "b1"],
+        ["a[1-60000]", "b[1-60000]"],  # two -t, each under the cap
+        ["a[1-40000]", "b[1-40000]", "c[1-40000]"],
+        ["a[1-100000]", "b1"],
     ],
 )
 def test_several_targets_past_the_cap_are_refused_like_one(targets: list[str]) -> None:
     with pytest.raises(CliError) as caught:
         build_request(RunOptions(command="true", targets=targets), "alice")
     assert caught.value.code == EXIT_USAGE
-    assert "10,000 hosts" in str(caught.value)
+    assert "100,000 hosts" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     "targets",
     [
-        ["a[1-6000]", "a[1-6000]"],  # the same hosts twice: 6,000
-        ["a[1-6000]", "b[1-3000]", "!a[1-3000]"],  # 6,000 after the exclusion
-        ["a[1-6000]", "@big", "b[1-4000]"],  # a group adds hosts only the collector knows
-        ["a[1-6000]", "b[1-6000]", "!@half"],  # a group may remove any number of them
+        ["a[1-60000]", "a[1-60000]"],  # the same hosts twice: 60,000
+        ["a[1-60000]", "b[1-30000]", "!a[1-30000]"],  # 60,000 after the exclusion
+        ["a[1-60000]", "@big", "b[1-40000]"],  # a group adds hosts only the collector knows
+        ["a[1-60000]", "b[1-60000]", "!@half"],  # a group may remove any number of them
     ],
 )
 def test_targets_within_the_cap_or_not_countable_here_are_accepted(targets: list[str]) -> None:

@@ -50,6 +50,7 @@ def test_topics_keys_and_payloads_match_the_schema_files() -> None:
         "fleetrun.dlq",
         "fleetrun.cancels",
         "fleetrun.output",
+        "fleetrun.shards",
     }
     payloads = {}
     for message in document["components"]["messages"].values():

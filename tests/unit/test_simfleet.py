@@ -250,6 +250,7 @@ def test_plan_shell_refuses_unsupported_syntax_before_running(command: str) -> N
         ("sim:signal sigkill", [Signal("KILL")]),
         ("sim:mark t-1.a", [Mark("t-1.a"), Exit(0)]),
         ("sim:mark t1 then 2.5", [Mark("t1"), Sleep(2.5), Exit(0)]),
+        ("sim:mark t1 then 1 exit 3", [Mark("t1"), Sleep(1.0), Exit(3)]),
         ("sim:lines 1000 10", [Lines(1000, 10.0), Exit(0)]),
     ],
 )

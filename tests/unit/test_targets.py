@@ -114,10 +114,10 @@ ERRORS = [
     (
         ["n[1-1000000000000]"],
         "targets[0]",
-        "expands to 1,000,000,000,000 hosts; the limit per request is 10,000",
+        "expands to 1,000,000,000,000 hosts; the limit per request is 100,000",
     ),
-    (["n[1-100]-[1-100]-[1-2]"], "targets[0]", "expands to 20,000 hosts"),
-    (["a[1-6000]", "b[1-6000]"], "targets[1]", "takes the targets past 10,000 hosts"),
+    (["n[1-100]-[1-100]-[1-20]"], "targets[0]", "expands to 200,000 hosts"),
+    (["a[1-60000]", "b[1-60000]"], "targets[1]", "takes the targets past 100,000 hosts"),
 ]
 
 

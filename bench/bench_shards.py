@@ -43,6 +43,7 @@ from bench.fleetrun_e2e import Services, run_requests, services
 from bench.measure import health, write_results
 from schemas import Request
 from stack.config import StackConfig
+from stack.env import kafka_options
 from stack.simfleet import running_fleet
 from stack.simfleet.keys import load_or_create_client_key
 
@@ -169,7 +170,7 @@ async def _completed_latencies(dsn: str, ids: Sequence[str], cap_s: float) -> li
 
 
 async def _produce(svc: Services, requests: Sequence[Request]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=svc.bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_options(svc.bootstrap), acks="all", linger_ms=0)
     await producer.start()
     try:
         for req in requests:

@@ -88,6 +88,7 @@ class Lanes:
                 )
                 await outbox.start()
                 outboxes[tp] = outbox
+            producers_at = time.monotonic()
             await self._replay(ledgers)
         except BaseException:
             # A failed replay, or a stop while the group was still assigning (the consumer
@@ -118,6 +119,7 @@ class Lanes:
                     if not prior.completed
                 ),
                 "took_ms": int((time.monotonic() - started) * 1000),
+                "producers_ms": int((producers_at - started) * 1000),
             },
         )
 

@@ -25,6 +25,7 @@ from collector.errors import classify
 from collector.fanout import counts_as_error
 from collector.ledger import Endpoint
 from collector.settings import CollectorSettings
+from fleetrun.runtime.kafkaauth import client_options
 from schemas import ResultStatus
 
 log = logging.getLogger("fleetrun.collector.shards")
@@ -73,7 +74,7 @@ class ResultTally:
     async def start(self, since_ms: int | None) -> None:
         """Read from the first record written at or after `since_ms` (None: from the end)."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -44,6 +44,7 @@ async def test_run_wait_status_and_the_sink_see_one_request(
     hosts = 150
     sink_settings = SinkSettings(
         kafka_bootstrap=stack_env.kafka_bootstrap,
+        **stack_env.kafka_admin,
         topic_prefix=topics.prefix,
         group_id=topics.prefix + "sink",
         pg_dsn=SecretStr(pg_dsn),

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
-from fleetrun.cli.web.live import RELOAD, Event, Hub, result_event, status_event
-from schemas import Status, encode
+from fleetrun.cli.web.live import (
+    RELOAD,
+    Event,
+    Hub,
+    OutputEvents,
+    result_event,
+    status_event,
+)
+from schemas import Output, Status, encode
 from tests.support.records import RID, make_counts, make_result
 
 
@@ -84,3 +93,69 @@ def test_a_completed_status_carries_its_counts() -> None:
     assert event.data["state"] == "completed"
     assert event.data["targets_total"] == 3
     assert event.data["counts"]["failed"] == 1
+
+
+def _chunk(data: bytes, offset: int, *, host: str = "web01", eos: bool = False) -> bytes:
+    return encode(
+        Output(
+            request_id=RID,
+            host=host,
+            attempt=1,
+            stream="stdout",
+            sequence=0,
+            offset=offset,
+            data=base64.b64encode(data).decode(),
+            encoding="base64",
+            eos=eos,
+            at="2024-05-01T12:00:00Z",
+        )
+    )
+
+
+def _texts(events: OutputEvents, *chunks: bytes) -> list[str]:
+    return [events(chunk).data["text"] for chunk in chunks]
+
+
+def test_a_character_cut_between_chunks_shows_whole() -> None:
+    text = "température ✓\n".encode()
+    cut = text.index("é".encode()) + 1  # inside the two bytes of é
+    tick = text.index("✓".encode()) + 2  # inside the three bytes of ✓
+    shown = _texts(
+        OutputEvents(),
+        _chunk(text[:cut], 0),
+        _chunk(text[cut:tick], cut),
+        _chunk(text[tick:], tick, eos=True),
+    )
+    assert "".join(shown) == "température ✓\n"
+    assert "\ufffd" not in "".join(shown)
+
+
+def test_streams_keep_their_own_unfinished_character() -> None:
+    e = "é".encode()
+    events = OutputEvents()
+    shown = _texts(
+        events,
+        _chunk(e[:1], 0, host="a"),
+        _chunk(e[:1], 0, host="b"),
+        _chunk(e[1:], 1, host="a"),
+        _chunk(e[1:], 1, host="b"),
+    )
+    assert shown == ["", "", "é", "é"]
+
+
+def test_a_stream_ending_mid_character_or_dropped_bytes_show_a_replacement() -> None:
+    e = "é".encode()
+    assert _texts(OutputEvents(), _chunk(b"ok " + e[:1], 0, eos=True)) == ["ok \ufffd"]
+    # The live budget dropped bytes after the cut: the character cannot be finished.
+    shown = _texts(OutputEvents(), _chunk(b"a" + e[:1], 0), _chunk(b"b\n", 50))
+    assert shown == ["a", "\ufffdb\n"]
+    assert _texts(OutputEvents(), _chunk(b"\xff\x1b[2J", 0)) == ["\ufffd\\x1b[2J"]
+
+
+def test_remembered_streams_are_bounded() -> None:
+    events = OutputEvents(keep=2)
+    for host in ("a", "b", "c"):
+        events(_chunk("é".encode()[:1], 0, host=host))
+    # "a" was forgotten: its next chunk starts afresh (a lone continuation byte).
+    assert _texts(events, _chunk("é".encode()[1:], 1, host="a")) == ["\ufffd"]
+    assert _texts(events, _chunk("é".encode()[1:], 1, host="c")) == ["é"]

@@ -6,12 +6,15 @@ open page. A browser that reads slower than its request produces does not grow m
 its queue is full it is emptied and told to reload (the page then reads PostgreSQL again).
 
 Output chunks (fleetrun.output/1, published for requests with stream_output) become `output`
-events: the chunk's text with control characters escaped, as the CLI's --follow shows it.
+events: the chunk's text with control characters escaped, as the CLI's --follow shows it. Chunks
+are cut where the collector's buffer was, sometimes inside a UTF-8 character: each stream keeps
+an incremental decoder, so a character split between two chunks shows whole, not as two U+FFFD.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import random
@@ -25,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from fleetrun.cli.grouping import reason_of
-from fleetrun.cli.safetext import shown_bytes
+from fleetrun.cli.safetext import shown
 from fleetrun.runtime.backoff import backoff_delay
 from fleetrun.runtime.outage import Outages
 from schemas import SchemaError, decode_output_chunk, decode_result, decode_status, known
@@ -35,6 +38,8 @@ log = logging.getLogger("fleetrun.web")
 POLL_MS: Final = 250
 # Latest statuses kept for pages that open late: a few hundred bytes each.
 KEEP_STATUSES: Final = 10_000
+# Streams whose unfinished UTF-8 character is remembered (at most 3 bytes each, plus the key).
+KEEP_DECODERS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,19 +155,47 @@ def result_event(value: bytes) -> Event:
     )
 
 
-def output_event(value: bytes) -> Event:
-    """An output chunk as the page shows it: host, stream, escaped text, what was dropped."""
-    chunk = decode_output_chunk(value)
-    return Event(
-        "output",
-        {
-            "host": chunk.host,
-            "stream": chunk.stream,
-            "text": shown_bytes(chunk.data_bytes),
-            "eos": chunk.eos,
-            "dropped_bytes": chunk.dropped_bytes,
-        },
-    )
+_StreamKey = tuple[str, str, int, str]  # request_id, host, attempt, stream
+
+
+class OutputEvents:
+    """Output chunks as the page shows them: host, stream, escaped text, what was dropped.
+
+    A stream's decoder carries an unfinished character from one chunk to the next; bytes that
+    are not UTF-8 show as U+FFFD. Bytes the live budget dropped between two chunks (an offset
+    jump) end the unfinished character there. At most KEEP_DECODERS streams are remembered
+    (the oldest forgotten first: its next chunk starts afresh)."""
+
+    def __init__(self, keep: int = KEEP_DECODERS) -> None:
+        self.keep = keep
+        self._streams: OrderedDict[_StreamKey, tuple[codecs.IncrementalDecoder, int]]
+        self._streams = OrderedDict()
+
+    def __call__(self, value: bytes) -> Event:
+        chunk = decode_output_chunk(value)
+        key = (chunk.request_id, chunk.host, chunk.attempt, chunk.stream)
+        data = chunk.data_bytes
+        decoder, expected = self._streams.pop(key, (None, chunk.offset))
+        text = ""
+        if decoder is None or chunk.offset != expected:
+            if decoder is not None:
+                text = decoder.decode(b"", final=True)  # a cut character: U+FFFD
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text += decoder.decode(data, final=chunk.eos)
+        if not chunk.eos:
+            self._streams[key] = (decoder, chunk.offset + len(data))
+            while len(self._streams) > self.keep:
+                self._streams.popitem(last=False)
+        return Event(
+            "output",
+            {
+                "host": chunk.host,
+                "stream": chunk.stream,
+                "text": shown(text),
+                "eos": chunk.eos,
+                "dropped_bytes": chunk.dropped_bytes,
+            },
+        )
 
 
 class LiveFeed:
@@ -186,7 +219,7 @@ class LiveFeed:
         self.decoders: dict[str, Callable[[bytes], Event]] = {
             topic_prefix + "status": status_event,
             topic_prefix + "results": result_event,
-            topic_prefix + "output": output_event,
+            topic_prefix + "output": OutputEvents(),
         }
         self.running = False
         self.started = asyncio.Event()  # set once the first subscription is in place

@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 import schemas
 from bench.measure import Sampler, assigned, health
 from bench.stats import HostResult
+from fleetrun.cli.signing import sign_request
 from schemas import Request, parse_timestamp
 from stack.config import StackConfig
 from stack.env import kafka_admin_environ, kafka_options
@@ -39,6 +41,29 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 45.0
 POLL_S = 0.05
+PRINCIPAL = "bench"
+
+Signer = Callable[[Request], Request]
+
+
+def request_signer(work: Path) -> tuple[dict[str, str], Signer]:
+    """An ed25519 key made by ssh-keygen in `work`, and the collector settings that require
+    every request to be signed by it (an allowed-signers file naming it for PRINCIPAL)."""
+    key = work / "bench_signing_key"
+    if not key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", PRINCIPAL, "-f", str(key)],
+            check=True,
+            timeout=60,
+        )
+    public = key.with_suffix(".pub").read_text().split()
+    signers = work / "allowed_signers"
+    signers.write_text(f'{PRINCIPAL} namespaces="fleetrun" {public[0]} {public[1]}\n')
+    settings = {
+        "FLEETRUN_COLLECTOR_ALLOWED_SIGNERS": str(signers),
+        "FLEETRUN_COLLECTOR_REQUIRE_SIGNATURES": "true",
+    }
+    return settings, lambda request: sign_request(request, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +253,16 @@ async def run_requests(
     cap_s: float,
     watch: Mapping[str, int],
     options: Mapping[str, object],
+    sign: Signer | None = None,
 ) -> E2E:
-    """Produce `count` requests back to back; wait until all their rows are in PostgreSQL."""
+    """Produce `count` requests back to back; wait until all their rows are in PostgreSQL.
+
+    The requests are made (and signed, with `sign`) before the clock starts: signing is the
+    requester's cost, verifying it the collector's."""
+    requests: list[Request] = []
+    for _ in range(count):
+        req = Request.new(principal=PRINCIPAL, command=command, targets=targets, **options)
+        requests.append(await asyncio.to_thread(sign, req) if sign is not None else req)
     producer = AIOKafkaProducer(**kafka_options(svc.bootstrap), acks="all", linger_ms=0)
     await producer.start()
     conn = await asyncpg.connect(svc.dsn, timeout=10)
@@ -237,17 +270,12 @@ async def run_requests(
     for name, pid in watch.items():
         sampler.watch(name, pid, tree=name == "postgres")
     wall: float | None = None
-    requests: list[Request] = []
     try:
         with sampler:
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(cap_s):
-                    for _ in range(count):
-                        req = Request.new(
-                            principal="bench", command=command, targets=targets, **options
-                        )
-                        requests.append(req)
+                    for req in requests:
                         await producer.send(
                             svc.prefix + "requests",
                             schemas.encode(req),

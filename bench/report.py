@@ -25,10 +25,12 @@ from bench.scenarios import (
     LOOP,
     SEED,
     SEED_PRELOAD,
+    SIGNED_COST_RATIO,
+    SIGNED_COST_SCENARIOS,
     scenarios,
 )
 from bench.stats import ratio
-from bench.tools import NO_LEDGER, NO_LIVE
+from bench.tools import NO_LEDGER, NO_LIVE, SIGNED
 
 REPORT = Path(__file__).parent / "REPORT.md"
 PLOTS_DIR = Path(__file__).parent / "plots"
@@ -280,6 +282,20 @@ def targets(docs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]
                     f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
                     f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} off's",
                     verdict(None if r is None else r >= LIVE_COST_RATIO),
+                )
+            )
+    for name in SIGNED_COST_SCENARIOS:
+        doc = docs.get(name)
+        on, off = _run(doc, FLEETRUN + SIGNED), _run(doc, FLEETRUN)
+        if on and off:
+            r = ratio(on.get("results_per_s"), off.get("results_per_s"))
+            out.append(
+                (
+                    f"{name}: signed requests ≥ {SIGNED_COST_RATIO}× unsigned",
+                    f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
+                    f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
+                    f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} unsigned's",
+                    verdict(None if r is None else r >= SIGNED_COST_RATIO),
                 )
             )
     for name in ("fanout-1000", "warm-500x50", "hang-1000"):

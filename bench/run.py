@@ -32,12 +32,13 @@ from bench.scenarios import (
     FLEETRUN,
     LEDGER_COST_SCENARIOS,
     LIVE_COST_SCENARIOS,
+    SIGNED_COST_SCENARIOS,
     Run,
     Scenario,
     micro_benchmarks,
     scenarios,
 )
-from bench.tools import NO_LEDGER, NO_LIVE, run_tool
+from bench.tools import NO_LEDGER, NO_LIVE, SIGNED, run_tool
 from stack.config import StackConfig
 from stack.env import StackEnv
 from stack.simfleet import RunningFleet, running_fleet
@@ -154,6 +155,10 @@ async def run_scenario(
         at = next((i for i, (r, t) in enumerate(measured) if t == FLEETRUN), None)
         if at is not None:
             measured.insert(at, (measured[at][0], f"{FLEETRUN}{NO_LIVE}"))
+    if sc.name in SIGNED_COST_SCENARIOS:
+        at = next((i for i, (r, t) in enumerate(measured) if t == FLEETRUN), None)
+        if at is not None:
+            measured.insert(at + 1, (measured[at][0], f"{FLEETRUN}{SIGNED}"))
     doc["runs"] += await _on_fleet(sc, sc.profile, measured, env, work)
     doc["load_after"] = load_average()
     doc["scenario_s"] = round(time.perf_counter() - started, 1)

@@ -26,6 +26,10 @@ LEDGER_COST_RATIO: Final = 0.9
 # And with live output's code path off (`fleetrun@nolive`): streaming off must cost ≤ 3% (issue 15).
 LIVE_COST_SCENARIOS: Final = ("warm-500x50",)
 LIVE_COST_RATIO: Final = 0.97
+# And with every request signed and verified (`fleetrun@signed`: an allowed-signers file and
+# signatures required) against unsigned requests: signing must cost ≤ 5% (issue 14).
+SIGNED_COST_SCENARIOS: Final = ("warm-500x50",)
+SIGNED_COST_RATIO: Final = 0.95
 
 
 @dataclass(frozen=True, slots=True)

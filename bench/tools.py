@@ -57,6 +57,7 @@ LABELS = {
 
 NO_LEDGER: Final = "@noledger"  # fleetrun with FLEETRUN_COLLECTOR_LEDGER=false
 NO_LIVE: Final = "@nolive"  # fleetrun with FLEETRUN_COLLECTOR_LIVE_OUTPUT=false (no live code path)
+SIGNED: Final = "@signed"  # fleetrun with every request signed, signatures required
 # How many ledger transactions a measured run committed, and the writes they carried.
 _TXN_SAMPLES: Final = (
     "fleetrun_collector_ledger_transaction_writes_count",
@@ -229,6 +230,10 @@ async def run_fleetrun(
         settings = settings | {"FLEETRUN_COLLECTOR_LEDGER": "false"}
     if tool.endswith(NO_LIVE):
         settings = settings | {"FLEETRUN_COLLECTOR_LIVE_OUTPUT": "false"}
+    sign = None
+    if tool.endswith(SIGNED):
+        required, sign = await asyncio.to_thread(fleetrun_e2e.request_signer, work)
+        settings = settings | required
     # BENCH_PROFILE=1: the collector runs under cProfile; its top functions go in the record.
     profile = work / "collector.prof" if os.environ.get("BENCH_PROFILE") == "1" else None
     async with fleetrun_e2e.services(
@@ -245,11 +250,11 @@ async def run_fleetrun(
         warmup = None
         if sc.warmup_of(run):
             warmup = await fleetrun_e2e.run_requests(
-                svc, count=sc.warmup_of(run), cap_s=sc.cap_of(run), watch={}, **common
+                svc, count=sc.warmup_of(run), cap_s=sc.cap_of(run), watch={}, sign=sign, **common
             )
         before = await samples(svc.collector_port, *_TXN_SAMPLES)
         e2e = await fleetrun_e2e.run_requests(
-            svc, count=rounds, cap_s=sc.cap_of(run), watch=watch, **common
+            svc, count=rounds, cap_s=sc.cap_of(run), watch=watch, sign=sign, **common
         )
         after = await samples(svc.collector_port, *_TXN_SAMPLES)
     record = _base(sc, run, tool) | summarise(

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -205,6 +206,7 @@ class E2E:
     results: list[HostResult]
     wall_s: float | None  # None: not every row arrived before the cap
     usage: dict[str, dict[str, float]]
+    phases_ms: dict[str, float] | None = None  # one request: where its time went (`phases`)
 
 
 def stack_pids() -> dict[str, int]:
@@ -225,6 +227,44 @@ async def _counts(conn: asyncpg.Connection, ids: list[str]) -> tuple[int, int]:
         timeout=10,
     )
     return int(rows), int(done)
+
+
+PHASES: Final = (
+    "submitted_to_accepted",  # Kafka to the collector, admission, the ledger's first transaction
+    "accepted_to_first_start",  # planning, the first window's started marks committed
+    "first_start_to_last_finish",  # SSH: connections, channels, the commands
+    "last_finish_to_completed",  # the last results' transaction, the completed status
+    "completed_to_rows_seen",  # the sink: read_committed fetch, batch, COPY, commit; our poll
+)
+
+
+async def phases(
+    conn: asyncpg.Connection, request: Request, seen_at: float
+) -> dict[str, float] | None:
+    """Where one request's time went, from the timestamps the pipeline keeps (ms; one clock:
+    everything runs on this machine). `seen_at`: when its last row was seen (time.time())."""
+    row = await conn.fetchrow(
+        "SELECT r.submitted_at, r.accepted_at, r.completed_at,"
+        " min(x.started_at) AS first_start, max(x.finished_at) AS last_finish"
+        " FROM requests r JOIN results x USING (request_id) WHERE r.request_id = $1::uuid"
+        " GROUP BY r.submitted_at, r.accepted_at, r.completed_at",
+        request.request_id,
+        timeout=30,
+    )
+    if row is None or None in (row["accepted_at"], row["completed_at"]):
+        return None
+    submitted = row["submitted_at"] or parse_timestamp(request.submitted_at)
+    marks = [
+        submitted.timestamp(),
+        row["accepted_at"].timestamp(),
+        row["first_start"].timestamp(),
+        row["last_finish"].timestamp(),
+        row["completed_at"].timestamp(),
+        seen_at,
+    ]
+    return {
+        name: round((b - a) * 1000, 1) for name, a, b in zip(PHASES, marks, marks[1:], strict=True)
+    }
 
 
 async def _fetch(conn: asyncpg.Connection, requests: list[Request]) -> list[HostResult]:
@@ -258,11 +298,8 @@ async def run_requests(
     """Produce `count` requests back to back; wait until all their rows are in PostgreSQL.
 
     The requests are made (and signed, with `sign`) before the clock starts: signing is the
-    requester's cost, verifying it the collector's."""
-    requests: list[Request] = []
-    for _ in range(count):
-        req = Request.new(principal=PRINCIPAL, command=command, targets=targets, **options)
-        requests.append(await asyncio.to_thread(sign, req) if sign is not None else req)
+    requester's cost, verifying it the collector's. (A signed request's latency, counted from
+    its submitted_at, includes the signing of the requests made before it.)"""
     producer = AIOKafkaProducer(**kafka_options(svc.bootstrap), acks="all", linger_ms=0)
     await producer.start()
     conn = await asyncpg.connect(svc.dsn, timeout=10)
@@ -270,7 +307,14 @@ async def run_requests(
     for name, pid in watch.items():
         sampler.watch(name, pid, tree=name == "postgres")
     wall: float | None = None
+    spent: dict[str, float] | None = None
     try:
+        # Made (and signed) just before the clock starts: a request's latency counts from its
+        # submitted_at, the wall time from t0.
+        requests: list[Request] = []
+        for _ in range(count):
+            req = Request.new(principal=PRINCIPAL, command=command, targets=targets, **options)
+            requests.append(await asyncio.to_thread(sign, req) if sign is not None else req)
         with sampler:
             t0 = time.perf_counter()
             try:
@@ -289,10 +333,13 @@ async def run_requests(
                             break
                         await asyncio.sleep(POLL_S)
                     wall = time.perf_counter() - t0
+                    seen_at = time.time()
             except TimeoutError:
                 pass
         results = await _fetch(conn, requests)
+        if wall is not None and count == 1:
+            spent = await phases(conn, requests[0], seen_at)
     finally:
         await conn.close(timeout=10)
         await producer.stop()
-    return E2E(results, wall, sampler.usage())
+    return E2E(results, wall, sampler.usage(), spent)

@@ -263,6 +263,8 @@ async def run_fleetrun(
     record["processes"] = e2e.usage
     opened = after.get(_TXN_SAMPLES[4], 0.0) - before.get(_TXN_SAMPLES[4], 0.0)
     record["ssh_connections_opened"] = int(opened)
+    if e2e.phases_ms is not None:
+        record["phases_ms"] = e2e.phases_ms
     txns = after.get(_TXN_SAMPLES[0], 0.0) - before.get(_TXN_SAMPLES[0], 0.0)
     if txns:
         writes = after.get(_TXN_SAMPLES[1], 0.0) - before.get(_TXN_SAMPLES[1], 0.0)

@@ -117,7 +117,11 @@ async def _settle(fleet: RunningFleet, timeout_s: float = 30.0) -> None:
 
 
 async def run_scenario(
-    sc: Scenario, env: dict[str, str], work: Path, tools: Sequence[str] = ()
+    sc: Scenario,
+    env: dict[str, str],
+    work: Path,
+    tools: Sequence[str] = (),
+    reverse: bool = False,
 ) -> dict[str, Any]:
     """Every tool of one scenario (and its healthy reference runs), as one JSON document."""
     started = time.perf_counter()
@@ -159,6 +163,9 @@ async def run_scenario(
         at = next((i for i, (r, t) in enumerate(measured) if t == FLEETRUN), None)
         if at is not None:
             measured.insert(at + 1, (measured[at][0], f"{FLEETRUN}{SIGNED}"))
+    if reverse:
+        measured.reverse()
+    doc["order"] = [tool for _, tool in measured]
     doc["runs"] += await _on_fleet(sc, sc.profile, measured, env, work)
     doc["load_after"] = load_average()
     doc["scenario_s"] = round(time.perf_counter() - started, 1)
@@ -203,6 +210,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-micro", action="store_true", help="skip sink/codec/collector benches")
     p.add_argument("--no-report", action="store_true", help="do not rebuild REPORT.md")
     p.add_argument("--keep-work", action="store_true", help="keep logs and fleets in /tmp")
+    p.add_argument(
+        "--reverse",
+        action="store_true",
+        help="run each scenario's tools in reverse order (later runs on a fleet tend to be faster:"
+        " repeat with and without to cancel it out)",
+    )
     args = p.parse_args(argv)
     env = stack_env()
     started = time.perf_counter()
@@ -220,7 +233,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
         for sc in scenarios(args.full):
             if _selected(sc.name, args.only):
                 log(f"scenario {sc.name}: {sc.title}")
-                doc = await run_scenario(sc, env, work / sc.name, args.tool)
+                doc = await run_scenario(sc, env, work / sc.name, args.tool, args.reverse)
                 log(f"wrote {write(doc, sc.name)} ({doc['scenario_s']} s)")
                 summary["scenarios"].append(sc.name)
         if not args.no_micro:

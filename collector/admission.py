@@ -27,6 +27,7 @@ import msgspec
 import orjson
 from msgspec import UNSET
 
+from collector.confine import OVERRIDES, Override
 from collector.fanout import H, Plan
 from collector.policy import Policy
 from collector.settings import CollectorSettings
@@ -162,9 +163,25 @@ class Admission:
             )
         return Audit(key_fingerprint=fingerprint, verified=True)
 
-    def authorize(self, plan: Plan[H], audit: Audit, resolver: Any) -> tuple[Plan[H], Audit]:
+    def planning_overrides(
+        self, allowed: Collection[Override], resolver: Any
+    ) -> Collection[Override]:
+        """The target overrides a request is planned with. Without a policy, the operator's
+        (`allow_targets`). With one, every override the policy can check: a rule may allow
+        more for its principals, and `authorize` refuses what neither allows — except targets
+        outside the inventory when the resolver cannot list its hosts (nothing to check)."""
+        if self.policy is None:
+            return allowed
+        if self._known_names(resolver) is None:
+            return frozenset(allowed) | (frozenset(OVERRIDES) - {"outside_inventory"})
+        return OVERRIDES
+
+    def authorize(
+        self, plan: Plan[H], audit: Audit, resolver: Any, allowed: Collection[Override] = ()
+    ) -> tuple[Plan[H], Audit]:
         """The policy's decision on the expanded request; a template request comes back
-        rendered. Refused names the rule that denied it."""
+        rendered. Refused names the rule that denied it. `allowed`: the operator's overrides
+        (a rule's own add to them)."""
         request = plan.request
         if self.policy is None:
             if isinstance(request.template, str):
@@ -177,7 +194,11 @@ class Admission:
         groups: Mapping[str, Sequence[str]] = resolver.groups
         try:
             decision = self.policy.decide(
-                request, [h.target for h in plan.hosts], groups, self._known_names(resolver)
+                request,
+                [h.target for h in plan.hosts],
+                groups,
+                self._known_names(resolver),
+                allowed,
             )
         except Exception as exc:  # a bug must deny, never allow nor stop the collector
             log.exception("policy could not decide", extra={"request_id": request.request_id})

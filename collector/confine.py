@@ -11,8 +11,9 @@ ways, each an *override*:
 
 Spelling what the inventory already says (`fleetrun@demo1:2222` when demo1 is fleetrun on port
 2222) is not an override: the endpoint is the inventory's. The operator allows overrides with
-the collector setting `allow_targets` (`FLEETRUN_COLLECTOR_ALLOW_TARGETS=user,port`);
-`request_overrides` is the one question a policy engine asks to allow them per principal.
+the collector setting `allow_targets` (`FLEETRUN_COLLECTOR_ALLOW_TARGETS=user,port`); a
+command policy's rule adds its own `overrides` for its principals (collector.admission plans
+with every override then, and the policy refuses what neither allows).
 A refused request runs nowhere and connects nowhere (`check_confined` raises before any host
 is planned; the listing reads only the inventory and the ssh_config, never the network), so the
 collector is neither an SSH pivot nor a port scanner.

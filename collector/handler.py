@@ -177,8 +177,8 @@ class RequestHandler(Generic[H]):
         if cancel is not None and prior is None:
             return await self._cancelled_before(out, request, cancel)
         try:
-            plan = plan_request(request, self.inventory, allow_targets=self.allow_targets)
-            plan, audit = self.admission.authorize(plan, audit, self.inventory)
+            plan = plan_request(request, self.inventory, allow_targets=self.planning_overrides())
+            plan, audit = self.admission.authorize(plan, audit, self.inventory, self.allow_targets)
         except SchemaError as exc:  # TargetError: unknown group, too many hosts, no hosts,
             # a target outside the inventory or with its own user or port (collector.confine)
             return await self._refuse(out, record, exc, request, audit=audit)
@@ -203,6 +203,10 @@ class RequestHandler(Generic[H]):
             return await self._refuse(out, record, exc, request)
         self.metrics.requests.labels("completed").inc()
         return "completed"
+
+    def planning_overrides(self) -> Collection[Override]:
+        """The target overrides requests are planned with (see Admission.planning_overrides)."""
+        return self.admission.planning_overrides(self.allow_targets, self.inventory)
 
     def stop_all(self, reason: str) -> int:
         """Kill every running command, each reported as killed with `reason`; hosts not started

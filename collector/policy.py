@@ -141,8 +141,12 @@ class Policy:
         hosts: Sequence[Target],
         groups: Mapping[str, Sequence[str]],
         inventory_hosts: Collection[str] | None = None,
+        allowed: Collection[str] = (),
     ) -> Decision:
-        """Whether `request`, whose targets expanded to `hosts`, may run, and by which rule."""
+        """Whether `request`, whose targets expanded to `hosts`, may run, and by which rule.
+
+        `allowed`: the target overrides the operator allows every request (the collector's
+        `allow_targets`); a rule's `overrides` add to them for its principals."""
         rendered: list[str | TemplateError] = []
         first_refusal: tuple[str, str] | None = None
         for rule in self.rules:
@@ -152,7 +156,9 @@ class Policy:
                 if self._deny_matches(rule, request, hosts, groups):
                     return Decision(False, rule.name, f"denied by policy rule {rule.name!r}")
                 continue
-            why = self._refusal(rule, request, hosts, groups, inventory_hosts, rendered)
+            why = self._refusal(
+                rule, request, hosts, groups, inventory_hosts, rendered, frozenset(allowed)
+            )
             if why is None:
                 command = rendered[0] if rendered else request.command
                 assert isinstance(command, str)
@@ -217,6 +223,7 @@ class Policy:
         groups: Mapping[str, Sequence[str]],
         inventory_hosts: Collection[str] | None,
         rendered: list[str | TemplateError],
+        allowed: frozenset[str],
     ) -> str | None:
         """Why `rule` does not allow the request, or None when it does."""
         if isinstance(request.template, str):
@@ -236,20 +243,21 @@ class Policy:
         if refused_env:
             allowed_env = ", ".join(rule.env) or "none"
             return f"env {', '.join(refused_env)} not allowed (allowed: {allowed_env})"
-        allowed = self._allowed_hosts(rule, groups) if rule.targets is not None else None
+        overrides = rule.overrides | allowed
+        within = self._allowed_hosts(rule, groups) if rule.targets is not None else None
         for host in hosts:
-            if allowed is not None and host.name not in allowed:
+            if within is not None and host.name not in within:
                 return (
                     f"target {host.name!r} is outside the rule's targets {list(rule.targets or ())}"
                 )
-            if host.user is not None and "user" not in rule.overrides:
+            if host.user is not None and "user" not in overrides:
                 return f"target {host.user}@{host.name}: choosing the login user is not allowed"
-            if host.port is not None and "port" not in rule.overrides:
+            if host.port is not None and "port" not in overrides:
                 return f"target {host.name}:{host.port}: choosing the port is not allowed"
             if (
                 inventory_hosts is not None
                 and host.name not in inventory_hosts
-                and "outside_inventory" not in rule.overrides
+                and "outside_inventory" not in overrides
             ):
                 return f"target {host.name!r} is not a host of the inventory"
         return None

@@ -63,8 +63,9 @@ class ShardRunner(Generic[H]):
         prior = lane.ledger.prior(sid) if admission == "resume" else None
         try:
             narrowed = msgspec.structs.replace(request, targets=shard.targets)
+            # The coordinator's admission allowed these targets; planned as it planned them.
             plan = plan_request(
-                narrowed, self.handler.inventory, allow_targets=self.handler.allow_targets
+                narrowed, self.handler.inventory, allow_targets=self.handler.planning_overrides()
             )
             # The budget is the whole request's: each shard alone stays within it, and the
             # coordinator drains every shard once their errors together pass it.

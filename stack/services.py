@@ -120,6 +120,9 @@ class Stack:
             "FLEETRUN_SINK_PG_OWNER_USER": PG_OWNER_USER,
             "FLEETRUN_SINK_PG_OWNER_PASSWORD": PG_OWNER_USER,
             "FLEETRUN_STACK_PG_READER_DSN": self.cfg.pg_dsn_as(PG_READER_USER),
+            # The CLI and the console only read: they log in as the read-only role.
+            "FLEETRUN_CLI_PG_DSN": self.cfg.pg_dsn_as(PG_READER_USER),
+            "FLEETRUN_WEB_PG_DSN": self.cfg.pg_dsn_as(PG_READER_USER),
             # SASL/SCRAM over TLS: each service its own principal and password file.
             **self.kafka.secrets.env_lines(),
             "FLEETRUN_COLLECTOR_SSH_USER": self.cfg.ssh_user,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import schemas
 from collector.admission import Admission, Refused
+from collector.confine import Override
 from collector.kafka import Topics
 from collector.ledger import PartitionLedger, Prior, digest
 from collector.metrics import CollectorMetrics
@@ -64,14 +65,25 @@ def _request(**fields: object) -> Request:
     fields.setdefault("principal", "alice")
     if "template" not in fields:
         fields.setdefault("command", "uptime")
-    return Request.new(targets=["web[1-2]"], **fields)  # type: ignore[arg-type]
+    fields.setdefault("targets", ["web[1-2]"])
+    return Request.new(**fields)  # type: ignore[arg-type]
 
 
 async def _handle(
-    value: bytes, admission: Admission, metrics: CollectorMetrics | None = None
+    value: bytes,
+    admission: Admission,
+    metrics: CollectorMetrics | None = None,
+    allow_targets: Collection[Override] = (),
 ) -> tuple[str, list[Status], FakeExecutor, FakePublisher]:
     pub, executor = FakePublisher(), FakeExecutor()
-    handler = fake_handler(pub, executor, topics=TOPICS, admission=admission, metrics=metrics)
+    handler = fake_handler(
+        pub,
+        executor,
+        topics=TOPICS,
+        admission=admission,
+        metrics=metrics,
+        allow_targets=allow_targets,
+    )
     disposition = await handler.handle(FakeRecord(value, key=b"k", topic="t.requests"))
     return disposition, pub.statuses(TOPICS.status), executor, pub
 
@@ -376,3 +388,51 @@ async def test_a_policy_without_signers_trusts_no_signature() -> None:
     value = schemas.encode(sign(_request(), ALICE))
     _, statuses, executor, pub = await _handle(value, admission)
     assert "no allowed signers" in (known(_rejected(statuses, executor, pub).reason) or "")
+
+
+OVERRIDING = Policy.parse(
+    tomllib.loads(
+        """
+[[rules]]
+name = "alice-as-root"
+principals = ["alice"]
+targets = ["@web"]
+commands = ["uptime"]
+overrides = ["user"]
+
+[[rules]]
+name = "bob-as-himself"
+principals = ["bob"]
+targets = ["@web"]
+commands = ["uptime"]
+"""
+    )
+)
+
+
+async def test_a_policy_rule_allows_an_override_for_its_principals_only(
+    signers: AllowedSigners,
+) -> None:
+    # The operator allows no override (allow_targets empty): the policy widens it per rule.
+    admission = Admission(signers=signers, policy=OVERRIDING)
+    value = schemas.encode(sign(_request(targets=["root@web1"]), ALICE))
+    disposition, statuses, executor, _ = await _handle(value, admission)
+    assert disposition == "completed"
+    assert known(statuses[0].policy_rule) == "alice-as-root"
+    assert executor.started == ["web1"]
+
+    value = schemas.encode(sign(_request(principal="bob", targets=["root@web1"]), BOB))
+    _, statuses, executor, pub = await _handle(value, admission)
+    rejected = _rejected(statuses, executor, pub)
+    assert "choosing the login user is not allowed" in (known(rejected.reason) or "")
+    assert known(rejected.policy_rule) == "bob-as-himself"
+
+
+async def test_the_operators_overrides_hold_under_a_policy(signers: AllowedSigners) -> None:
+    admission = Admission(signers=signers, policy=OVERRIDING)
+    value = schemas.encode(sign(_request(principal="bob", targets=["web1:2222"]), BOB))
+    disposition, _, executor, _ = await _handle(value, admission, allow_targets=["port"])
+    assert (disposition, executor.started) == ("completed", ["web1"])
+    _, statuses, executor, pub = await _handle(value, admission)
+    rejected = _rejected(statuses, executor, pub)
+    assert "choosing the port is not allowed" in (known(rejected.reason) or "")

@@ -113,6 +113,16 @@ def test_overrides_are_per_rule() -> None:
     assert _decide(request)[:2] == (True, "root-anything")
 
 
+def test_the_operators_overrides_add_to_every_rules() -> None:
+    request = _request(targets=("web1:2222",))
+    hosts = expand_targets(request.targets, GROUPS)
+    refused = P.decide(request, hosts, GROUPS, INVENTORY_HOSTS)
+    assert (refused.allowed, refused.rule) == (False, "ops-web")
+    assert "choosing the port is not allowed" in refused.reason
+    allowed = P.decide(request, hosts, GROUPS, INVENTORY_HOSTS, allowed=("port",))
+    assert (allowed.allowed, allowed.rule) == (True, "ops-web")
+
+
 @pytest.mark.parametrize(
     ("template", "params", "command"),
     [

@@ -420,6 +420,11 @@ def test_postgres_roles_and_logins_match_the_local_stack(project: dict[str, Any]
         assert env["FLEETRUN_SINK_PG_DSN"] == writer, name
         assert env["FLEETRUN_SINK_PG_OWNER_USER"] == PG_OWNER_USER, name
         assert env["FLEETRUN_SINK_PG_OWNER_PASSWORD"] == pg["POSTGRES_PASSWORD"], name
+    # The CLI and the console read as the read-only login, never as the owner.
+    reader = f"postgresql://{PG_READER_USER}:{PG_READER_USER}@postgres:5432/{pg['POSTGRES_DB']}"
+    for name in ("web", "cli"):
+        env = _environment(services[name])
+        assert env["FLEETRUN_CLI_PG_DSN"] == env["FLEETRUN_WEB_PG_DSN"] == reader, name
     mounts = [str(v) for v in services["postgres"]["volumes"]]
     assert any(
         m.startswith("./docker/postgres/roles.sql:/docker-entrypoint-initdb.d/") for m in mounts

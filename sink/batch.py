@@ -1,13 +1,16 @@
 """Per-partition batching and offset bookkeeping: pure, no Kafka or database imports.
 
 The sink buffers each Kafka partition's records separately. A partition's batch is due when it
-holds `max_rows` records or `max_bytes` bytes, when its oldest record has waited `linger_s`, or
-when the whole buffer passes `max_buffer_bytes` (then the biggest batches go first). A flush (one
-transaction) takes the due batches and what other partitions have pending, up to `max_rows` and
-`max_bytes` in all. At most one batch per partition is being written at a time, so offsets are
-committed in order: a batch's commit offset (the next offset to read) is handed out only after
-that batch is stored, and only if the partition is still ours in the same assignment (epoch) it
-was read in.
+holds `max_rows` records or `max_bytes` bytes, when its oldest record has waited `linger_s`,
+when the whole buffer passes `max_buffer_bytes` (then the biggest batches go first), or when the
+partition has caught up (`caught_up`: the consumer has nothing more of it for now). The last is
+smart batching: a lone request's rows are written at once instead of after the linger, while
+under a backlog (never caught up) or a busy database (a batch in flight) batches still fill. A
+flush (one transaction) takes the due batches and what other partitions have pending, up to
+`max_rows` and `max_bytes` in all. At most one batch per partition is being written at a time,
+so offsets are committed in order: a batch's commit offset (the next offset to read) is handed
+out only after that batch is stored, and only if the partition is still ours in the same
+assignment (epoch) it was read in.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class _Partition(Generic[T]):
     first_at: float = 0.0
     next_offset: int = -1  # one past the last offset buffered in this epoch
     inflight: int = 0  # bytes of the batch being written, 0 when none
+    caught_up: bool = False  # the consumer had nothing more of it when last asked
 
 
 class Batcher(Generic[K, T]):
@@ -113,6 +117,7 @@ class Batcher(Generic[K, T]):
         if not items:
             return True
         self._rewound(part, offsets[0], now)
+        part.caught_up = False
         part.items.extend(items)
         part.offsets.extend(offsets)
         part.sizes.extend(sizes)
@@ -147,7 +152,7 @@ class Batcher(Generic[K, T]):
                 ready.append((0, -part.nbytes, key))
             elif pressure:
                 ready.append((1, -part.nbytes, key))
-            elif now - part.first_at >= lim.linger_s:
+            elif now - part.first_at >= lim.linger_s or part.caught_up:
                 ready.append((2, part.first_at, key))
         ready.sort(key=lambda r: (r[0], r[1]))
         return [key for _, _, key in ready]
@@ -243,6 +248,18 @@ class Batcher(Generic[K, T]):
             for key, part in self._parts.items()
             if len(part.items) >= lim.max_rows or part.nbytes >= lim.max_bytes
         }
+
+    def caught_up(self, fetched: Iterable[K]) -> None:
+        """The consumer has nothing more buffered: every partition with pending records that
+        is not in `fetched` (the partitions this poll returned records of) has caught up."""
+        fresh = set(fetched)
+        for key, part in self._parts.items():
+            if part.items and key not in fresh:
+                part.caught_up = True
+
+    def lingering(self) -> bool:
+        """Whether some partition has pending records not yet known to have caught up."""
+        return any(p.items and not p.inflight and not p.caught_up for p in self._parts.values())
 
     def next_deadline(self) -> float | None:
         """When the oldest pending record's linger ends (None if nothing is pending)."""

@@ -38,6 +38,8 @@ from sink.store import Store, WriteOutcome
 log = logging.getLogger("fleetrun.sink")
 
 _MAX_POLL_WAIT_S = 0.1  # the loop's tick: commits, pauses and deadlines are checked this often
+# How long a poll waits for more records before pending ones count as caught up (flush_caught_up).
+_CAUGHT_UP_WAIT_S = 0.005
 _LAG_EVERY_S = 1.0
 
 
@@ -153,6 +155,10 @@ class SinkService:
             now = self.clock()
             for tp, records in data.items():
                 self._ingest(tp, records, now)
+            if self.s.flush_caught_up and sum(map(len, data.values())) < self.s.max_poll_records:
+                # Fewer than asked for: the consumer's buffer is empty, so a partition this
+                # poll returned nothing of has caught up (under a backlog every poll is full).
+                self.batcher.caught_up(tp for tp, records in data.items() if records)
             self._reap()
             if self._fatal is not None:
                 raise self._fatal
@@ -170,6 +176,9 @@ class SinkService:
         deadline = self.batcher.next_deadline()
         if deadline is None or len(self._flushes) >= self.s.max_inflight_flushes:
             return _MAX_POLL_WAIT_S  # nothing lingering, or no flush could start anyway
+        if self.s.flush_caught_up and self.batcher.lingering():
+            # A short poll tells whether more is coming: if not, the batch is written now.
+            deadline = min(deadline, self.clock() + _CAUGHT_UP_WAIT_S)
         # At least 1 ms: with a zero timeout an empty getmany() would not wait at all.
         return min(_MAX_POLL_WAIT_S, max(0.001, deadline - self.clock()))
 

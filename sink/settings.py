@@ -75,6 +75,12 @@ class SinkSettings(KafkaClientSettings):
         default=250.0,
         description="Flush a partition's batch when its oldest record has waited this long.",
     )
+    flush_caught_up: bool = Field(
+        default=True,
+        description="Flush a partition's batch as soon as the sink has read all it holds "
+        "(a lone request's rows land at once; under a backlog batches still fill); "
+        "false: wait for linger_ms or a full batch.",
+    )
     max_buffer_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1,

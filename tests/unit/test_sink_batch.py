@@ -37,6 +37,28 @@ def test_a_batch_is_due_by_rows_bytes_or_age(
     assert b.due(now) == due
 
 
+def test_a_partition_that_caught_up_is_due_at_once_until_more_arrives() -> None:
+    b = batcher()
+    b.add("a", 0, 0, 10, now=0.0)
+    b.add("b", 0, 0, 10, now=0.0)
+    assert not b.due(0.0)
+    assert b.lingering()
+    b.caught_up(fetched=["b"])  # the poll returned records of b only: a has caught up
+    assert b.due(0.0) == ["a"]
+    b.add("a", 1, 1, 10, now=0.0)  # more came: a lingers again
+    assert b.due(0.0) == []
+    b.caught_up(fetched=[])
+    assert b.due(0.0) == ["a", "b"]
+    assert not b.lingering()
+    # A caught-up partition whose batch is being written waits for it (one at a time).
+    batch = b.take("a")
+    b.add("a", 2, 2, 10, now=0.0)
+    b.caught_up(fetched=[])
+    assert b.due(0.0) == ["b"]
+    b.done(batch)
+    assert b.due(0.0) == ["a", "b"]
+
+
 def test_memory_pressure_makes_the_biggest_batches_due_first() -> None:
     b = batcher(BatchLimits(max_rows=100, max_bytes=1_000, linger_s=60, max_buffer_bytes=100))
     b.add("a", 0, 0, 30, now=0)

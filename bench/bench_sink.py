@@ -49,7 +49,7 @@ from sink.partitions import Partitions
 from sink.rows import RESULT_COLUMNS, decode_result_record
 from sink.settings import SinkSettings
 from stack.config import TOPIC_PARTITIONS
-from stack.env import StackEnv, kafka_options
+from stack.env import StackEnv, kafka_admin_environ, kafka_options
 from stack.proc import stop_process
 from stack.topics import committed_with, create_topics, delete_topics
 
@@ -165,6 +165,7 @@ async def run_sink(
         "FLEETRUN_KAFKA_BOOTSTRAP": env.kafka_bootstrap,
         "FLEETRUN_TOPIC_PREFIX": prefix,
         "FLEETRUN_PG_DSN": dsn,
+        **kafka_admin_environ(),  # the benchmark's own topics: the stack's super user
         "FLEETRUN_SINK_GROUP_ID": group,
         "FLEETRUN_SINK_OPS_PORT": "0",
         "FLEETRUN_SINK_LOG_LEVEL": "WARNING",

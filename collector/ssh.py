@@ -106,6 +106,9 @@ class SshExecutor:
             max_channels=settings.max_sessions_per_connection,
             idle_ttl_s=settings.pool_idle_ttl_s,
             metrics=metrics,
+            # Room kept for hosts holding one of the max_sessions slots; the rest may connect
+            # ahead of their slot.
+            early_room=settings.max_connections - settings.max_sessions,
         )
         if not settings.ssh_verify_host_keys:
             log.warning(
@@ -200,6 +203,7 @@ class SshExecutor:
         # requests running in step on the same hosts hold more channels than a connection
         # carries, and every host of warm-500x50 got a second connection (500 handshakes).
         try:
+            # False: the early connects in flight use up their room; connect in the slot.
             await self._pool.ready(host, time.monotonic() + request.connect_timeout_s)
         except Exception as exc:
             return _connect_failed(host, exc)

@@ -289,3 +289,31 @@ async def test_ready_opens_a_connection_without_claiming_it() -> None:
     assert len(connector.calls) == 1
     pool.release(entry)
     await pool.close()
+
+
+async def test_connects_ahead_of_a_slot_leave_room_for_hosts_holding_one() -> None:
+    # max 3 connections, 1 of them for connects ahead: hosts holding slots never wait for room.
+    connector = Connector(delay_s=0.2)
+    pool = make_pool(connector, max_connections=3, early_room=1)
+    first = asyncio.create_task(pool.ready(A, soon()))
+    await until(lambda: len(connector.calls) == 1)
+    assert await pool.ready(B, soon()) is False  # declined at once: nothing connected
+    assert len(connector.calls) == 1
+    got = await asyncio.gather(pool.acquire(B, soon(1.0)), pool.acquire(C, soon(1.0)))
+    assert [entry.conn.spec.name for entry, _ in got] == ["b", "c"]
+    assert await first is True
+    for entry, _ in got:
+        pool.release(entry)
+    # Its connect done, the room is free again.
+    assert await pool.ready(B, soon()) is True
+    await pool.close()
+
+
+async def test_a_full_pool_declines_a_connect_ahead_instead_of_waiting() -> None:
+    connector = Connector()
+    pool = make_pool(connector, max_connections=1)
+    entry, _ = await pool.acquire(A, soon())  # busy: nothing to evict
+    async with asyncio.timeout(10):  # not a wait for room until its 60 s deadline
+        assert await pool.ready(B, soon(60.0)) is False
+    pool.release(entry)
+    await pool.close()

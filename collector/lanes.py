@@ -81,13 +81,19 @@ class Lanes:
         ledgers = {tp: PartitionLedger(tp.partition, collector=self.collector) for tp in new}
         try:
             for tp in new:
-                outbox = Outbox(
+                outboxes[tp] = Outbox(
                     self._producer_factory(tp.partition),
                     name=f"{self.topics.requests}[{tp.partition}]",
                     on_commit=self._on_commit,
                 )
-                await outbox.start()
-                outboxes[tp] = outbox
+            # Concurrently: each start is a few round trips to the transaction coordinator,
+            # and the group's rebalance waits for all of them.
+            starts = await asyncio.gather(
+                *(outbox.start() for outbox in outboxes.values()), return_exceptions=True
+            )
+            failed = next((r for r in starts if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
             producers_at = time.monotonic()
             await self._replay(ledgers)
         except BaseException:

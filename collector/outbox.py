@@ -40,6 +40,10 @@ log = logging.getLogger("fleetrun.collector.outbox")
 _BACKOFF_BASE_S: Final = 0.2
 _BACKOFF_MAX_S: Final = 5.0
 _CLOSE_TIMEOUT_S: Final = 10.0
+# InitProducerId waits while the broker aborts the previous owner's open transaction: seconds
+# at most when the broker is well; past a minute something is wrong (say so, and give up).
+_START_SLOW_S: Final = 10.0
+_START_TIMEOUT_S: Final = 60.0
 
 
 class Fenced(CollectorError):
@@ -110,16 +114,32 @@ class Outbox:
         self._encode_marks = encode_marks
 
     async def start(self) -> None:
-        """Initialise the transactional id (fences the previous owner), start the loop."""
+        """Initialise the transactional id (fences the previous owner), start the loop.
+
+        Bounded: a start that takes _START_TIMEOUT_S fails (CollectorError) rather than hold
+        the group's rebalance, and one past _START_SLOW_S is logged while it waits."""
+        slow = asyncio.get_running_loop().call_later(
+            _START_SLOW_S,
+            lambda: log.warning(
+                "transactional producer still starting (the broker may be aborting the "
+                "previous owner's transaction)",
+                extra={"partition": self.name, "waited_s": _START_SLOW_S},
+            ),
+        )
         try:
-            await self.producer.start()
-        except BaseException:
+            async with asyncio.timeout(_START_TIMEOUT_S):
+                await self.producer.start()
+        except BaseException as exc:
             # Cancelled or failed half way (InitProducerId, say): its connections stay open
             # unless it is stopped.
             # Shielded: the stop must run even when the caller is cancelled again meanwhile.
             stopping = asyncio.ensure_future(self.producer.stop())
             await asyncio.shield(asyncio.gather(stopping, return_exceptions=True))
+            if isinstance(exc, TimeoutError | KafkaError):
+                raise classify(exc, f"starting the transactional producer of {self.name}") from exc
             raise
+        finally:
+            slow.cancel()
         self._task = asyncio.create_task(self._run(), name=f"outbox {self.name}")
 
     async def write(self, records: Sequence[Out], marks: Sequence[MarkItem] = ()) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Final
 
 import pytest
@@ -35,11 +33,11 @@ from fleetrun.cli.errors import (
 from fleetrun.cli.settings import CliSettings
 from schemas import Cancel, ErrorInfo, Request, Status, StatusCounts
 from stack.env import StackEnv, kafka_options
+from tests.support.cli import run_fleetrun
 from tests.support.kafka import Topics, consume_n
 from tests.support.records import make_result
 from tests.support.settings import process_env
 
-FLEETRUN: Final = str(Path(sys.executable).with_name("fleetrun"))
 HOUR_MS: Final = 3_600_000
 
 
@@ -125,18 +123,7 @@ async def _cli(
     env = process_env(
         CliSettings, stack_env, {"topic_prefix": topics.prefix, "principal": "tester"}
     )
-    proc = await asyncio.create_subprocess_exec(
-        FLEETRUN,
-        "cancel",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(timeout_s):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_fleetrun(env, "cancel", *args, timeout_s=timeout_s)
 
 
 def killed(cancel: Cancel) -> ErrorInfo:

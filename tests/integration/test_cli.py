@@ -16,7 +16,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 
 import schemas
 from fleetrun.cli.errors import (
@@ -31,8 +30,8 @@ from fleetrun.cli.errors import (
 )
 from fleetrun.cli.settings import CliSettings
 from sink.app import run_migrations, run_sink
-from sink.settings import SinkSettings
 from stack.env import StackEnv, kafka_options
+from tests.support.cli import FLEETRUN, run_fleetrun
 from tests.support.collector import (
     collector_settings,
     counted,
@@ -44,8 +43,8 @@ from tests.support.collector import (
 from tests.support.kafka import Topics
 from tests.support.records import make_counts, make_result
 from tests.support.settings import process_env
+from tests.support.sink import sink_settings_for
 
-FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 REPO = Path(__file__).resolve().parents[2]
 # demo1 fails, the others print the same line: two groups, failures first.
 SPLIT = (
@@ -68,31 +67,14 @@ class Cli:
     async def __call__(
         self, *args: str, timeout_s: float = 60, extra_env: dict[str, str] | None = None
     ) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            FLEETRUN,
-            *args,
-            env={**self.env, **(extra_env or {})},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(timeout_s):
-            out, err = await proc.communicate()
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        env = {**self.env, **(extra_env or {})}
+        return await run_fleetrun(env, *args, timeout_s=timeout_s)
 
 
 @pytest.fixture
 async def cli(stack_env: StackEnv, topics: Topics, pg_dsn: str) -> AsyncIterator[Cli]:
     """A collector and a sink on private topics and database, and the CLI aimed at them."""
-    sink_settings = SinkSettings(
-        kafka_bootstrap=stack_env.kafka_bootstrap,
-        **stack_env.kafka_admin,
-        topic_prefix=topics.prefix,
-        group_id=topics.prefix + "sink",
-        pg_dsn=SecretStr(pg_dsn),
-        ops_port=0,
-        linger_ms=50.0,
-    )
+    sink_settings = sink_settings_for(stack_env, topics.prefix, pg_dsn)
     await run_migrations(sink_settings)
     stop = asyncio.Event()
     sink_task = asyncio.create_task(run_sink(sink_settings, stop))

@@ -4,21 +4,19 @@ Kafka and the stack's sshd hosts."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from fleetrun.cli.errors import EXIT_OK
 from fleetrun.cli.settings import CliSettings
 from stack.env import StackEnv
+from tests.support.cli import run_fleetrun
 from tests.support.collector import collector_settings, running_collector
 from tests.support.kafka import Topics
 from tests.support.settings import process_env
 
-FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 # Two lines 0.5 s apart, then one that tries to retitle the terminal (OSC 0 ... BEL).
 CHATTY = r"for i in 1 2; do echo line$i; sleep 0.5; done; printf '\033]0;pwned\007evil\n'"
 
@@ -34,13 +32,7 @@ async def env(stack_env: StackEnv, topics: Topics) -> AsyncIterator[dict[str, st
 
 
 async def _fleetrun(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        FLEETRUN, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_fleetrun(env, *args, timeout_s=60)
 
 
 def _assert_lines(out: str) -> None:

@@ -4,53 +4,30 @@ show one request, whatever the three collectors did with its shards."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from pathlib import Path
-
-from pydantic import SecretStr
 
 from fleetrun.cli.errors import EXIT_OK
 from fleetrun.cli.settings import CliSettings
 from sink.app import run_migrations, run_sink
-from sink.settings import SinkSettings
 from stack.env import StackEnv
 from stack.simfleet.runner import running_fleet
+from tests.support.cli import run_fleetrun
 from tests.support.kafka import Topics
 from tests.support.settings import process_env
 from tests.support.shards import collector_group
-from tests.support.sink import fetch
-
-FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
+from tests.support.sink import fetch, sink_settings_for
 
 
-async def _cli(env: dict[str, str], *args: str, timeout_s: float = 120) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        FLEETRUN,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(timeout_s):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    return await run_fleetrun(env, *args, timeout_s=120)
 
 
 async def test_run_wait_status_and_the_sink_see_one_request(
     stack_env: StackEnv, topics: Topics, pg_dsn: str, tmp_path: Path
 ) -> None:
     hosts = 150
-    sink_settings = SinkSettings(
-        kafka_bootstrap=stack_env.kafka_bootstrap,
-        **stack_env.kafka_admin,
-        topic_prefix=topics.prefix,
-        group_id=topics.prefix + "sink",
-        pg_dsn=SecretStr(pg_dsn),
-        ops_port=0,
-        linger_ms=50.0,
-    )
+    sink_settings = sink_settings_for(stack_env, topics.prefix, pg_dsn)
     await run_migrations(sink_settings)
     stop = asyncio.Event()
     sink_task = asyncio.create_task(run_sink(sink_settings, stop))

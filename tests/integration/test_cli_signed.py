@@ -4,9 +4,7 @@ exit 3 with the collector's reason and run nowhere."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +14,11 @@ import pytest
 from fleetrun.cli.errors import EXIT_OK, EXIT_REJECTED
 from fleetrun.cli.settings import CliSettings
 from stack.env import StackEnv
+from tests.support.cli import run_fleetrun
 from tests.support.collector import collector_settings, running_collector, ssh_all
 from tests.support.kafka import Topics
 from tests.support.settings import process_env
 
-FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 POLICY = """
 [templates.restart_service]
 command = "echo restarting {name}"
@@ -41,17 +39,7 @@ class SignedCli:
     key: Path
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            FLEETRUN,
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(90):
-            out, err = await proc.communicate()
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await run_fleetrun(self.env, *args, timeout_s=90)
 
 
 def _keygen(path: Path) -> Path:

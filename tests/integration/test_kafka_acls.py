@@ -7,7 +7,6 @@ Each test connects as the principal it is about; the fixtures administer as the 
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,12 +24,11 @@ from fleetrun.runtime.probes import KafkaProbe
 from stack.acls import Acl, delete_acls, ensure_acls, fleetrun_acls
 from stack.config import TOPIC_PARTITIONS
 from stack.env import StackEnv
+from tests.support.cli import run_fleetrun
 from tests.support.collector import collector_settings, running_collector
 from tests.support.kafka import Topics
 from tests.support.settings import process_env
 from tests.support.sink import MakeSink, wait_for_rows
-
-FLEETRUN = str(Path(sys.executable).with_name("fleetrun"))
 
 
 @pytest.fixture
@@ -77,18 +75,8 @@ async def _requests_produced(stack_env: StackEnv, topics: Topics) -> int:
     return sum(ends.values())
 
 
-async def _fleetrun(env: dict[str, str], *args: str, timeout_s: float = 90) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        FLEETRUN,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(timeout_s):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+async def _fleetrun(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    return await run_fleetrun(env, *args, timeout_s=90)
 
 
 @pytest.mark.usefixtures("acls")

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
 from schemas import Result, ResultStatus, encode
 from sink.settings import SinkSettings
@@ -266,3 +267,17 @@ class SinkProcess:
 
 
 MakeSink = Callable[..., SinkProcess]  # the `sinks` fixture: settings (field=value) → a sink
+
+
+def sink_settings_for(stack_env: StackEnv, prefix: str, pg_dsn: str) -> SinkSettings:
+    """An in-process sink on a test's own topics (as the stack's super user: no service
+    principal's ACLs cover them) and database, flushing within 50 ms."""
+    return SinkSettings(
+        kafka_bootstrap=stack_env.kafka_bootstrap,
+        **stack_env.kafka_admin,
+        topic_prefix=prefix,
+        group_id=prefix + "sink",
+        pg_dsn=SecretStr(pg_dsn),
+        ops_port=0,
+        linger_ms=50.0,
+    )

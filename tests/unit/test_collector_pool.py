@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 import pytest
@@ -300,7 +300,7 @@ async def test_connects_ahead_of_a_slot_leave_room_for_hosts_holding_one() -> No
     assert await pool.ready(B, soon()) is False  # declined at once: nothing connected
     assert len(connector.calls) == 1
     got = await asyncio.gather(pool.acquire(B, soon(1.0)), pool.acquire(C, soon(1.0)))
-    assert [entry.conn.spec.name for entry, _ in got] == ["b", "c"]
+    assert [cast(FakeConn, entry.conn).spec.name for entry, _ in got] == ["b", "c"]
     assert await first is True
     for entry, _ in got:
         pool.release(entry)

@@ -122,6 +122,7 @@ async def run_scenario(
     work: Path,
     tools: Sequence[str] = (),
     reverse: bool = False,
+    rotate: int = 0,
 ) -> dict[str, Any]:
     """Every tool of one scenario (and its healthy reference runs), as one JSON document."""
     started = time.perf_counter()
@@ -165,6 +166,9 @@ async def run_scenario(
             measured.insert(at + 1, (measured[at][0], f"{FLEETRUN}{SIGNED}"))
     if reverse:
         measured.reverse()
+    if measured and rotate:
+        shift = rotate % len(measured)
+        measured = measured[shift:] + measured[:shift]
     doc["order"] = [tool for _, tool in measured]
     doc["runs"] += await _on_fleet(sc, sc.profile, measured, env, work)
     doc["load_after"] = load_average()
@@ -216,6 +220,14 @@ async def main(argv: Sequence[str] | None = None) -> int:
         help="run each scenario's tools in reverse order (later runs on a fleet tend to be faster:"
         " repeat with and without to cancel it out)",
     )
+    p.add_argument(
+        "--rotate",
+        type=int,
+        default=0,
+        metavar="K",
+        help="start each scenario's tools at the K-th (repeat with K = 0, 1, … so every tool runs"
+        " in every position once: reversing alone keeps the middle one in the middle)",
+    )
     args = p.parse_args(argv)
     env = stack_env()
     started = time.perf_counter()
@@ -233,7 +245,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
         for sc in scenarios(args.full):
             if _selected(sc.name, args.only):
                 log(f"scenario {sc.name}: {sc.title}")
-                doc = await run_scenario(sc, env, work / sc.name, args.tool, args.reverse)
+                doc = await run_scenario(
+                    sc, env, work / sc.name, args.tool, args.reverse, args.rotate
+                )
                 log(f"wrote {write(doc, sc.name)} ({doc['scenario_s']} s)")
                 summary["scenarios"].append(sc.name)
         if not args.no_micro:

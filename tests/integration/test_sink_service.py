@@ -158,7 +158,8 @@ async def test_poison_records_go_to_the_dead_letters_and_their_neighbours_are_st
     ]
     await produce(stack_env.kafka_bootstrap, topics["status"], status_values)
 
-    sink = sinks(linger_ms=1000, batch_max_rows=1000)
+    # Held for the linger, not written as soon as caught up: one batch, as the premise says.
+    sink = sinks(linger_ms=1000, batch_max_rows=1000, flush_caught_up=False)
     await sink.start()
     await wait_for_rows(pg_dsn, 4, table="dead_letters", timeout_s=60)
     await wait_committed(stack_env.kafka_bootstrap, sink.group, topics["results"], len(values), 30)
@@ -245,8 +246,9 @@ async def test_sigterm_flushes_what_is_buffered_and_commits_it(
     stack_env: StackEnv, topics: Topics, pg_dsn: str, sinks: MakeSink
 ) -> None:
     results = results_for(200)
-    # A linger far longer than the test: only the shutdown can flush these.
-    sink = sinks(linger_ms=600000)
+    # A linger far longer than the test, and no flush on catching up: only the shutdown can
+    # flush these.
+    sink = sinks(linger_ms=600000, flush_caught_up=False)
     await sink.start()
     await produce_results(stack_env.kafka_bootstrap, topics["results"], results)
     await sink.wait_metric(

@@ -232,12 +232,35 @@ def _run(doc: Mapping[str, Any] | None, tool: str) -> Mapping[str, Any] | None:
     return None
 
 
+def verdict(ok: bool | None) -> str:
+    """A target's verdict cell."""
+    return "not measured" if ok is None else "met" if ok else "**missed**"
+
+
+def _cost_row(
+    target: str,
+    on: Mapping[str, Any] | None,
+    off: Mapping[str, Any] | None,
+    at_least: float,
+    off_name: str,
+) -> tuple[str, str, str] | None:
+    """A feature's cost as a target row: its rate against the same run without it, and the
+    collector's CPU per result beside (None unless both runs are there)."""
+    if not (on and off):
+        return None
+    r = ratio(on.get("results_per_s"), off.get("results_per_s"))
+    return (
+        target,
+        f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
+        f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
+        f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} {off_name}",
+        verdict(None if r is None else r >= at_least),
+    )
+
+
 def targets(docs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) for each target of the issue that this run measured."""
     out: list[tuple[str, str, str]] = []
-
-    def verdict(ok: bool | None) -> str:
-        return "not measured" if ok is None else "met" if ok else "**missed**"
 
     warm = docs.get("warm-500x50")
     f, loop = _run(warm, FLEETRUN), _run(warm, LOOP)
@@ -272,32 +295,24 @@ def targets(docs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]
             )
     for name in LIVE_COST_SCENARIOS:
         doc = docs.get(name)
-        on, off = _run(doc, FLEETRUN), _run(doc, FLEETRUN + NO_LIVE)
-        if on and off:
-            r = ratio(on.get("results_per_s"), off.get("results_per_s"))
-            out.append(
-                (
-                    f"{name}: streaming off ≥ {LIVE_COST_RATIO}× without live output's code path",
-                    f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
-                    f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
-                    f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} off's",
-                    verdict(None if r is None else r >= LIVE_COST_RATIO),
-                )
-            )
+        row = _cost_row(
+            f"{name}: streaming off ≥ {LIVE_COST_RATIO}× without live output's code path",
+            _run(doc, FLEETRUN),
+            _run(doc, FLEETRUN + NO_LIVE),
+            LIVE_COST_RATIO,
+            "off's",
+        )
+        out += [row] if row else []
     for name in SIGNED_COST_SCENARIOS:
         doc = docs.get(name)
-        on, off = _run(doc, FLEETRUN + SIGNED), _run(doc, FLEETRUN)
-        if on and off:
-            r = ratio(on.get("results_per_s"), off.get("results_per_s"))
-            out.append(
-                (
-                    f"{name}: signed requests ≥ {SIGNED_COST_RATIO}× unsigned",
-                    f"{_x(r)} ({_num(on.get('results_per_s'), 0)} vs "
-                    f"{_num(off.get('results_per_s'), 0)} results/s); collector CPU per result "
-                    f"{_x(ratio(_cpu_per(on), _cpu_per(off)))} unsigned's",
-                    verdict(None if r is None else r >= SIGNED_COST_RATIO),
-                )
-            )
+        row = _cost_row(
+            f"{name}: signed requests ≥ {SIGNED_COST_RATIO}× unsigned",
+            _run(doc, FLEETRUN + SIGNED),
+            _run(doc, FLEETRUN),
+            SIGNED_COST_RATIO,
+            "unsigned's",
+        )
+        out += [row] if row else []
     for name in ("fanout-1000", "warm-500x50", "hang-1000"):
         doc = docs.get(name)
         f, seed, pre = _run(doc, FLEETRUN), _run(doc, SEED), _run(doc, SEED_PRELOAD)
